@@ -1,0 +1,36 @@
+# modgate: `make demo` runs the gateway on embedded defaults, `make test` runs every check.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+NETNS := tools/netns
+PYTEST_ARGS ?=
+
+.PHONY: setup lint test test-python test-micropython demo bench clean
+
+setup:
+	@bash tools/setup.sh
+
+lint: setup
+	$(VENV)/bin/ruff check firmware host boards tests tools
+	$(PY) tools/lint_firmware.py
+	$(VENV)/bin/mypy
+
+# Unit (CPython), host and end-to-end tests in one pytest run, inside a private loopback-only
+# network namespace so every peer (dcmtk, Orthanc, pynetdicom) is reachable from 127.0.0.1 only.
+test-python: setup
+	$(NETNS) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-micropython: setup
+	$(NETNS) $(PY) tools/mptest.py
+
+test: lint test-python test-micropython
+	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm"
+
+demo: setup
+	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS))
+
+bench: setup
+	$(NETNS) $(PY) tools/bench.py
+
+clean:
+	rm -rf out build .pytest_cache .mypy_cache .ruff_cache

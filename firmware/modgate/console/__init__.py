@@ -1,0 +1,1 @@
+"""The field engineer's serial console: line editing, commands, PIN."""

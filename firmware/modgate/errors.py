@@ -1,0 +1,41 @@
+"""The firmware's error hierarchy: one module, so every layer raises and catches the same names."""
+
+
+class ModgateError(Exception):
+    """Base of every error the firmware raises on purpose."""
+
+
+class ConfigError(ModgateError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+
+class EncodeError(ModgateError):
+    """A frame or file cannot become a valid DICOM object (bad geometry, unsupported format...)."""
+
+
+class DeliveryError(ModgateError):
+    """Delivery to a destination failed. `transient` says whether retrying may help."""
+
+    def __init__(self, message, transient=True):
+        ModgateError.__init__(self, message)
+        self.transient = transient
+
+
+class LinkTimeout(ModgateError):
+    """A transport operation ran past its configured timeout."""
+
+
+class LinkClosed(ModgateError):
+    """The peer closed or reset the transport."""
+
+
+class SpoolFull(ModgateError):
+    """The flash budget is at its high watermark; the source must wait (BUSY)."""
+
+
+class FrameError(ModgateError):
+    """A frame on the acquisition input is corrupt or unacceptable; `code` is the NAK reason."""
+
+    def __init__(self, message, code=0):
+        ModgateError.__init__(self, message)
+        self.code = code

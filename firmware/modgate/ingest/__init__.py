@@ -1,0 +1,1 @@
+"""Acquisition sources: frame protocol v1, file drop, test pattern."""

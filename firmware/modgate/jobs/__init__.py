@@ -1,0 +1,1 @@
+"""Device jobs runnable from firmware/main.py: each module has main(argv) -> exit code."""

@@ -1,0 +1,42 @@
+"""Wall clock with a settable offset: boards without an RTC start at their epoch, and the
+console's `time set` corrects it without needing privileges on the host OS."""
+
+import time
+
+_offset_s = 0
+# MicroPython ports may count from 2000-01-01; CPython and the unix port from 1970.
+UNSET_BEFORE_YEAR = 2024
+
+
+def epoch_seconds():
+    return int(time.time()) + _offset_s
+
+
+def now():
+    """(year, month, day, hour, minute, second) in UTC from the device clock."""
+    return tuple(time.gmtime(epoch_seconds())[:6])
+
+
+def is_set():
+    return now()[0] >= UNSET_BEFORE_YEAR
+
+
+def set_time(year, month, day, hour, minute, second):
+    """Set the device clock to the given UTC time."""
+    global _offset_s
+    target = _utc_seconds(year, month, day, hour, minute, second) - _EPOCH_SHIFT
+    _offset_s = target - int(time.time())
+
+
+def _utc_seconds(year, month, day, hour, minute, second):
+    # time.mktime is local time on CPython; compute UTC seconds since 1970 by hand (days from civil).
+    y = year - (1 if month <= 2 else 0)
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    days = era * 146097 + doe - 719468
+    return days * 86400 + hour * 3600 + minute * 60 + second
+
+
+_EPOCH_SHIFT = _utc_seconds(*time.gmtime(0)[:6])

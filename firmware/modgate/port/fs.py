@@ -1,0 +1,136 @@
+"""Flash file system access: plain `os`, which both runtimes have (MicroPython has no os.path)."""
+
+import os
+
+SEP = "/"
+_S_IFDIR = 0x4000
+
+
+def join(*parts):
+    path = ""
+    for part in parts:
+        if not path or part.startswith(SEP):
+            path = part
+        elif path.endswith(SEP):
+            path += part
+        else:
+            path += SEP + part
+    return path
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def isdir(path):
+    try:
+        return os.stat(path)[0] & _S_IFDIR != 0
+    except OSError:
+        return False
+
+
+def size(path):
+    return os.stat(path)[6]
+
+
+def mtime(path):
+    return os.stat(path)[8]
+
+
+def makedirs(path):
+    if not path or isdir(path):
+        return
+    parent = path.rsplit(SEP, 1)[0] if SEP in path.rstrip(SEP) else ""
+    if parent and parent != path:
+        makedirs(parent)
+    try:
+        os.mkdir(path)
+    except OSError:
+        if not isdir(path):
+            raise
+
+
+def listdir(path):
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def remove(path):
+    try:
+        os.remove(path)
+        return True
+    except OSError:
+        return False
+
+
+def rmdir(path):
+    try:
+        os.rmdir(path)
+        return True
+    except OSError:
+        return False
+
+
+def rename(src, dst):
+    os.rename(src, dst)
+
+
+def open_file(path, mode="rb"):
+    return open(path, mode)
+
+
+def sync_file(f):
+    """Flush a file to the medium, as far as the port allows (the unix port has no fsync)."""
+    f.flush()
+    fsync = getattr(os, "fsync", None)
+    if fsync is not None:
+        try:
+            fsync(f.fileno())
+        except (AttributeError, OSError):
+            pass
+
+
+def sync_dir(path):
+    """Make a rename in `path` durable where the OS needs it (CPython on Linux)."""
+    fsync = getattr(os, "fsync", None)
+    opener = getattr(os, "open", None)
+    if fsync is None or opener is None:
+        return
+    try:
+        fd = opener(path, 0)
+        try:
+            fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+def write_atomic(path, data):
+    """Replace `path` with `data` so that a power cut leaves either the old or the new content."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        sync_file(f)
+    rename(tmp, path)
+    sync_dir(path.rsplit(SEP, 1)[0] if SEP in path else ".")
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def free_bytes(path):
+    """Free space on the file system holding `path`, or None when the port cannot tell."""
+    try:
+        st = os.statvfs(path)
+    except (AttributeError, OSError):
+        return None
+    return st[0] * st[4]

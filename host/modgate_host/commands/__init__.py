@@ -1,0 +1,1 @@
+"""One module per `modgate` subcommand; see modgate_host.cli."""

@@ -1,0 +1,81 @@
+"""Where the firmware runs on this host: CPython, the x86-64 MicroPython build, or armhf under QEMU.
+
+Every host command that runs device code (encode, send, emulate, the tests, the benchmarks) builds
+its command line here, so there is one definition of "run the firmware on runtime X".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FIRMWARE = REPO / "firmware"
+BOARDS = REPO / "boards"
+TOOLCHAIN = Path(os.environ.get("MODGATE_TOOLCHAIN", REPO / ".toolchain"))
+ENTRY = FIRMWARE / "main.py"
+
+RUNTIMES = ("cpython", "micropython", "qemu-armhf")
+MICROPYTHON_RUNTIMES = ("micropython", "qemu-armhf")
+
+
+class RuntimeUnavailable(RuntimeError):
+    """The requested runtime is not installed here; `make setup` installs it."""
+
+
+def _micropython_unix() -> str:
+    beside = Path(sys.executable).with_name("micropython")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found:
+        return found
+    raise RuntimeUnavailable("x86-64 MicroPython not found (run `make setup`)")
+
+
+def _armhf_sysroot() -> Path:
+    sysroot = TOOLCHAIN / "sysroot-armhf"
+    if not (sysroot / "usr/bin/micropython").exists():
+        raise RuntimeUnavailable(f"armhf MicroPython not found in {sysroot} (run `make setup`)")
+    if not shutil.which("qemu-arm"):
+        raise RuntimeUnavailable("qemu-arm not found (apt-get install qemu-user)")
+    return sysroot
+
+
+def interpreter(runtime: str, heap: str | None = None) -> list[str]:
+    """The argv prefix that starts a Python interpreter of `runtime`, with a heap limit if given."""
+    if runtime == "cpython":
+        return [sys.executable]
+    heap_args = ["-X", f"heapsize={heap}"] if heap else []
+    if runtime == "micropython":
+        return [_micropython_unix(), *heap_args]
+    if runtime == "qemu-armhf":
+        sysroot = _armhf_sysroot()
+        return ["qemu-arm", "-L", str(sysroot), str(sysroot / "usr/bin/micropython"), *heap_args]
+    raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+
+
+def environment(runtime: str, board: str = "unix") -> dict[str, str]:
+    """Environment for the firmware: its import path is the firmware tree plus the board's folder."""
+    env = dict(os.environ)
+    path = os.pathsep.join([str(FIRMWARE), str(BOARDS / board)])
+    if runtime == "cpython":
+        env["PYTHONPATH"] = path
+    else:
+        env["MICROPYPATH"] = path
+    return env
+
+
+def firmware_command(runtime: str, job: str, *args: str, heap: str | None = None) -> list[str]:
+    """argv that runs `firmware/main.py JOB ARGS...`, the entry point a real board's main.py uses."""
+    return [*interpreter(runtime, heap), str(ENTRY), job, *args]
+
+
+def available(runtime: str) -> bool:
+    try:
+        interpreter(runtime)
+    except RuntimeUnavailable:
+        return False
+    return True

@@ -1,0 +1,28 @@
+"""Helpers shared by the firmware unit tests, on CPython and MicroPython alike."""
+
+import os
+
+from modgate.port import fs
+
+_counter = [0]
+
+
+def scratch_dir(name):
+    """A fresh, empty folder for one test (removed by the caller's cleanup via remove_tree)."""
+    root = os.getenv("MODGATE_TEST_TMP") or "/tmp"
+    _counter[0] += 1
+    path = fs.join(root, "mg-" + name + "-" + str(os.getpid() if hasattr(os, "getpid") else 0) + "-" + str(_counter[0]))
+    remove_tree(path)
+    fs.makedirs(path)
+    return path
+
+
+def remove_tree(path):
+    if not fs.exists(path):
+        return
+    if fs.isdir(path):
+        for name in fs.listdir(path):
+            remove_tree(fs.join(path, name))
+        fs.rmdir(path)
+    else:
+        fs.remove(path)

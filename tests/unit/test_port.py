@@ -1,0 +1,85 @@
+"""The port layer: file helpers, clock and loopback TCP with bounded waits."""
+
+import os
+import unittest
+
+from modgate.compat import deadline, remaining_ms, ticks_add, ticks_diff, ticks_ms
+from modgate.errors import LinkClosed, LinkTimeout
+from modgate.port import clock, fs, sockets
+
+import support
+
+
+class TestFs(unittest.TestCase):
+    def setUp(self):
+        self.dir = support.scratch_dir("fs")
+        self.addCleanup(support.remove_tree, self.dir)
+
+    def test_join(self):
+        self.assertEqual(fs.join("a", "b", "c"), "a/b/c")
+        self.assertEqual(fs.join("a/", "b"), "a/b")
+        self.assertEqual(fs.join("a", "/b"), "/b")
+
+    def test_write_atomic_replaces_and_leaves_no_temp(self):
+        path = fs.join(self.dir, "cfg.json")
+        fs.write_atomic(path, b"one")
+        fs.write_atomic(path, b"two")
+        self.assertEqual(fs.read_bytes(path), b"two")
+        self.assertEqual(fs.listdir(self.dir), ["cfg.json"])
+
+    def test_makedirs_nested_and_idempotent(self):
+        path = fs.join(self.dir, "a/b/c")
+        fs.makedirs(path)
+        fs.makedirs(path)
+        self.assertTrue(fs.isdir(path))
+        self.assertFalse(fs.isdir(fs.join(self.dir, "missing")))
+
+
+class TestClock(unittest.TestCase):
+    def test_set_time_round_trips(self):
+        clock.set_time(2030, 1, 2, 3, 4, 5)
+        got = clock.now()
+        self.assertEqual(got[:5], (2030, 1, 2, 3, 4))
+        self.assertTrue(clock.is_set())
+        clock.set_time(2001, 1, 1, 0, 0, 0)
+        self.assertFalse(clock.is_set())
+
+    def test_ticks_wrap_safely(self):
+        start = ticks_ms()
+        self.assertEqual(ticks_diff(ticks_add(start, 1234), start), 1234)
+        self.assertGreater(remaining_ms(deadline(10000)), 9000)
+
+
+class TestSockets(unittest.TestCase):
+    # Random, so runs on several runtimes at once do not collide.
+    PORT = 40000 + int.from_bytes(os.urandom(2), "little") % 20000
+
+    def setUp(self):
+        self.listener = sockets.Listener("127.0.0.1", self.PORT)
+        self.addCleanup(self.listener.close)
+
+    def test_round_trip_and_close(self):
+        client = sockets.connect("127.0.0.1", self.PORT, 2000)
+        server = self.listener.accept(2000)
+        self.assertIsNotNone(server)
+        client.send_all(b"ping" * 1000, 2000)
+        buf = bytearray(8192)
+        got = 0
+        while got < 4000:
+            got += server.recv_into(memoryview(buf)[got:], 8192 - got, 2000)
+        self.assertEqual(bytes(buf[:8]), b"pingping")
+        client.close()
+        self.assertEqual(server.recv_into(memoryview(buf), 10, 2000), 0)
+        server.close()
+
+    def test_receive_times_out(self):
+        client = sockets.connect("127.0.0.1", self.PORT, 2000)
+        server = self.listener.accept(2000)
+        with self.assertRaises(LinkTimeout):
+            server.recv_into(memoryview(bytearray(4)), 4, 50)
+        client.close()
+        server.close()
+
+    def test_refused_connect_is_link_closed(self):
+        with self.assertRaises(LinkClosed):
+            sockets.connect("127.0.0.1", 1, 2000)

