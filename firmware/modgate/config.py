@@ -1,0 +1,425 @@
+"""Device configuration: a schema (data), validators, and a JSON file on flash saved atomically.
+
+Every key is lower_snake_case. A schema entry is
+    (key, kind, default, limit, flags, description)
+`kind` picks the parser/validator (see _parse), `limit` is its argument (a max length, an
+(min, max) range or a tuple of choices), `flags` is SECRET | PRIVILEGED.
+
+`Config.set(key, text)` takes the console's text form; `load()` accepts the typed JSON form.
+A missing or corrupt file never stops the device: it falls back to defaults and logs why.
+"""
+
+import binascii
+import hashlib
+import json
+
+from modgate import log
+from modgate.errors import ConfigError
+from modgate.port import entropy, fs
+
+SECRET = 1
+PRIVILEGED = 2
+_P = PRIVILEGED
+
+# AE titles: PS3.5 6.2 (AE: 16 bytes max, no backslash or control characters, leading and
+# trailing spaces not significant). UID roots: PS3.5 9.1 (digits and dots, no leading zeros,
+# 64 chars total); 24 leaves 40 characters for the suffix the encoder appends.
+UID_ROOT_MAX = 24
+
+SCHEMA = (
+    ("device_serial", "text", "", 32, _P, "Serial number reported by ident (empty = board UID)"),
+    ("station_name", "text", "MODGATE", 16, _P, "Station Name (0008,1010), SH"),
+    ("institution_name", "text", "", 64, _P, "Institution Name (0008,0080), LO"),
+    ("ae_title", "aet", "MODGATE", 16, _P, "Our AE title as calling SCU"),
+    ("uid_root", "uid_root", "2.25", UID_ROOT_MAX, _P, "UID root for generated UIDs (2.25 = UUID-derived)"),
+    ("max_pdu", "int", 16384, (4096, 131072), _P, "Max PDU length we receive, bytes (PS3.8 D.1)"),
+    ("connect_timeout_ms", "int", 5000, (100, 600000), _P, "TCP connect timeout"),
+    ("acse_timeout_ms", "int", 10000, (100, 600000), _P, "Association accept/release timeout"),
+    ("dimse_timeout_ms", "int", 30000, (100, 3600000), _P, "DIMSE response timeout"),
+    ("idle_timeout_ms", "int", 10000, (0, 3600000), _P, "Release an idle association after this"),
+    ("frames_port", "port", 5555, None, _P, "TCP port of the frame input"),
+    ("frames_max_bytes", "int", 16777216, (1024, 1073741824), _P, "Largest frame accepted"),
+    ("frames_idle_timeout_ms", "int", 30000, (100, 3600000), _P, "Drop a silent frame connection"),
+    ("grouping", "choice", "series", ("frame", "series"), _P, "One series per frame, or per burst"),
+    ("series_timeout_ms", "int", 60000, (0, 86400000), _P, "Gap that starts a new series"),
+    ("iod", "choice", "sc", ("sc", "dx", "us", "vl-photo"), _P, "IOD written for each frame"),
+    ("modality", "modality", "OT", 16, _P, "Modality (0008,0060), CS"),
+    ("default_patient_name", "pn", "", 64, _P, "Patient's Name when none was given, PN"),
+    ("default_patient_id", "text", "", 64, _P, "Patient ID when none was given, LO"),
+    ("default_patient_birth_date", "date", "", 8, _P, "Patient's Birth Date, YYYYMMDD or empty"),
+    ("default_patient_sex", "choice", "", ("", "M", "F", "O"), _P, "Patient's Sex, M/F/O or empty"),
+    ("retry_base_ms", "int", 1000, (10, 3600000), _P, "First retry delay (doubles each attempt)"),
+    ("retry_max_ms", "int", 300000, (10, 86400000), _P, "Longest retry delay"),
+    ("retry_max_attempts", "int", 100, (1, 1000000), _P, "Attempts before an object is dead"),
+    ("retry_max_age_s", "int", 604800, (60, 31536000), _P, "Age after which an object is dead"),
+    ("spool_budget_bytes", "int", 33554432, (65536, 1 << 40), _P, "Flash the queue may use"),
+    ("spool_high_pct", "int", 90, (1, 100), _P, "Refuse new frames above this fill"),
+    ("spool_low_pct", "int", 75, (0, 99), _P, "Accept again below this fill"),
+    ("dead_max_items", "int", 100, (0, 100000), _P, "Dead letters kept"),
+    ("filedrop_dir", "path", "drop", 64, _P, "Folder watched for frame files"),
+    ("filedrop_enabled", "bool", False, None, _P, "Watch filedrop_dir"),
+    ("routing", "choice", "all", ("all", "failover"), _P, "all: every destination; failover: first OK"),
+    ("destinations", "dests", None, 8, _P, "List of {name, aet, host, port}"),
+    ("console_json", "bool", False, None, 0, "Console replies in JSON by default"),
+    ("unlock_window_s", "int", 600, (10, 86400), _P, "How long `unlock PIN` opens privileged commands"),
+    ("log_level", "choice", "info", ("debug", "info", "warn", "error"), _P, "Lowest level logged"),
+    ("pin_hash", "pin", "", None, SECRET | _P, "PIN for privileged commands (set as 4-12 digits)"),
+)
+
+# Out of the box: one archive on the same host, so `make demo` delivers with no set-up.
+DEFAULT_DESTINATIONS = ({"name": "archive", "aet": "ARCHIVE", "host": "127.0.0.1", "port": 11112},)
+
+_INDEX = {}
+for _i in range(len(SCHEMA)):
+    _INDEX[SCHEMA[_i][0]] = _i
+
+
+def entry(key):
+    """The schema entry of `key`; ConfigError naming the key when there is none."""
+    i = _INDEX.get(key)
+    if i is None:
+        raise ConfigError("unknown key '" + str(key)[:40] + "'")
+    return SCHEMA[i]
+
+
+def keys():
+    return [e[0] for e in SCHEMA]
+
+
+def default(key):
+    e = entry(key)
+    if e[1] == "dests":
+        return [dict(d) for d in DEFAULT_DESTINATIONS]
+    return e[2]
+
+
+# ---- validators: each returns the normalised value or raises ConfigError naming the key ----
+
+
+def _fail(key, why):
+    raise ConfigError(key + ": " + why)
+
+
+def _printable(key, text, limit):
+    if len(text) > limit:
+        _fail(key, "longer than %d characters" % limit)
+    for ch in text:
+        if ch < " " or ch > "~":
+            _fail(key, "only printable ASCII allowed")
+    if "\\" in text:
+        _fail(key, "backslash not allowed (DICOM value separator)")
+    return text
+
+
+def validate_aet(text, key="ae_title"):
+    """PS3.5 6.2 AE: 1-16 characters, no backslash or control characters, not all spaces."""
+    if not isinstance(text, str):
+        _fail(key, "AE title must be text")
+    _printable(key, text, 16)
+    text = text.strip()
+    if not text:
+        _fail(key, "AE title must not be empty or all spaces")
+    return text
+
+
+def validate_host(text, key="host"):
+    """An IPv4 dotted quad or an RFC 1123 host name."""
+    if not isinstance(text, str) or not text or len(text) > 253:
+        _fail(key, "host must be 1-253 characters")
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() for p in parts):
+        for p in parts:
+            if len(p) > 3 or int(p) > 255:
+                _fail(key, "'" + text + "' is not a valid IPv4 address")
+        return text
+    for label in parts:
+        if not label or len(label) > 63:
+            _fail(key, "'" + text[:64] + "' is not a valid host name")
+        if label[0] == "-" or label[-1] == "-":
+            _fail(key, "host name labels may not start or end with '-'")
+        for ch in label:
+            if not (ch.isalpha() or ch.isdigit() or ch == "-") or ch > "z":
+                _fail(key, "'" + text[:64] + "' is not a valid host name")
+    if parts[-1].isdigit():
+        _fail(key, "'" + text + "' is not a valid IPv4 address")
+    return text
+
+
+def validate_port(value, key="port"):
+    value = _int(key, value)
+    if value < 1 or value > 65535:
+        _fail(key, "port must be 1-65535")
+    return value
+
+
+def validate_uid_root(text, key="uid_root"):
+    """PS3.5 9.1: digit components separated by dots, no leading zeros; short enough for a suffix."""
+    if not isinstance(text, str) or not text:
+        _fail(key, "UID root must not be empty")
+    if len(text) > UID_ROOT_MAX:
+        _fail(key, "UID root longer than %d characters (generated UIDs must fit in 64)" % UID_ROOT_MAX)
+    for comp in text.split("."):
+        if not comp or not comp.isdigit():
+            _fail(key, "UID root is digits separated by single dots")
+        if len(comp) > 1 and comp[0] == "0":
+            _fail(key, "UID component '" + comp + "' has a leading zero")
+    if text[0] not in "012":
+        _fail(key, "UID root must start with 0, 1 or 2 (ISO/ITU-T arc)")
+    return text
+
+
+def validate_pin(text, key="pin_hash"):
+    if not isinstance(text, str) or not text.isdigit() or len(text) < 4 or len(text) > 12:
+        _fail(key, "PIN must be 4-12 digits")
+    return text
+
+
+def validate_date(text, key):
+    """PS3.5 6.2 DA: YYYYMMDD, or empty."""
+    if text == "":
+        return text
+    if len(text) != 8 or not text.isdigit():
+        _fail(key, "date must be YYYYMMDD")
+    month, day = int(text[4:6]), int(text[6:8])
+    if month < 1 or month > 12 or day < 1 or day > 31:
+        _fail(key, "date must be YYYYMMDD")
+    return text
+
+
+def validate_pn(text, key):
+    """PS3.5 6.2 PN: up to 64 characters per component group, ^ between components."""
+    _printable(key, text, 64)
+    if text.count("^") > 4:
+        _fail(key, "a person name has at most 5 components separated by ^")
+    return text
+
+
+def validate_name(text, key="name"):
+    """Destination names: 1-16 of letters, digits, '-', '_' (typed on the console)."""
+    if not isinstance(text, str) or not text or len(text) > 16:
+        _fail(key, "name must be 1-16 characters")
+    for ch in text:
+        if not (ch.isalpha() or ch.isdigit() or ch in "-_") or ch > "z":
+            _fail(key, "name may contain only letters, digits, '-' and '_'")
+    return text
+
+
+def validate_destination(d, key="destinations"):
+    """A destination dict {name, aet, host, port}, normalised; ConfigError on a bad field."""
+    if not isinstance(d, dict):
+        _fail(key, "each destination is an object {name, aet, host, port}")
+    for field in ("name", "aet", "host", "port"):
+        if field not in d:
+            _fail(key, "destination lacks '" + field + "'")
+    return {
+        "name": validate_name(d["name"], key + ".name"),
+        "aet": validate_aet(d["aet"], key + ".aet"),
+        "host": validate_host(d["host"], key + ".host"),
+        "port": validate_port(d["port"], key + ".port"),
+    }
+
+
+def _int(key, value):
+    if isinstance(value, bool):
+        _fail(key, "expected a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        text = value[1:] if value[:1] == "-" else value
+        if text.isdigit() and len(text) < 19:
+            return int(value)
+    _fail(key, "expected a whole number, got '" + str(value)[:32] + "'")
+
+
+def _bool(key, value):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.lower()
+        if low in ("1", "on", "true", "yes"):
+            return True
+        if low in ("0", "off", "false", "no"):
+            return False
+    _fail(key, "expected on/off")
+
+
+def _parse(e, value):
+    """Validate `value` (console text or JSON-typed) against schema entry `e`."""
+    key, kind, limit = e[0], e[1], e[3]
+    if kind == "int":
+        value = _int(key, value)
+        if value < limit[0] or value > limit[1]:
+            _fail(key, "must be %d-%d" % limit)
+        return value
+    if kind == "bool":
+        return _bool(key, value)
+    if kind == "dests":
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                _fail(key, "expected a JSON list of {name, aet, host, port}")
+        if not isinstance(value, list) or len(value) > limit:
+            _fail(key, "expected a list of at most %d destinations" % limit)
+        out = [validate_destination(d) for d in value]
+        names = [d["name"] for d in out]
+        for n in names:
+            if names.count(n) > 1:
+                _fail(key, "destination name '" + n + "' used twice")
+        return out
+    if kind == "port":
+        return validate_port(value, key)
+    if not isinstance(value, str):
+        _fail(key, "expected text")
+    if kind == "choice":
+        if value not in limit:
+            _fail(key, "must be one of " + ", ".join(c or "''" for c in limit))
+        return value
+    if kind == "aet":
+        return validate_aet(value, key)
+    if kind == "host":
+        return validate_host(value, key)
+    if kind == "uid_root":
+        return validate_uid_root(value, key)
+    if kind == "date":
+        return validate_date(value, key)
+    if kind == "pn":
+        return validate_pn(value, key)
+    if kind == "modality":
+        _printable(key, value, limit)
+        if not value or not all(c.isupper() or c.isdigit() or c == "_" for c in value):
+            _fail(key, "modality is a code string: A-Z, 0-9, _")
+        return value
+    if kind == "path":
+        _printable(key, value, limit)
+        if not value or ".." in value.split("/"):
+            _fail(key, "path must be non-empty and may not contain '..'")
+        return value
+    return _printable(key, value, limit)  # "text"
+
+
+def hash_pin(pin, salt=None):
+    """'sha256$SALT$DIGEST' (hex) of a PIN; the PIN itself is never stored."""
+    if salt is None:
+        salt = binascii.hexlify(entropy.random_bytes(8)).decode()
+    digest = hashlib.sha256((salt + ":" + pin).encode()).digest()
+    return "sha256$" + salt + "$" + binascii.hexlify(digest).decode()
+
+
+def _well_formed_hash(value):
+    parts = value.split("$")
+    return len(parts) == 3 and parts[0] == "sha256" and len(parts[2]) == 64
+
+
+class Config:
+    """The device's settings. `get` returns typed values; `set` validates the console's text."""
+
+    def __init__(self, path):
+        self.path = path
+        self.dirty = False
+        self._values = {}
+
+    def load(self):
+        """Read the file; a missing or corrupt file, or a bad value, falls back to defaults."""
+        self._values = {}
+        self.dirty = False
+        if not fs.exists(self.path):
+            log.info("config", "no " + self.path + "; using defaults")
+            return self
+        try:
+            data = json.loads(fs.read_bytes(self.path))
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as exc:
+            log.warn("config", "unreadable " + self.path + " (" + str(exc)[:60] + "); using defaults")
+            return self
+        for key in data:
+            if key not in _INDEX:
+                log.warn("config", "ignoring unknown key '" + str(key)[:40] + "'")
+                continue
+            try:
+                if key == "pin_hash":
+                    value = data[key]
+                    if not isinstance(value, str) or (value and not _well_formed_hash(value)):
+                        raise ConfigError("pin_hash: malformed")
+                else:
+                    value = _parse(entry(key), data[key])
+                self._values[key] = value
+            except ConfigError as exc:
+                log.warn("config", "bad value ignored, default used: " + str(exc))
+        return self
+
+    def get(self, key):
+        entry(key)
+        if key in self._values:
+            value = self._values[key]
+            return [dict(d) for d in value] if isinstance(value, list) else value
+        return default(key)
+
+    def set(self, key, value):
+        """Validate and set `key` from its text (or typed) form; ConfigError naming the key."""
+        if key == "pin":
+            key = "pin_hash"
+        e = entry(key)
+        if key == "pin_hash":
+            value = hash_pin(validate_pin(value)) if value != "" else ""
+        else:
+            value = _parse(e, value)
+        self._cross_check(key, value)
+        self._values[key] = value
+        self.dirty = True
+        return value
+
+    def _cross_check(self, key, value):
+        if key == "spool_low_pct" and value >= self.get("spool_high_pct"):
+            _fail(key, "must be below spool_high_pct (%d)" % self.get("spool_high_pct"))
+        if key == "spool_high_pct" and value <= self.get("spool_low_pct"):
+            _fail(key, "must be above spool_low_pct (%d)" % self.get("spool_low_pct"))
+        if key == "retry_max_ms" and value < self.get("retry_base_ms"):
+            _fail(key, "must be at least retry_base_ms")
+
+    def save(self):
+        """Write every non-default value; a power cut leaves the old or the new file (write_atomic)."""
+        fs.write_atomic(self.path, json.dumps(self._values).encode())
+        self.dirty = False
+
+    def reset(self):
+        """Back to defaults in memory (the PIN is kept, so a reset cannot remove protection)."""
+        pin = self._values.get("pin_hash")
+        self._values = {}
+        if pin:
+            self._values["pin_hash"] = pin
+        self.dirty = True
+
+    def items(self, show_secrets=False):
+        """[(key, value)] in schema order; secrets read '***' when set and show_secrets is False."""
+        out = []
+        for e in SCHEMA:
+            value = self.get(e[0])
+            if e[4] & SECRET and not show_secrets:
+                value = "***" if value else ""
+            out.append((e[0], value))
+        return out
+
+    def has_pin(self):
+        return bool(self.get("pin_hash"))
+
+    def check_pin(self, pin):
+        stored = self.get("pin_hash")
+        if not stored or not isinstance(pin, str):
+            return False
+        salt = stored.split("$")[1]
+        # Compare every character so the time taken does not reveal the matching prefix.
+        a, b = hash_pin(pin, salt), stored
+        diff = len(a) ^ len(b)
+        for i in range(min(len(a), len(b))):
+            diff |= ord(a[i]) ^ ord(b[i])
+        return diff == 0
+
+    def is_secret(self, key):
+        return bool(entry(key)[4] & SECRET)
+
+    def is_privileged(self, key):
+        if key == "pin":
+            key = "pin_hash"
+        return bool(entry(key)[4] & PRIVILEGED)
