@@ -17,7 +17,7 @@ class DeliveryError(ModgateError):
     """Delivery to a destination failed. `transient` says whether retrying may help."""
 
     def __init__(self, message, transient=True):
-        ModgateError.__init__(self, message)
+        super().__init__(message)
         self.transient = transient
 
 
@@ -37,5 +37,5 @@ class FrameError(ModgateError):
     """A frame on the acquisition input is corrupt or unacceptable; `code` is the NAK reason."""
 
     def __init__(self, message, code=0):
-        ModgateError.__init__(self, message)
+        super().__init__(message)
         self.code = code
