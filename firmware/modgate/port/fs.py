@@ -134,3 +134,23 @@ def free_bytes(path):
     except (AttributeError, OSError):
         return None
     return st[0] * st[4]
+
+
+def iterdir(path):
+    """Names in `path`, unsorted, one at a time: os.ilistdir on MicroPython keeps RAM flat
+    however many files a folder holds. A missing folder yields nothing."""
+    ilistdir = getattr(os, "ilistdir", None)
+    if ilistdir is None:
+        try:
+            names = os.listdir(path)
+        except OSError:
+            return
+        for name in names:
+            yield name
+        return
+    try:
+        items = ilistdir(path)
+    except OSError:
+        return
+    for item in items:
+        yield item[0]
