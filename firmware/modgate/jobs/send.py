@@ -1,0 +1,128 @@
+"""Job `send`: the device's C-STORE SCU on Part 10 files (host `modgate send`), flags as storescu's.
+
+usage: main.py send [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE] [-v]
+       [--max-objects N] HOST PORT FILE...
+Prints one line per file: `OK|WARNING|FAILED <status|transient|permanent> <file> <message>`, then a
+summary line with objects/s, MB/s and the heap peak. Exit 0 when every file was delivered, 1 when
+any failed, 2 on usage errors. Several files share one association (as storescu does).
+"""
+
+import gc
+import sys
+
+from modgate import log
+from modgate.compat import ticks_diff, ticks_ms
+from modgate.dicom import part10
+from modgate.errors import DeliveryError, ModgateError
+from modgate.port import fs
+
+_VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects")
+
+
+def parse(argv, defaults=None):
+    """(options dict, positional list); ValueError on a usage error."""
+    opts = dict(defaults or {})
+    opts.setdefault("-aet", "MODGATE")
+    opts.setdefault("-aec", "ANY-SCP")
+    rest = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _VALUED:
+            if i + 1 >= len(argv):
+                raise ValueError(arg + " needs a value")
+            opts[arg] = argv[i + 1]
+            i += 2
+        elif arg in ("-v", "--verbose"):
+            opts["-v"] = True
+            i += 1
+        elif arg.startswith("-") and len(arg) > 1:
+            raise ValueError("unknown option " + arg)
+        else:
+            rest.append(arg)
+            i += 1
+    return opts, rest
+
+
+def session_args(opts, host, port):
+    """(dest, settings) for StoreSession from parsed options."""
+    settings = {"calling_aet": opts["-aet"]}
+    if "-pdu" in opts:
+        settings["max_pdu"] = int(opts["-pdu"])
+    if "--max-objects" in opts:
+        settings["max_objects_per_association"] = int(opts["--max-objects"])
+    if "--timeouts" in opts:
+        parts = opts["--timeouts"].split(",")
+        for key, value in zip(("connect_timeout_ms", "acse_timeout_ms", "dimse_timeout_ms"), parts):
+            if value:
+                settings[key] = int(value)
+    return {"aet": opts["-aec"], "host": host, "port": int(port)}, settings
+
+
+def _sop_classes(paths):
+    """SOP classes of the files, so a session also proposes classes the device never makes."""
+    found = []
+    for path in paths:
+        try:
+            f = fs.open_file(path, "rb")
+        except OSError:
+            continue  # reported per file by store()
+        try:
+            uid = part10.read_meta(f)["sop_class_uid"]
+        except (ModgateError, OSError):
+            uid = None
+        f.close()
+        if uid and uid not in found:
+            found.append(uid)
+    return found
+
+
+def _heap():
+    return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
+
+
+def main(argv):
+    try:
+        opts, rest = parse(argv)
+        if len(rest) < 3:
+            raise ValueError("need HOST PORT FILE...")
+        dest, settings = session_args(opts, rest[0], rest[1])
+    except ValueError as exc:
+        sys.stderr.write("send: " + str(exc) + "\n" + __doc__.split("\n\n")[0][-200:] + "\n")
+        return 2
+    log.configure(level="debug" if opts.get("-v") else "info")
+    from modgate.net.scu import StoreSession
+
+    paths = rest[2:]
+    settings["extra_sop_classes"] = _sop_classes(paths)
+    try:
+        session = StoreSession(dest, settings)
+    except ModgateError as exc:
+        sys.stderr.write("send: " + str(exc) + "\n")
+        return 2
+    failed = 0
+    total = 0
+    peak = 0
+    start = ticks_ms()
+    for path in paths:
+        try:
+            code, klass, message = session.store(path)
+            print(("OK " if klass == "success" else "WARNING ") + "0x%04X " % code + path + " " + message)
+        except DeliveryError as exc:
+            failed += 1
+            print("FAILED " + ("transient " if exc.transient else "permanent ") + path + " " + str(exc))
+        except ModgateError as exc:
+            failed += 1
+            print("FAILED permanent " + path + " " + str(exc))
+        try:
+            total += fs.size(path)
+        except OSError:
+            pass
+        used = _heap()
+        if used > peak:
+            peak = used
+    session.release()
+    elapsed = ticks_diff(ticks_ms(), start) or 1
+    print("SUMMARY %d sent, %d failed, %d ms, %.1f objects/s, %.2f MB/s, heap peak %d" % (
+        len(paths) - failed, failed, elapsed, len(paths) * 1000.0 / elapsed, total / 1000.0 / elapsed, peak))
+    return 1 if failed else 0

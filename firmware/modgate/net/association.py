@@ -1,0 +1,411 @@
+"""One DICOM association as requestor (PS3.8 7.1-7.3), driven by the Table 9-10 state machine.
+
+The association owns one connection and one buffer (the caller's): A-ASSOCIATE-RQ, P-DATA-TF
+and every received PDU pass through it, so memory stays flat however large the objects are.
+Transport faults and bad PDUs become events (Evt17 closed, Evt19 invalid, Evt18 ARTIM), the
+table picks the action, and the first fault is kept in `failure` as (message, transient) for the
+service user to raise. Nothing below raises past this module except ModgateError subclasses.
+"""
+
+import struct
+
+from modgate import log
+from modgate.compat import deadline, remaining_ms
+from modgate.errors import LinkClosed, LinkTimeout
+from modgate.net import aetitle, items, pdu
+from modgate.net.fsm import StateMachine
+from modgate.net.pdu import PDUError
+from modgate.port import sockets
+
+_EVENT_OF = {
+    pdu.A_ASSOCIATE_RQ: "Evt6",
+    pdu.A_ASSOCIATE_AC: "Evt3",
+    pdu.A_ASSOCIATE_RJ: "Evt4",
+    pdu.P_DATA_TF: "Evt10",
+    pdu.A_RELEASE_RQ: "Evt12",
+    pdu.A_RELEASE_RP: "Evt13",
+    pdu.A_ABORT: "Evt16",
+}
+MIN_PEER_PDU = 256  # smaller cannot carry one C-STORE-RQ command set; PS3.8 D.1 sets no floor
+_ABORT_SEND_MS = 500  # an A-ABORT is best effort: a peer that will not read it is being dropped
+
+
+class Association:
+    """Requestor side of one association. `buf` is a bytearray the caller sized (see `buffer_size`)."""
+
+    def __init__(self, host, port, called, calling, contexts, max_pdu, timeouts, buf):
+        self.host = host
+        self.port = port
+        self.peer = called + "@" + host + ":" + str(port)
+        self.called = aetitle.field(called)
+        self.calling = aetitle.field(calling)
+        self.contexts = contexts  # [(context ID, abstract syntax, (transfer syntax,))]
+        self.max_pdu = max_pdu  # advertised: the largest P-DATA-TF body we accept
+        self.timeouts = timeouts  # connect, acse, dimse, artim (ms)
+        self.buf = buf
+        self.mv = memoryview(buf)
+        self.fsm = StateMachine(self)
+        self.conn = None
+        self.accepted = {}  # (abstract syntax, transfer syntax) -> context ID
+        self.results = {}  # context ID -> result (PS3.8 Table 9-18)
+        self.peer_max = 0
+        self.pdu_size = 0  # the largest PDU (header included) we send
+        self.peer_implementation = ""
+        self.failure = None  # (message, transient) of the first fault
+        self.pdu_type = 0
+        self.pdu_len = 0
+        self._out = 0
+        self._broken = None
+        self._abort_reason = pdu.REASON_NOT_SPECIFIED
+        self._abort_sent = False
+        self._ac = None
+        self._artim = 0
+
+    # -- the service user's side -------------------------------------------------------------
+
+    def open(self, impl_uid, impl_version):
+        """Connect and negotiate (AE-1, AE-2, then AE-3 or AE-4). True when established (Sta6)."""
+        self._impl = (impl_uid, impl_version)
+        self.fsm.fire("Evt1")
+        if self.conn is None:
+            self.fsm.fire("Evt17")  # the connect failed: Sta4 + Evt17 -> AA-4
+            return False
+        self.fsm.fire("Evt2")
+        if self._check_broken():
+            return False
+        self._await("Sta5", "A-ASSOCIATE-AC", self.timeouts["acse"])
+        return self.fsm.state == "Sta6"
+
+    def send_pdu(self, nbytes):
+        """Send the P-DATA-TF in buf[0:nbytes] (DT-1). False when the association has ended."""
+        conn = self.conn
+        if conn.readable(0):
+            # The peer spoke while we were sending a request: an A-ABORT, a close, or a violation.
+            self._unsolicited()
+            return False
+        self.fsm.fire("Evt9", nbytes)
+        return not self._check_broken()
+
+    def next_pdata(self, timeout_ms, what):
+        """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended."""
+        until = deadline(timeout_ms)
+        while True:
+            event = self._read_or_timeout(until, what)
+            if event is None:
+                return False
+            self.fsm.fire(event)
+            state = self.fsm.state
+            if event == "Evt10" and state == "Sta6":
+                return True
+            if state == "Sta8":
+                # AR-2: the peer asked to release before answering us; answer it (Evt14, AR-4).
+                self._fail("peer released the association while we waited for " + what, True)
+                self.fsm.fire("Evt14")
+            if self.fsm.state == "Sta13":
+                self._linger()
+            if self.fsm.state == "Sta1":
+                return False
+
+    def _await(self, state, what, timeout_ms):
+        until = deadline(timeout_ms)
+        while self.fsm.state == state:
+            event = self._read_or_timeout(until, what)
+            if event is None:
+                return
+            self.fsm.fire(event)
+            if self.fsm.state == "Sta13":
+                self._linger()
+
+    def alive(self):
+        """True when established and the peer has not closed, released or aborted meanwhile."""
+        if self.fsm.state != "Sta6":
+            return False
+        if self.conn.readable(0):
+            self._unsolicited()
+        return self.fsm.state == "Sta6"
+
+    def release(self):
+        """Orderly release (AR-1, then AR-3 on A-RELEASE-RP). True when the peer confirmed it."""
+        if self.fsm.state != "Sta6":
+            return False
+        self.fsm.fire("Evt11")
+        if self._check_broken():
+            return False
+        until = deadline(self.timeouts["acse"])
+        while self.fsm.state in ("Sta7", "Sta9", "Sta11"):
+            if self.fsm.state == "Sta9":
+                self.fsm.fire("Evt14")  # release collision, requestor side: AR-9 sends A-RELEASE-RP
+                if self._check_broken():
+                    return False
+                continue
+            event = self._read_or_timeout(until, "A-RELEASE-RP")
+            if event is None:
+                return False
+            self.fsm.fire(event)
+        if self.fsm.state == "Sta13":
+            self._linger()
+        return self.failure is None
+
+    def abort(self, message, transient=True):
+        """Local A-ABORT (Evt15 -> AA-1): record why, send it, wait for the close (ARTIM)."""
+        self._fail(message, transient)
+        if self.fsm.state in ("Sta1", "Sta2", "Sta13"):
+            self._close()
+            return
+        self.fsm.fire("Evt15")
+        if self.fsm.state == "Sta13":
+            self._linger()
+
+    def violation(self, message):
+        """The peer broke PS3.7/PS3.8 inside a PDU we already took: abort as the service provider."""
+        self._fail(message, True)
+        self._abort_reason = pdu.REASON_UNEXPECTED_PARAMETER
+        self.fsm.fire("Evt19")
+        if self.fsm.state == "Sta13":
+            self._linger()
+
+    # -- PS3.8 Table 9-6..9-9 actions used by a requestor ---------------------------------
+
+    def AE_1(self, _):
+        try:
+            self.conn = sockets.connect(self.host, self.port, self.timeouts["connect"])
+        except (LinkTimeout, LinkClosed) as exc:
+            self._fail(str(exc), True)
+
+    def AE_2(self, _):
+        buf = self.buf
+        end = pdu.encode_associate(buf, pdu.A_ASSOCIATE_RQ, self.called, self.calling)
+        end = items.encode_rq_items(buf, end, self.contexts, self.max_pdu, self._impl[0], self._impl[1])
+        self._send(pdu.finish_associate(buf, end))
+
+    def AE_3(self, _):
+        ac = self._ac
+        self._ac = None
+        abstract_of = {}
+        for context_id, abstract, _ in self.contexts:
+            abstract_of[context_id] = abstract
+        for context_id, (result, syntax) in ac["contexts"].items():
+            self.results[context_id] = result
+            if result == items.ACCEPTANCE:
+                self.accepted[(abstract_of[context_id], syntax)] = context_id
+        peer_max = ac["max_pdu"]
+        self.peer_max = peer_max
+        ours = self.max_pdu + pdu.HEADER
+        self.pdu_size = ours if peer_max == 0 or peer_max + pdu.HEADER > ours else peer_max + pdu.HEADER
+        self.peer_implementation = ac["implementation_uid"]
+        log.info("net", "associated with %s: %d of %d contexts accepted, peer max PDU %d, sending %d"
+                 % (self.peer, len(self.accepted), len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
+
+    def AE_4(self, _):
+        result, source, reason = pdu.decode_reject(self.buf)
+        self._fail("association " + pdu.reject_text(result, source, reason), result != pdu.REJECT_PERMANENT)
+        self._close()
+
+    def DT_1(self, nbytes):
+        self._send(nbytes)
+
+    def DT_2(self, _):
+        pass  # the P-DATA stays in buf for the service user
+
+    def AR_1(self, _):
+        self._send(pdu.encode_release_rq(self.buf))
+
+    def AR_2(self, _):
+        pass  # next_pdata answers with Evt14
+
+    def AR_3(self, _):
+        self._close()
+
+    def AR_4(self, _):
+        self._send(pdu.encode_release_rp(self.buf))
+        self._start_artim()
+
+    def AR_5(self, _):
+        self._close()
+
+    def AR_6(self, _):
+        pass  # a late P-DATA while releasing: nothing is waiting for it
+
+    def AR_8(self, _):
+        return "Sta9"  # we are the requestor (PS3.8 Table 9-9 AR-8)
+
+    def AR_9(self, _):
+        self._send(pdu.encode_release_rp(self.buf))
+
+    def AA_1(self, _):
+        self._send_abort(pdu.ABORT_SOURCE_USER, pdu.REASON_NOT_SPECIFIED)
+        self._start_artim()
+
+    def AA_2(self, _):
+        self._close()
+
+    def AA_3(self, _):
+        source, reason = pdu.decode_abort(self.buf)
+        self._fail("association " + pdu.abort_text(source, reason), True)
+        self._close()
+
+    def AA_4(self, _):
+        self._fail("connection to " + self.peer + " closed by the peer", True)
+        self._close()
+
+    def AA_5(self, _):
+        self._close()
+
+    def AA_6(self, _):
+        pass
+
+    def AA_7(self, _):
+        self._send_abort(pdu.ABORT_SOURCE_PROVIDER, self._abort_reason)
+
+    def AA_8(self, _):
+        self._send_abort(pdu.ABORT_SOURCE_PROVIDER, self._abort_reason)
+        self._start_artim()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _fail(self, message, transient):
+        if self.failure is None:
+            self.failure = (message, transient)
+            log.warn("net", self.peer + ": " + message)
+
+    def _send(self, nbytes):
+        if self._broken is not None or self.conn is None:
+            return
+        try:
+            self.conn.send_all(self.mv[:nbytes], self.timeouts["dimse"])
+        except (LinkClosed, LinkTimeout) as exc:
+            self._broken = exc
+
+    def _send_abort(self, source, reason):
+        if self._abort_sent or self.conn is None or self._broken is not None:
+            return  # one A-ABORT per association, however much garbage follows
+        self._abort_sent = True
+        try:
+            self.conn.send_all(self.mv[:pdu.encode_abort(self.buf, source, reason)], _ABORT_SEND_MS)
+        except (LinkClosed, LinkTimeout):
+            pass
+
+    def _check_broken(self):
+        """After a send: a failed write is the transport closing under us (Evt17)."""
+        exc = self._broken
+        if exc is None:
+            return False
+        self._broken = None
+        if self.conn.readable(0) and self.fsm.state not in ("Sta1", "Sta13"):
+            self._unsolicited()  # often an A-ABORT with the peer's reason is waiting
+        if self.fsm.state not in ("Sta1", "Sta13"):
+            self._fail("sending to " + self.peer + " failed: " + str(exc), True)
+            self.fsm.fire("Evt17")
+        if self.fsm.state == "Sta13":
+            self._linger()
+        return True
+
+    def _unsolicited(self):
+        """The peer sent something while we expected nothing: take it through the table."""
+        event = self._read_or_timeout(deadline(self.timeouts["acse"]), "the rest of a PDU")
+        if event is None:
+            return
+        self.fsm.fire(event)
+        state = self.fsm.state
+        if state == "Sta8":
+            self.fsm.fire("Evt14")  # peer released an idle association: confirm (AR-4)
+        elif event == "Evt10" and state == "Sta6":
+            self.violation("peer sent P-DATA nobody asked for")
+        if self.fsm.state == "Sta13":
+            self._linger()
+
+    def _start_artim(self):
+        self._artim = deadline(self.timeouts["artim"])
+
+    def _linger(self):
+        """Sta13: wait for the peer to close; the ARTIM timer bounds the wait (Evt18)."""
+        until = self._artim
+        while self.fsm.state == "Sta13":
+            try:
+                event = self._read_pdu(until)
+            except LinkTimeout:
+                event = "Evt18"
+            self.fsm.fire(event)
+
+    def _close(self):
+        if self.conn is not None:
+            self.conn.close()
+
+    def _read_or_timeout(self, until, what):
+        """The next PDU's event; on timeout, abort locally (Evt15) and return None."""
+        try:
+            return self._read_pdu(until)
+        except LinkTimeout:
+            self.abort("no " + what + " from " + self.peer + " within the timeout", True)
+            return None
+
+    def _recv(self, start, end, until):
+        conn = self.conn
+        mv = self.mv
+        while start < end:
+            left = remaining_ms(until)
+            if left == 0:
+                raise LinkTimeout("timed out")
+            got = conn.recv_into(mv[start:end], end - start, left)
+            if not got:
+                raise LinkClosed("closed")
+            start += got
+
+    def _read_pdu(self, until):
+        """Read one PDU into buf and name its event (PS3.8 9.2.1); LinkTimeout when none came."""
+        try:
+            self._recv(0, pdu.HEADER, until)
+            limit = self.max_pdu if self.buf[0] == pdu.P_DATA_TF else len(self.buf) - pdu.HEADER
+            pdu_type, length = pdu.parse_header(self.buf, limit)
+            self._recv(pdu.HEADER, pdu.HEADER + length, until)
+        except LinkClosed:
+            return "Evt17"
+        except PDUError as exc:
+            return self._invalid(exc)
+        self.pdu_type = pdu_type
+        self.pdu_len = length
+        try:
+            if pdu_type == pdu.A_ASSOCIATE_AC and self.fsm.state == "Sta5":
+                self._ac = self._check_ac(items.decode_associate(self.buf, length, True))
+            elif pdu_type == pdu.P_DATA_TF:
+                end = pdu.HEADER + length
+                offset = pdu.HEADER
+                while offset < end:
+                    offset = pdu.next_pdv(self.buf, offset, end)[3]
+        except PDUError as exc:
+            return self._invalid(exc)
+        return _EVENT_OF[pdu_type]
+
+    def _invalid(self, exc):
+        self._abort_reason = exc.reason
+        self._fail("invalid PDU from " + self.peer + ": " + str(exc), True)
+        return "Evt19"
+
+    def _check_ac(self, ac):
+        """An AC must answer our RQ: only context IDs we proposed, and a usable maximum length."""
+        proposed = {}
+        for context_id, abstract, syntaxes in self.contexts:
+            proposed[context_id] = syntaxes
+        for context_id, (result, syntax) in ac["contexts"].items():
+            if context_id not in proposed:
+                raise PDUError("A-ASSOCIATE-AC answers context %d we never proposed" % context_id,
+                               pdu.REASON_UNEXPECTED_PARAMETER)
+            if result == items.ACCEPTANCE and syntax not in proposed[context_id]:
+                raise PDUError("A-ASSOCIATE-AC accepts context %d with transfer syntax %s we never proposed"
+                               % (context_id, syntax), pdu.REASON_UNEXPECTED_PARAMETER)
+        if 0 < ac["max_pdu"] < MIN_PEER_PDU:
+            raise PDUError("peer maximum PDU length %d is too small to carry a command" % ac["max_pdu"])
+        return ac
+
+
+def buffer_size(max_pdu, contexts, impl_uid, impl_version):
+    """Bytes of the one buffer an association needs: our largest PDU plus one look-ahead byte,
+    or the A-ASSOCIATE-RQ if that is larger."""
+    size = items.rq_size(contexts, impl_uid, impl_version)
+    need = max_pdu + pdu.HEADER + 1
+    return need if need > size else size
+
+
+def pack_pdv_header(buf, offset, nbytes, context_id, control):
+    """A PDV item header at buf[offset:offset+6] for a fragment of `nbytes` (PS3.8 9.3.5.1)."""
+    struct.pack_into(">LBB", buf, offset, nbytes + 2, context_id, control)

@@ -1,0 +1,112 @@
+"""DIMSE command sets (PS3.7 9.3 and 10.3, Annex E): always Implicit VR Little Endian, group 0000.
+
+Requests are written straight into the caller's PDU buffer behind the P-DATA header; responses
+are parsed from the bytes of their command PDVs. Only what a storage SCU needs is here.
+"""
+
+import struct
+
+from modgate.compat import const
+from modgate.errors import ModgateError
+
+VERIFICATION = "1.2.840.10008.1.1"
+
+C_STORE_RQ = const(0x0001)
+C_STORE_RSP = const(0x8001)
+C_ECHO_RQ = const(0x0030)
+C_ECHO_RSP = const(0x8030)
+NO_DATASET = const(0x0101)  # Command Data Set Type: no data set follows (PS3.7 E.1-1)
+DATASET_PRESENT = const(0x0000)
+PRIORITY_MEDIUM = const(0x0000)
+
+TAG_GROUP_LENGTH = const(0x0000)
+TAG_AFFECTED_SOP_CLASS = const(0x0002)
+TAG_COMMAND_FIELD = const(0x0100)
+TAG_MESSAGE_ID = const(0x0110)
+TAG_RESPONDED_TO = const(0x0120)
+TAG_PRIORITY = const(0x0700)
+TAG_DATASET_TYPE = const(0x0800)
+TAG_STATUS = const(0x0900)
+TAG_ERROR_COMMENT = const(0x0902)
+TAG_AFFECTED_SOP_INSTANCE = const(0x1000)
+
+# Elements of a response we read, by element number; everything else is skipped.
+_US = (TAG_COMMAND_FIELD, TAG_RESPONDED_TO, TAG_DATASET_TYPE, TAG_STATUS)
+
+
+class DimseError(ModgateError):
+    """A DIMSE message is malformed or does not answer the request (a protocol violation)."""
+
+
+def _ui(buf, offset, element, uid):
+    data = uid.encode()
+    n = len(data) + (len(data) & 1)
+    struct.pack_into("<HHL", buf, offset, 0, element, n)
+    buf[offset + 8:offset + 8 + len(data)] = data
+    if n != len(data):
+        buf[offset + 8 + len(data)] = 0  # UI pads with NUL (PS3.5 6.2)
+    return offset + 8 + n
+
+
+def _us(buf, offset, element, value):
+    struct.pack_into("<HHLH", buf, offset, 0, element, 2, value)
+    return offset + 10
+
+
+def _finish(buf, start, end):
+    # Command Group Length (0000,0000) UL counts the bytes after itself (PS3.7 E.1).
+    struct.pack_into("<HHLL", buf, start, 0, TAG_GROUP_LENGTH, 4, end - start - 12)
+    return end - start
+
+
+def encode_store_rq(buf, offset, message_id, sop_class, sop_instance, priority=PRIORITY_MEDIUM):
+    """C-STORE-RQ (PS3.7 9.3.1.1) at buf[offset:]; returns its length."""
+    end = _ui(buf, offset + 12, TAG_AFFECTED_SOP_CLASS, sop_class)
+    end = _us(buf, end, TAG_COMMAND_FIELD, C_STORE_RQ)
+    end = _us(buf, end, TAG_MESSAGE_ID, message_id)
+    end = _us(buf, end, TAG_PRIORITY, priority)
+    end = _us(buf, end, TAG_DATASET_TYPE, DATASET_PRESENT)
+    end = _ui(buf, end, TAG_AFFECTED_SOP_INSTANCE, sop_instance)
+    return _finish(buf, offset, end)
+
+
+def encode_echo_rq(buf, offset, message_id):
+    """C-ECHO-RQ (PS3.7 9.3.5.1) at buf[offset:]; returns its length."""
+    end = _ui(buf, offset + 12, TAG_AFFECTED_SOP_CLASS, VERIFICATION)
+    end = _us(buf, end, TAG_COMMAND_FIELD, C_ECHO_RQ)
+    end = _us(buf, end, TAG_MESSAGE_ID, message_id)
+    end = _us(buf, end, TAG_DATASET_TYPE, NO_DATASET)
+    return _finish(buf, offset, end)
+
+
+def parse_response(buf, end):
+    """The fields of the command set in buf[0:end] a storage SCU acts on, as a dict.
+
+    Keys: command (Command Field), responded_to, dataset_type, status, comment. Lengths are
+    checked element by element; a missing Command Field or Status is a DimseError.
+    """
+    out = {"comment": ""}
+    offset = 0
+    while offset < end:
+        if end - offset < 8:
+            raise DimseError("command set ends inside an element header")
+        group, element, length = struct.unpack_from("<HHL", buf, offset)
+        offset += 8
+        if group != 0 or length > end - offset:
+            raise DimseError("command element (%04x,%04x) of length %d is not valid" % (group, element, length))
+        if element in _US:
+            if length != 2:
+                raise DimseError("command element (0000,%04x) has length %d, not 2" % (element, length))
+            out[element] = struct.unpack_from("<H", buf, offset)[0]
+        elif element == TAG_ERROR_COMMENT:
+            out["comment"] = str(bytes(buf[offset:offset + min(length, 64)]), "ascii").strip(" \x00")
+        offset += length
+    if TAG_COMMAND_FIELD not in out or TAG_STATUS not in out:
+        raise DimseError("response command set lacks Command Field or Status")
+    return {
+        "command": out[TAG_COMMAND_FIELD],
+        "responded_to": out.get(TAG_RESPONDED_TO, -1),
+        "dataset_type": out.get(TAG_DATASET_TYPE, NO_DATASET),
+        "status": out[TAG_STATUS],
+        "comment": out["comment"],
+    }

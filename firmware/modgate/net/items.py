@@ -1,0 +1,206 @@
+"""Variable items of A-ASSOCIATE-RQ and -AC (PS3.8 9.3.2.1-9.3.3.3, PS3.7 Annex D.3.3).
+
+Item header: type (1), reserved (1), 2-byte big-endian length of what follows. Presentation
+context items hold sub-items of the same shape; the user information item holds sub-items for
+the maximum length (PS3.8 D.1), the Implementation Class UID and Version Name (PS3.7 D.3.3.2-3).
+"""
+
+import struct
+
+from modgate.compat import const
+from modgate.net.pdu import (
+    ASSOCIATE_FIXED,
+    HEADER,
+    PROTOCOL_VERSION,
+    REASON_INVALID_PARAMETER,
+    REASON_UNEXPECTED_PARAMETER,
+    REASON_UNRECOGNISED_PARAMETER,
+    PDUError,
+)
+
+APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # DICOM Application Context Name (PS3.7 A.2.1)
+
+APPLICATION_CONTEXT_ITEM = const(0x10)
+CONTEXT_RQ_ITEM = const(0x20)
+CONTEXT_AC_ITEM = const(0x21)
+ABSTRACT_SYNTAX_ITEM = const(0x30)
+TRANSFER_SYNTAX_ITEM = const(0x40)
+USER_INFO_ITEM = const(0x50)
+MAX_LENGTH_ITEM = const(0x51)
+IMPLEMENTATION_UID_ITEM = const(0x52)
+IMPLEMENTATION_VERSION_ITEM = const(0x55)
+
+# Presentation context result/reason in the AC (PS3.8 Table 9-18).
+ACCEPTANCE = const(0)
+CONTEXT_RESULTS = {
+    0: "acceptance",
+    1: "user rejection",
+    2: "no reason (provider rejection)",
+    3: "abstract syntax not supported (provider rejection)",
+    4: "transfer syntaxes not supported (provider rejection)",
+}
+MAX_UID = const(64)
+
+
+def _put(buf, offset, item_type, data):
+    n = len(data)
+    struct.pack_into(">BBH", buf, offset, item_type, 0, n)
+    buf[offset + 4:offset + 4 + n] = data
+    return offset + 4 + n
+
+
+def _user_info(buf, offset, max_pdu, impl_uid, impl_version):
+    start = offset
+    offset += 4
+    struct.pack_into(">BBHL", buf, offset, MAX_LENGTH_ITEM, 0, 4, max_pdu)
+    offset = _put(buf, offset + 8, IMPLEMENTATION_UID_ITEM, impl_uid.encode())
+    if impl_version:
+        offset = _put(buf, offset, IMPLEMENTATION_VERSION_ITEM, impl_version.encode())
+    struct.pack_into(">BBH", buf, start, USER_INFO_ITEM, 0, offset - start - 4)
+    return offset
+
+
+def rq_size(contexts, impl_uid, impl_version):
+    """Bytes an A-ASSOCIATE-RQ for `contexts` needs, to size the buffer before encoding it."""
+    size = HEADER + ASSOCIATE_FIXED + 4 + len(APPLICATION_CONTEXT)
+    for _, abstract, syntaxes in contexts:
+        size += 8 + len(abstract)
+        for ts in syntaxes:
+            size += 4 + len(ts)
+    return size + 4 + 8 + 4 + len(impl_uid) + 4 + len(impl_version)
+
+
+def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version):
+    """Application context, one item per (context ID, abstract syntax, transfer syntaxes), user info."""
+    offset = _put(buf, offset, APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())
+    for context_id, abstract, syntaxes in contexts:
+        start = offset
+        offset = _put(buf, offset + 8, ABSTRACT_SYNTAX_ITEM, abstract.encode())
+        for ts in syntaxes:
+            offset = _put(buf, offset, TRANSFER_SYNTAX_ITEM, ts.encode())
+        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_RQ_ITEM, 0, offset - start - 4, context_id, 0, 0, 0)
+    return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
+
+
+def encode_ac_items(buf, offset, results, max_pdu, impl_uid, impl_version):
+    """Application context, one item per (context ID, result, transfer syntax), user info."""
+    offset = _put(buf, offset, APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())
+    for context_id, result, ts in results:
+        start = offset
+        offset = _put(buf, offset + 8, TRANSFER_SYNTAX_ITEM, ts.encode())
+        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, offset - start - 4, context_id, 0, result, 0)
+    return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
+
+
+def _uid(buf, start, end):
+    if end - start > MAX_UID:
+        raise PDUError("UID of %d bytes in an item (max 64)" % (end - start))
+    while end > start and buf[end - 1] in (0, 32):
+        end -= 1
+    try:
+        return str(bytes(buf[start:end]), "ascii")
+    except UnicodeError:
+        raise PDUError("UID with non-ASCII bytes in an item")
+
+
+def _walk(buf, offset, end, what):
+    """(type, value start, value end) of each item in buf[offset:end], lengths checked."""
+    while offset < end:
+        if end - offset < 4:
+            raise PDUError("%d stray bytes after the last %s item" % (end - offset, what))
+        item_type, _, length = struct.unpack_from(">BBH", buf, offset)
+        stop = offset + 4 + length
+        if stop > end:
+            raise PDUError("%s item 0x%02x length %d runs past its container" % (what, item_type, length))
+        yield item_type, offset + 4, stop
+        offset = stop
+
+
+def _user(buf, start, end, out):
+    for item_type, a, b in _walk(buf, start, end, "user information"):
+        if item_type == MAX_LENGTH_ITEM:
+            if b - a != 4:
+                raise PDUError("maximum length sub-item of %d bytes (must be 4)" % (b - a))
+            out["max_pdu"] = struct.unpack_from(">L", buf, a)[0]
+        elif item_type == IMPLEMENTATION_UID_ITEM:
+            out["implementation_uid"] = _uid(buf, a, b)
+        elif item_type == IMPLEMENTATION_VERSION_ITEM:
+            out["implementation_version"] = str(bytes(buf[a:b]), "ascii").strip() if b - a <= 16 else ""
+        # Other sub-items (role selection, async window, extended negotiation, user identity)
+        # answer proposals we never make; PS3.7 D.3.3 lets an SCU ignore them.
+
+
+def decode_associate(buf, length, requestor_side):
+    """Decode the A-ASSOCIATE-RQ or -AC body in buf[6:6+length] into a dict.
+
+    AC (`requestor_side` True): contexts = {context ID: (result, transfer syntax or None)}.
+    RQ: contexts = {context ID: (abstract syntax, [transfer syntaxes])}.
+    Unknown top-level item types are refused: PS3.8 9.3.2/9.3.3 defines them all, and a peer
+    that sends others is not one we can trust to have understood our proposal.
+    """
+    end = HEADER + length
+    version = struct.unpack_from(">H", buf, HEADER)[0]
+    if not version & PROTOCOL_VERSION:
+        raise PDUError("protocol version 0x%04x without bit 0" % version, REASON_INVALID_PARAMETER)
+    out = {
+        "called": str(bytes(buf[10:26]), "ascii").strip(),
+        "calling": str(bytes(buf[26:42]), "ascii").strip(),
+        "contexts": {},
+        "max_pdu": 0,
+        "implementation_uid": "",
+        "implementation_version": "",
+    }
+    have_application = False
+    have_user = False
+    wanted = CONTEXT_AC_ITEM if requestor_side else CONTEXT_RQ_ITEM
+    for item_type, a, b in _walk(buf, HEADER + ASSOCIATE_FIXED, end, "A-ASSOCIATE"):
+        if item_type == APPLICATION_CONTEXT_ITEM:
+            if _uid(buf, a, b) != APPLICATION_CONTEXT:
+                raise PDUError("application context is not the DICOM one", REASON_INVALID_PARAMETER)
+            have_application = True
+        elif item_type == wanted:
+            if b - a < 4:
+                raise PDUError("presentation context item of %d bytes" % (b - a))
+            context_id = buf[a]
+            if not context_id & 1:
+                raise PDUError("presentation context ID %d is even" % context_id)
+            if context_id in out["contexts"]:
+                raise PDUError("presentation context ID %d appears twice" % context_id)
+            out["contexts"][context_id] = _context(buf, a, b, requestor_side)
+        elif item_type == USER_INFO_ITEM:
+            _user(buf, a, b, out)
+            have_user = True
+        else:
+            raise PDUError("unknown item type 0x%02x in A-ASSOCIATE" % item_type, REASON_UNRECOGNISED_PARAMETER)
+    if not have_application or not have_user:
+        raise PDUError("A-ASSOCIATE without application context or user information", REASON_UNEXPECTED_PARAMETER)
+    return out
+
+
+def _context(buf, a, b, requestor_side):
+    if requestor_side:
+        result = buf[a + 2]
+        syntax = None
+        for item_type, c, d in _walk(buf, a + 4, b, "presentation context"):
+            if item_type != TRANSFER_SYNTAX_ITEM or syntax is not None:
+                raise PDUError("presentation context AC sub-item 0x%02x unexpected" % item_type,
+                               REASON_UNEXPECTED_PARAMETER)
+            syntax = _uid(buf, c, d)
+        if result == ACCEPTANCE and not syntax:
+            raise PDUError("accepted presentation context %d names no transfer syntax" % buf[a])
+        if result > 4:
+            raise PDUError("presentation context result %d is not defined" % result)
+        return result, syntax
+    abstract = None
+    syntaxes = []
+    for item_type, c, d in _walk(buf, a + 4, b, "presentation context"):
+        if item_type == ABSTRACT_SYNTAX_ITEM and abstract is None:
+            abstract = _uid(buf, c, d)
+        elif item_type == TRANSFER_SYNTAX_ITEM:
+            syntaxes.append(_uid(buf, c, d))
+        else:
+            raise PDUError("presentation context RQ sub-item 0x%02x unexpected" % item_type,
+                           REASON_UNEXPECTED_PARAMETER)
+    if abstract is None or not syntaxes:
+        raise PDUError("presentation context %d lacks abstract or transfer syntax" % buf[a])
+    return abstract, syntaxes

@@ -1,0 +1,329 @@
+"""Storage and Verification SCU (PS3.4 Annex A and B, PS3.7 9.1.1 / 9.1.5) over one association.
+
+`StoreSession(dest, settings)` keeps one association to one destination open across objects
+(bounded by count and idle time), proposes every storage SOP class the device makes in two
+presentation contexts (Explicit and Implicit VR Little Endian), and streams each stored Part 10
+file from flash through one buffer: each P-DATA-TF is built in place (PDU and PDV headers packed
+in front of the payload) and goes out in one write. Its callers see only DeliveryError (with
+`transient`) or other ModgateError subclasses.
+"""
+
+from modgate import log
+from modgate.compat import ticks_diff, ticks_ms
+from modgate.dicom import part10
+from modgate.errors import ConfigError, DeliveryError, EncodeError
+from modgate.net import aetitle, dimse, pdu, status
+from modgate.net.association import Association, buffer_size, pack_pdv_header
+from modgate.port import fs
+
+EXPLICIT_VR_LE = part10.EXPLICIT_VR_LE
+IMPLICIT_VR_LE = part10.IMPLICIT_VR_LE
+# One context per transfer syntax (not one context listing both) so the archive's answer says
+# exactly which encodings it takes for each SOP class (PS3.8 9.3.2.2: one syntax is accepted).
+PROPOSED_TRANSFER_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
+VERIFICATION = dimse.VERIFICATION
+
+DEFAULTS = {
+    "max_pdu": 16384,
+    "connect_timeout_ms": 5000,
+    "acse_timeout_ms": 10000,
+    "dimse_timeout_ms": 30000,
+    "idle_timeout_ms": 10000,
+    "artim_timeout_ms": 2000,
+    "max_objects_per_association": 500,
+}
+MIN_MAX_PDU = 4096
+MAX_MAX_PDU = 1 << 20
+_COMMAND_CAP = 512  # a C-STORE-RSP/C-ECHO-RSP command set; larger is a violation for us
+_MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
+
+
+def _setting(settings, key):
+    value = settings.get(key)
+    return DEFAULTS[key] if value is None else value
+
+
+def storage_classes(extra=()):
+    """SOP classes a session proposes: the device's storage list, any extra, then Verification."""
+    from modgate.dicom import iods  # imported here: the list is only needed to build a proposal
+
+    classes = []
+    for uid in tuple(iods.STORAGE_SOP_CLASSES) + tuple(extra):
+        if uid not in classes and uid != VERIFICATION:
+            classes.append(uid)
+    classes.append(VERIFICATION)
+    return classes
+
+
+def proposal(classes):
+    """[(context ID, abstract syntax, (transfer syntax,))]: one context per class and syntax."""
+    contexts = []
+    context_id = 1
+    for uid in classes:
+        for ts in PROPOSED_TRANSFER_SYNTAXES:
+            contexts.append((context_id, uid, (ts,)))
+            context_id += 2
+    if len(contexts) > _MAX_CONTEXTS:
+        raise ConfigError("%d presentation contexts needed, at most 128 fit one association" % len(contexts))
+    return contexts
+
+
+class StoreSession:
+    """C-STORE and C-ECHO to one destination, one association reused across calls."""
+
+    def __init__(self, dest, settings):
+        self.called = aetitle.validate(dest.get("aet"))
+        self.calling = aetitle.validate(settings.get("calling_aet"))
+        self.host = dest.get("host")
+        self.port = dest.get("port")
+        if not self.host or not isinstance(self.port, int) or not 0 < self.port < 65536:
+            raise ConfigError("destination needs host and a port 1-65535")
+        self.max_pdu = int(_setting(settings, "max_pdu"))
+        if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
+            raise ConfigError("max_pdu must be 4096 to 1048576, not %d" % self.max_pdu)
+        self.timeouts = {
+            "connect": int(_setting(settings, "connect_timeout_ms")),
+            "acse": int(_setting(settings, "acse_timeout_ms")),
+            "dimse": int(_setting(settings, "dimse_timeout_ms")),
+            "artim": int(_setting(settings, "artim_timeout_ms")),
+        }
+        self.idle_ms = int(_setting(settings, "idle_timeout_ms"))
+        self.max_objects = int(_setting(settings, "max_objects_per_association"))
+        self.classes = storage_classes(settings.get("extra_sop_classes") or ())
+        self.contexts = proposal(self.classes)
+        self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
+        self.buf = None  # allocated with the first association, reused by every later one
+        self.cmd = bytearray(_COMMAND_CAP)
+        self.scratch = bytearray(16)
+        self.assoc = None
+        self.message_id = 0
+        self.objects = 0
+        self.last_used = ticks_ms()
+        self.peer = self.called + "@" + str(self.host) + ":" + str(self.port)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def store(self, path):
+        """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
+        try:
+            f = fs.open_file(path, "rb")
+        except OSError as exc:
+            raise DeliveryError("cannot open " + path + ": " + str(exc), False)
+        try:
+            try:
+                meta = part10.read_meta(f)
+            except EncodeError as exc:
+                raise DeliveryError(path + ": " + str(exc), False)
+            except OSError as exc:
+                raise DeliveryError("cannot read " + path + ": " + str(exc), True)
+            return self._store(f, meta)
+        finally:
+            f.close()
+
+    def echo(self):
+        """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
+        start = ticks_ms()
+        assoc = self._association()
+        context_id = self._context_for(VERIFICATION, (IMPLICIT_VR_LE, EXPLICIT_VR_LE))[0]
+        message_id = self._next_id()
+        n = dimse.encode_echo_rq(self.buf, pdu.PDATA_OVERHEAD, message_id)
+        size = pdu.pack_pdata(self.buf, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST, n)
+        if not assoc.send_pdu(size):
+            self._lost()
+        rsp = self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
+        self._done()
+        if rsp["status"] != 0:
+            raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
+        return ticks_diff(ticks_ms(), start)
+
+    def release(self):
+        """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None and assoc.fsm.state == "Sta6":
+            assoc.release()
+
+    def abort(self):
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None:
+            assoc.abort("aborted by the device", True)
+
+    def idle_expired(self):
+        """True when an open association has been idle longer than idle_timeout_ms."""
+        return self.assoc is not None and ticks_diff(ticks_ms(), self.last_used) > self.idle_ms
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _association(self):
+        assoc = self.assoc
+        if assoc is not None:
+            if self.idle_expired() or not assoc.alive():
+                self.release()
+            else:
+                return assoc
+        if self.buf is None:
+            self.buf = bytearray(buffer_size(self.max_pdu, self.contexts, self.impl[0], self.impl[1]))
+        assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
+                            self.max_pdu, self.timeouts, self.buf)
+        if not assoc.open(self.impl[0], self.impl[1]):
+            message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
+            raise DeliveryError(message, transient)
+        self.assoc = assoc
+        self.objects = 0
+        return assoc
+
+    def _context_for(self, sop_class, syntaxes):
+        accepted = self.assoc.accepted
+        for ts in syntaxes:
+            context_id = accepted.get((sop_class, ts))
+            if context_id is not None:
+                return context_id, ts
+        if sop_class not in self.classes:
+            raise DeliveryError("SOP class " + sop_class + " is not in the device's storage list", False)
+        results = []
+        for context_id, uid, offered in self.contexts:
+            if uid == sop_class:
+                code = self.assoc.results.get(context_id)
+                results.append(offered[0] + ": " + ("not answered" if code is None else
+                                                    "result %d" % code))
+        raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
+                            + "; ".join(results) + ")", False)
+
+    def _next_id(self):
+        self.message_id = self.message_id % 0xFFFF + 1
+        return self.message_id
+
+    def _lost(self):
+        """The association ended under us: raise its first fault."""
+        assoc = self.assoc
+        self.assoc = None
+        message, transient = assoc.failure or ("association with " + self.peer + " ended", True)
+        raise DeliveryError(message, transient)
+
+    def _done(self):
+        self.last_used = ticks_ms()
+
+    def _store(self, f, meta):
+        assoc = self._association()
+        sop_class = meta["sop_class_uid"]
+        source = meta["transfer_syntax_uid"]
+        if not sop_class or not meta["sop_instance_uid"]:
+            raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
+        # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
+        wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
+        context_id, ts = self._context_for(sop_class, wanted)
+        try:
+            reader = part10.DatasetReader(f, meta, ts, self.scratch)
+        except EncodeError as exc:
+            raise DeliveryError(str(exc), False)
+        message_id = self._next_id()
+        buf = self.buf
+        n = dimse.encode_store_rq(buf, pdu.PDATA_OVERHEAD, message_id, sop_class, meta["sop_instance_uid"])
+        pack_pdv_header(buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
+        self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
+        rsp = self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
+        self._done()
+        code = rsp["status"]
+        klass, reason = status.classify(code)
+        text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
+        self.objects += 1
+        if self.objects >= self.max_objects:
+            self.release()
+        if klass == status.SUCCESS:
+            return code, klass, "stored"
+        if klass == status.WARNING:
+            log.warn("net", self.peer + " stored " + meta["sop_instance_uid"] + " with warning " + text)
+            return code, klass, text
+        log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
+        raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)
+
+    def _stream(self, assoc, reader, context_id, start):
+        """Send the command PDV already at buf[6:start] and the data set, PDU by PDU.
+
+        The first data fragment shares the command's PDU. Each fill asks the reader for one byte
+        more than the fragment holds: if it comes, this fragment is not the last (PS3.8 E.2 needs
+        the last-fragment bit set up front) and that byte opens the next fragment.
+        """
+        buf = self.buf
+        mv = memoryview(buf)
+        limit = assoc.pdu_size
+        if limit - start - pdu.PDV_HEADER < 1:
+            # The peer's maximum leaves no room for data beside the command: send it alone.
+            pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
+            if not assoc.send_pdu(start):
+                self._lost()
+            start = pdu.HEADER
+        carry = 0
+        while True:
+            payload = start + pdu.PDV_HEADER
+            room = limit - payload
+            got = carry
+            want = room + 1
+            try:
+                while got < want:
+                    k = reader.readinto(mv[payload + got:payload + want])
+                    if not k:
+                        break
+                    got += k
+            except (EncodeError, OSError) as exc:
+                self.assoc = None
+                assoc.abort("stored object unreadable: " + str(exc), False)
+                raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
+            last = got <= room
+            frag = got if last else room
+            pack_pdv_header(buf, start, frag, context_id, pdu.CONTROL_LAST if last else 0)
+            end = payload + frag
+            pdu.pack_header(buf, pdu.P_DATA_TF, end - pdu.HEADER)
+            if not assoc.send_pdu(end):
+                self._lost()
+            if last:
+                return
+            buf[pdu.PDATA_OVERHEAD] = buf[end]
+            carry = 1
+            start = pdu.HEADER
+
+    def _response(self, command, message_id, context_id, what):
+        """Collect the response command set (fragments in order) and check it answers us."""
+        assoc = self.assoc
+        cmd = self.cmd
+        got = 0
+        timeout = self.timeouts["dimse"]
+        while True:
+            if not assoc.next_pdata(timeout, what):
+                self._lost()
+            buf = assoc.buf
+            end = pdu.HEADER + assoc.pdu_len
+            offset = pdu.HEADER
+            while offset < end:
+                pcid, control, a, b = pdu.next_pdv(buf, offset, end)
+                offset = b
+                if pcid != context_id or not control & pdu.CONTROL_COMMAND:
+                    self._violate("%s came as %s on context %d (expected command on %d)"
+                                  % (what, "command" if control & 1 else "data", pcid, context_id))
+                if got + b - a > len(cmd):
+                    self._violate(what + " command set is larger than %d bytes" % len(cmd))
+                cmd[got:got + b - a] = assoc.mv[a:b]
+                got += b - a
+                if control & pdu.CONTROL_LAST:
+                    if offset != end:
+                        self._violate("PDVs follow the last fragment of " + what)
+                    return self._check(cmd, got, command, message_id, what)
+
+    def _check(self, cmd, got, command, message_id, what):
+        try:
+            rsp = dimse.parse_response(cmd, got)
+        except dimse.DimseError as exc:
+            self._violate(str(exc))
+        if rsp["command"] != command or rsp["responded_to"] != message_id:
+            self._violate("expected %s to message %d, got command 0x%04x to message %d"
+                          % (what, message_id, rsp["command"], rsp["responded_to"]))
+        if rsp["dataset_type"] != dimse.NO_DATASET:
+            self._violate(what + " announces a data set")
+        return rsp
+
+    def _violate(self, message):
+        assoc = self.assoc
+        self.assoc = None
+        assoc.violation(message)
+        raise DeliveryError(message, True)

@@ -1,0 +1,56 @@
+"""What a C-STORE or C-ECHO response status means for the device (PS3.4 B.2.3, PS3.7 Annex C).
+
+STATUS_CLASSES is the one table: (mask, value, class, reason), first match wins. Classes:
+- "success": delivered.
+- "warning": delivered; the archive changed or doubted something, so the line is logged.
+- "transient": not delivered, and the same object may succeed later (resources, busy peer).
+- "permanent": not delivered, and resending the same bytes cannot help (the object or our
+  configuration must change); the queue parks the object for an operator.
+The conformance statement (docs/) lists this table; a docs test compares the two.
+"""
+
+SUCCESS = "success"
+WARNING = "warning"
+TRANSIENT = "transient"
+PERMANENT = "permanent"
+
+STATUS_CLASSES = (
+    (0xFFFF, 0x0000, SUCCESS, "PS3.7 C.1.1 success"),
+    (0xFFFF, 0xB000, WARNING, "PS3.4 B.2.3 coercion of data elements: stored, some values changed"),
+    (0xFFFF, 0xB006, WARNING, "PS3.4 B.2.3 elements discarded: stored without some elements"),
+    (0xFFFF, 0xB007, WARNING, "PS3.4 B.2.3 data set does not match SOP class: stored anyway"),
+    (0xFFFF, 0x0001, WARNING, "PS3.7 C.4 requested optional attributes not supported: stored"),
+    (0xFFFF, 0x0107, WARNING, "PS3.7 C.4.3 attribute list error: stored"),
+    (0xFFFF, 0x0116, WARNING, "PS3.7 C.4.4 attribute value out of range: stored"),
+    (0xF000, 0xB000, WARNING, "PS3.7 C.1.3 other Bxxx warning: stored"),
+    (0xFF00, 0xA700, TRANSIENT, "PS3.4 B.2.3 refused, out of resources: the archive may have room later"),
+    (0xFF00, 0xA900, PERMANENT, "PS3.4 B.2.3 data set does not match SOP class: the object must change"),
+    (0xF000, 0xC000, PERMANENT, "PS3.4 B.2.3 cannot understand: the same bytes will fail again"),
+    (0xFFFF, 0x0110, TRANSIENT, "PS3.7 C.4.2 processing failure: a fault on the archive's side"),
+    (0xFFFF, 0x0111, PERMANENT, "PS3.7 C.4.5 duplicate SOP instance: the archive refuses this UID"),
+    (0xFFFF, 0x0117, PERMANENT, "PS3.7 C.4.8 invalid object instance: the object must change"),
+    (0xFFFF, 0x0122, PERMANENT, "PS3.7 C.4.17 SOP class not supported: configuration must change"),
+    (0xFFFF, 0x0124, PERMANENT, "PS3.7 C.4.18 not authorised: configuration must change"),
+    (0xFFFF, 0x0210, TRANSIENT, "PS3.7 C.5.1 duplicate invocation: a new message ID will do"),
+    (0xFFFF, 0x0211, PERMANENT, "PS3.7 C.5.2 unrecognised operation: the peer cannot store"),
+    (0xFFFF, 0x0212, PERMANENT, "PS3.7 C.5.3 mistyped argument: the request is wrong"),
+    (0xFFFF, 0x0213, TRANSIENT, "PS3.7 C.5.4 resource limitation: may succeed later"),
+    (0xFFFF, 0xFE00, TRANSIENT, "PS3.7 C.3 cancel: C-STORE was not cancelled by us, so resend"),
+    (0xFF00, 0xFF00, TRANSIENT, "PS3.7 C.2 pending is not a C-STORE answer: a confused peer, retry"),
+    (0xF000, 0xA000, PERMANENT, "PS3.7 C.1.4 other Axxx refusal: treated like A900"),
+    (0x0000, 0x0000, TRANSIENT, "status not defined for C-STORE: retried so nothing is lost on a code we do not know"),
+)
+
+
+def classify(status):
+    """(class, reason) of a DIMSE response status, from STATUS_CLASSES."""
+    for mask, value, klass, reason in STATUS_CLASSES:
+        if status & mask == value:
+            return klass, reason
+    return TRANSIENT, "unreachable"
+
+
+def describe(status):
+    """One line for logs and the send command, e.g. "0xA700 transient (PS3.4 B.2.3 ...)"."""
+    klass, reason = classify(status)
+    return "0x%04X %s (%s)" % (status, klass, reason)
