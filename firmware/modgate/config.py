@@ -15,6 +15,7 @@ import json
 
 from modgate import log
 from modgate.errors import ConfigError
+from modgate.net import aetitle
 from modgate.port import entropy, fs
 
 SECRET = 1
@@ -112,14 +113,11 @@ def _printable(key, text, limit):
 
 
 def validate_aet(text, key="ae_title"):
-    """PS3.5 6.2 AE: 1-16 characters, no backslash or control characters, not all spaces."""
-    if not isinstance(text, str):
-        _fail(key, "AE title must be text")
-    _printable(key, text, 16)
-    text = text.strip()
-    if not text:
-        _fail(key, "AE title must not be empty or all spaces")
-    return text
+    """PS3.5 6.2 AE (via modgate.net.aetitle), stored without its non-significant spaces."""
+    try:
+        return aetitle.validate(text).strip()
+    except ConfigError as exc:
+        _fail(key, str(exc))
 
 
 def validate_host(text, key="host"):

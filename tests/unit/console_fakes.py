@@ -28,22 +28,51 @@ class FakeDevice:
         self.patient = {}
         self.clock = (2026, 1, 2, 3, 4, 5)
         self.queue = [
-            {"id": "q1", "sop_instance_uid": "2.25.1", "destination": "archive", "attempts": 2,
-             "next_try_s": 4, "size": 1000, "last_error": "connection refused"},
+            {
+                "id": "q1",
+                "sop_instance_uid": "2.25.1",
+                "destination": "archive",
+                "attempts": 2,
+                "next_try_s": 4,
+                "size": 1000,
+                "last_error": "connection refused",
+            },
         ]
-        self.dead = [{"id": "d1", "sop_instance_uid": "2.25.9", "destination": "archive", "attempts": 100,
-                      "next_try_s": None, "size": 10, "last_error": "A-ASSOCIATE-RJ"}]
+        self.dead = [
+            {
+                "id": "d1",
+                "sop_instance_uid": "2.25.9",
+                "destination": "archive",
+                "attempts": 100,
+                "next_try_s": None,
+                "size": 10,
+                "last_error": "A-ASSOCIATE-RJ",
+            }
+        ]
         self.unreachable = set()
         self.log = ["2026-01-02T03:04:05Z INFO app: line %d" % i for i in range(100)]
 
     def status(self):
-        return {"uptime_s": 12, "queue_depth": len(self.queue), "dead": len(self.dead), "spool_used_pct": 3,
-                "delivered": len(self.sent), "failed": 0, "last_error": None, "clock_set": True}
+        return {
+            "uptime_s": 12,
+            "queue_depth": len(self.queue),
+            "dead": len(self.dead),
+            "spool_used_pct": 3,
+            "delivered": len(self.sent),
+            "failed": 0,
+            "last_error": None,
+            "clock_set": True,
+        }
 
     def ident(self):
         conf = self.config
-        return {"serial": conf.get("device_serial") or "FAKE0001", "firmware": "0.1.0", "board": "fake",
-                "uid_root": conf.get("uid_root"), "ae_title": conf.get("ae_title")}
+        return {
+            "serial": conf.get("device_serial") or "FAKE0001",
+            "firmware": "0.1.0",
+            "board": "fake",
+            "uid_root": conf.get("uid_root"),
+            "ae_title": conf.get("ae_title"),
+        }
 
     def destinations(self):
         return self.config.get("destinations")

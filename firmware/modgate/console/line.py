@@ -35,6 +35,7 @@ class LineEditor:
         self._bad = -1
         self._esc = 0  # 0 none, 1 after ESC, 2 inside CSI/SS3, counts bytes above
         self._after_cr = False
+        self._mask_from = 0  # echo '*' for bytes after this position (a PIN follows)
 
     def take_echo(self):
         """Echo bytes produced since the last call (empty when echo is off)."""
@@ -67,6 +68,8 @@ class LineEditor:
             elif b == BS or b == DEL:
                 if self._buf:
                     self._buf[:] = self._buf[:-1]
+                    if len(self._buf) < self._mask_from:
+                        self._mask_from = 0
                     self._emit(b"\b \b")
             elif b == ETX:
                 self._reset()
@@ -93,15 +96,21 @@ class LineEditor:
             self._esc += 1
 
     def _append(self, b):
-        if len(self._buf) >= self.max_len:
+        buf = self._buf
+        if len(buf) >= self.max_len:
             self._too_long = True
             return
-        self._buf.append(b)
-        masked = False
-        for prefix in _MASKED:
-            if len(self._buf) > len(prefix) and bytes(self._buf[: len(prefix)]) == prefix:
-                masked = True
-        self._emit(b"*" if masked else bytes((b,)))
+        buf.append(b)
+        if not self.echo:
+            return
+        if self._mask_from and len(buf) > self._mask_from:
+            self._out.append(0x2A)  # '*'
+            return
+        self._out.append(b)
+        if b == 0x20 and not self._mask_from:
+            for prefix in _MASKED:
+                if len(buf) == len(prefix) and bytes(buf) == prefix:
+                    self._mask_from = len(buf)
 
     def _emit(self, data):
         if self.echo:
@@ -122,3 +131,4 @@ class LineEditor:
         self._too_long = False
         self._bad = -1
         self._esc = 0
+        self._mask_from = 0
