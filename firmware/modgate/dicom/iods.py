@@ -1,0 +1,227 @@
+"""The IODs the device creates (PS3.3 Annex A) and the attributes each needs, as data.
+
+Public API:
+- `IODS`: name -> dict(sop_class_uid, title, multi_frame, formats, modality).
+- `STORAGE_SOP_CLASSES`: every SOP Class UID the device can create (the network layer proposes these).
+- `choose(iod_name, fmt, multi_frame)` -> the IODS entry; raises EncodeError("... not supported ...").
+- `attributes(iod_name, layout, context, sop_instance_uid)` -> list of (tag, vr, value) in tag order,
+  every element before Pixel Data. Values: str (text VRs, "" = empty), int (US/SS), tuple (AT),
+  b"" (empty SQ). Number of Frames is written as a placeholder the writer patches.
+
+The attribute tables are text, one element a line: MicroPython compiles a text constant in a few
+bytes of heap where the same table as tuples in code took tens of KB to compile.
+
+Context keys (all optional; a missing Type 2 value is written empty): patient_name, patient_id,
+patient_birth_date, patient_sex, accession_number, study_description, series_description,
+referring_physician, study_instance_uid, series_instance_uid (Type 1: the caller must pass them),
+study_id, series_number, instance_number, modality, station_name, institution_name, model_name,
+device_serial, software_version, body_part, now=(Y, M, D, h, m, s), clock_set.
+Modality-specific: conversion_type (SC, default "DI"), burned_in_annotation ("NO"),
+frame_time_ms (multi-frame, default 100), image_laterality (DX, default "U"), detector_type (DX,
+Type 2), patient_orientation (DX, required: e.g. "A\\F"), imager_pixel_spacing (DX, "row\\col" mm,
+default "0.1\\0.1"),
+pixel_intensity_relationship (DX, "LIN"), laterality (General Series, Type 2C, written empty).
+"""
+
+from modgate.errors import EncodeError
+
+_ALL = ("GRAY8", "GRAY16", "RGB888", "RGB565", "YUYV")
+# US: 8 bits per sample; uncompressed colour only as RGB (PS3.3 C.8.5.6.1.2, .1.3), so no YUYV.
+_US_FORMATS = ("GRAY8", "RGB888", "RGB565")
+
+_ALL = ("GRAY8", "GRAY16", "RGB888", "RGB565", "YUYV")
+# US: 8 bits per sample; uncompressed colour only as RGB (PS3.3 C.8.5.6.1.2, .1.3), so no YUYV.
+_US_FORMATS = ("GRAY8", "RGB888", "RGB565")
+
+
+def _iod(uid, title, multi_frame, formats, modality, tables):
+    return {"sop_class_uid": uid, "title": title, "multi_frame": multi_frame, "formats": formats,
+            "modality": modality, "tables": tables}
+
+
+IODS = {
+    "sc": _iod("1.2.840.10008.5.1.4.1.1.7", "Secondary Capture Image", False, _ALL, "OT", "SC"),
+    "mf-gray8": _iod("1.2.840.10008.5.1.4.1.1.7.2", "Multi-frame Grayscale Byte Secondary Capture Image",
+                     True, ("GRAY8",), "OT", "SC MF MFG"),
+    "mf-gray16": _iod("1.2.840.10008.5.1.4.1.1.7.3", "Multi-frame Grayscale Word Secondary Capture Image",
+                      True, ("GRAY16",), "OT", "SC MF MFG"),
+    "mf-rgb": _iod("1.2.840.10008.5.1.4.1.1.7.4", "Multi-frame True Color Secondary Capture Image",
+                   True, ("RGB888", "RGB565"), "OT", "SC MF"),
+    "dx": _iod("1.2.840.10008.5.1.4.1.1.1.1", "Digital X-Ray Image - For Presentation", False,
+               ("GRAY8", "GRAY16"), "DX", "DX"),
+    "us": _iod("1.2.840.10008.5.1.4.1.1.6.1", "Ultrasound Image", False, _US_FORMATS, "US", "LAT"),
+    "us-mf": _iod("1.2.840.10008.5.1.4.1.1.3.1", "Ultrasound Multi-frame Image", True, _US_FORMATS, "US",
+                  "LAT MF"),
+    "vl-photo": _iod("1.2.840.10008.5.1.4.1.1.77.1.4", "VL Photographic Image", False,
+                     ("GRAY8", "RGB888", "RGB565"), "XC", "LAT VL"),
+}
+
+STORAGE_SOP_CLASSES = tuple(IODS[name]["sop_class_uid"] for name in IODS)
+
+# Number of Frames (IS) is written this wide so finish() can patch it in place (PS3.5 6.2: IS <= 12).
+FRAMES_FIELD = 10
+
+# One element a line: tag, VR, source. Source: @name = computed below; 'text = constant;
+# key or key=default = context value ("" when missing: Type 2 empty); ?key = only when given (Type 3).
+# Patient (C.7.1.1), General Study (C.7.2.1), General Series (C.7.3.1), General Equipment (C.7.5.1),
+# General Image (C.7.6.1), Image Pixel (C.7.6.3), SOP Common (C.12.1).
+_COMMON = """00080008 CS @image_type
+00080012 DA @da
+00080013 TM @tm
+00080016 UI @sop_class
+00080018 UI @sop_instance
+00080020 DA @da
+00080023 DA @da
+00080030 TM @tm
+00080033 TM @tm
+00080050 SH accession_number
+00080060 CS @modality
+00080070 LO 'modgate
+00080080 LO ?institution_name
+00080090 PN referring_physician
+00081010 SH ?station_name
+00081030 LO ?study_description
+0008103E LO ?series_description
+00081090 LO model_name=modgate
+00100010 PN patient_name
+00100020 LO patient_id
+00100030 DA patient_birth_date
+00100040 CS patient_sex
+00180015 CS ?body_part
+00181000 LO device_serial
+00181020 LO software_version
+0020000D UI study_instance_uid
+0020000E UI series_instance_uid
+00200010 SH study_id
+00200011 IS series_number=1
+00200013 IS instance_number=1
+00200020 CS @orientation
+00280002 US @spp
+00280004 CS @photometric
+00280006 US @planar
+00280010 US @rows
+00280011 US @columns
+00280100 US @ba
+00280101 US @bs
+00280102 US @hb
+00280103 US @pr
+00280301 CS burned_in_annotation=NO"""
+
+_TABLES = {
+    # General Series Laterality, Type 2C: unknown for a captured frame, so present and empty.
+    "LAT": "00200060 CS laterality",
+    # SC Equipment (C.8.6.1), SC Image (C.8.6.2).
+    "SC": """00080064 CS conversion_type=DI
+00181012 DA @da
+00181014 TM @tm
+00181016 LO 'modgate
+00181018 LO model_name=modgate
+00181019 LO software_version
+00200060 CS laterality""",
+    # Cine (C.7.6.5) and Multi-frame (C.7.6.6): frames advance by Frame Time.
+    "MF": """00181063 DS frame_time_ms=100
+00280008 IS '1
+00280009 AT @frame_pointer""",
+    # SC Multi-frame Image (C.8.6.3), grayscale.
+    "MFG": """00281052 DS '0
+00281053 DS '1
+00281054 LO 'US
+20500020 CS 'IDENTITY""",
+    # DX Series (C.8.11.1), DX Anatomy Imaged (C.8.11.2), DX Image (C.8.11.3), DX Detector (C.8.11.4),
+    # VOI LUT (C.11.2, required For Presentation), Acquisition Context (C.7.6.14).
+    "DX": """00080068 CS 'FOR PRESENTATION
+00082218 SQ @empty
+00181164 DS imager_pixel_spacing=0.1\\0.1
+00187004 CS detector_type
+00200062 CS image_laterality=U
+00281040 CS pixel_intensity_relationship=LIN
+00281041 SS @one
+00281050 DS @window_center
+00281051 DS @window_width
+00281052 DS '0
+00281053 DS '1
+00281054 LO 'US
+00282110 CS '00
+00400555 SQ @empty
+20500020 CS 'IDENTITY""",
+    # VL Image (C.8.12.1), Acquisition Context (C.7.6.14).
+    "VL": """00282110 CS '00
+00400555 SQ @empty""",
+}
+
+
+def choose(iod_name, fmt, multi_frame):
+    iod = IODS.get(iod_name)
+    if iod is None:
+        raise EncodeError("IOD %s is not supported (one of %s)" % (iod_name, ", ".join(IODS)))
+    if fmt not in iod["formats"]:
+        raise EncodeError("%s input is not supported by %s (%s accepts %s)" % (
+            fmt, iod_name, iod["title"], ", ".join(iod["formats"])))
+    if multi_frame and not iod["multi_frame"]:
+        raise EncodeError("multi-frame is not supported by %s (%s is single-frame)" % (
+            iod_name, iod["title"]))
+    return iod
+
+
+def _computed(iod_name, iod, lay, ctx, sop_instance_uid):
+    now = ctx.get("now") or (2000, 1, 1, 0, 0, 0)
+    sc = "SC" in iod["tables"]
+    top = 1 << lay.bits_stored
+    if iod_name == "dx" and not ctx.get("patient_orientation"):
+        raise EncodeError("dx needs patient_orientation in the configuration (Type 1C, C.8.11.3)")
+    return {
+        "image_type": "DERIVED\\SECONDARY" if sc else "ORIGINAL\\PRIMARY",
+        "da": "%04d%02d%02d" % (now[0], now[1], now[2]),
+        "tm": "%02d%02d%02d" % (now[3], now[4], now[5]),
+        "sop_class": iod["sop_class_uid"],
+        "sop_instance": sop_instance_uid,
+        "modality": (ctx.get("modality") or "OT") if sc else iod["modality"],
+        # Patient Orientation: Type 2C, unknown for a captured frame; DX needs it (Type 1C).
+        "orientation": (ctx.get("patient_orientation") or "") if iod_name == "dx" else "",
+        "spp": lay.samples_per_pixel,
+        "photometric": lay.photometric,
+        "planar": lay.planar_configuration,
+        "rows": lay.height,
+        "columns": lay.width,
+        "ba": lay.bits_allocated,
+        "bs": lay.bits_stored,
+        "hb": lay.high_bit,
+        "pr": lay.pixel_representation,
+        "frame_pointer": (0x0018, 0x1063),
+        "empty": b"",
+        "one": 1,
+        "window_center": str(top // 2),
+        "window_width": str(top),
+    }
+
+
+def attributes(iod_name, lay, ctx, sop_instance_uid):
+    iod = IODS[iod_name]
+    for key in ("study_instance_uid", "series_instance_uid"):
+        if not ctx.get(key):
+            raise EncodeError("context has no %s (Type 1)" % key)
+    computed = _computed(iod_name, iod, lay, ctx, sop_instance_uid)
+    out = []
+    for table in [_COMMON] + [_TABLES[name] for name in iod["tables"].split()]:
+        for line in table.split("\n"):
+            src = line[12:]
+            first = src[0]
+            if first == "@":
+                value = computed[src[1:]]
+                if value is None:
+                    continue
+            elif first == "'":
+                value = src[1:]
+            else:
+                key, _, default = src.partition("=")
+                if first == "?":
+                    key = key[1:]
+                value = ctx.get(key)
+                if value is None or value == "":
+                    if first == "?":
+                        continue
+                    value = default
+                value = str(value)
+            out.append((int(line[:8], 16), line[9:11], value))
+    out.sort()
+    return out
