@@ -143,7 +143,7 @@ class FrameReceiver:
     it the frame timeout expired. It never raises on bad input; sink errors become NAKs.
     """
 
-    def __init__(self, sink, source_id, max_frame_bytes=8 << 20, max_context_bytes=1024):
+    def __init__(self, sink, source_id, max_frame_bytes=8 << 20, max_context_bytes=1024, recent=None):
         self.sink = sink
         self.source_id = source_id
         self.max_frame_bytes = max_frame_bytes
@@ -159,7 +159,9 @@ class FrameReceiver:
         self.nak = 0
         self.nak_text = ""
         self.busy_ms = 0
-        self.recent = []  # (sequence, crc, uid) of recent ACKs, for duplicate suppression
+        # (sequence, crc, uid) of recent ACKs, for duplicate suppression; shared by the links of
+        # one input so a resend on a new connection is recognised.
+        self.recent = [] if recent is None else recent
         self.stats = {"frames": 0, "acked": 0, "nacked": 0, "busy": 0, "skipped_bytes": 0}
 
     def in_frame(self):

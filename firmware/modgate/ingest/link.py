@@ -16,10 +16,10 @@ _READS_PER_CALL = 16  # bounded work per call, so several links share one loop f
 class FrameLink:
     def __init__(self, stream, sink, source_id, max_frame_bytes=8 << 20, max_context_bytes=1024,
                  frame_timeout_ms=2000, idle_timeout_ms=60000, chunk_bytes=4096,
-                 send_timeout_ms=5000, close_on_idle=True):
+                 send_timeout_ms=5000, close_on_idle=True, recent=None):
         self.stream = stream
         self.source_id = source_id
-        self.receiver = FrameReceiver(sink, source_id, max_frame_bytes, max_context_bytes)
+        self.receiver = FrameReceiver(sink, source_id, max_frame_bytes, max_context_bytes, recent)
         self.frame_timeout_ms = frame_timeout_ms
         self.idle_timeout_ms = idle_timeout_ms
         self.send_timeout_ms = send_timeout_ms

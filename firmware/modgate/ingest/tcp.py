@@ -22,6 +22,7 @@ class TcpInput:
         self.port = port
         self.max_clients = max_clients
         self.link_options = link_options
+        self.recent = []  # shared duplicate-suppression memory of every link
         self.links = []
         self._poller = select.poll()
         self._owners = {}  # poll result key -> link (or None for the listener)
@@ -50,7 +51,7 @@ class TcpInput:
             log.warn("ingest", "refusing " + conn.peer + ": " + str(self.max_clients) + " sources connected")
             conn.close()
             return
-        link = FrameLink(conn, self.sink, "tcp:" + conn.peer, **self.link_options)
+        link = FrameLink(conn, self.sink, "tcp:" + conn.peer, recent=self.recent, **self.link_options)
         self.links.append(link)
         self._watch(link.pollable(), link)
         log.info("ingest", "source connected: " + conn.peer)

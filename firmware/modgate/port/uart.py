@@ -18,6 +18,10 @@ _VTIME = 5
 _VMIN = 6
 
 
+def _errno(exc):
+    return str(exc.args[0] if exc.args else "?")
+
+
 class SerialStream:
     """A raw tty: reads return what is there (VMIN=0, VTIME=0), so nothing blocks past a poll."""
 
@@ -52,7 +56,7 @@ class SerialStream:
         try:
             n = self.file.readinto(memoryview(buf)[0:nbytes])
         except OSError as exc:
-            raise LinkClosed("serial " + self.peer + " failed: errno " + str(exc.args[0] if exc.args else "?"))
+            raise LinkClosed("serial " + self.peer + " failed: errno " + _errno(exc))
         if not n:
             raise LinkTimeout("serial " + self.peer + " has no data")
         return n
@@ -65,7 +69,7 @@ class SerialStream:
             try:
                 n = self.file.write(view[sent:])
             except OSError as exc:
-                raise LinkClosed("serial " + self.peer + " write failed: errno " + str(exc.args[0] if exc.args else "?"))
+                raise LinkClosed("serial " + self.peer + " write failed: errno " + _errno(exc))
             sent += n or 0
             if sent < len(view) and not remaining_ms(until):
                 raise LinkTimeout("serial " + self.peer + " write timed out")

@@ -1,0 +1,346 @@
+"""`modgate simulate-modality`: a legacy modality that sends test-pattern frames with frame protocol v1.
+
+It sends one frame at a time and waits for its answer (docs/frame-protocol.md, exchange rule 1).
+With --faults it damages that fraction of frames on the wire (seeded): `crc` (a flipped byte:
+the device must NAK CRC), `truncate` (the frame stops: NAK TIMEOUT after the device's frame
+timeout) and `garbage` (noise before an intact frame: the device must resynchronise and ACK).
+A damaged frame is not resent. With --retry-for it behaves like a modality that keeps its images
+until they are acknowledged: after a dropped connection it reconnects and resends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import serial
+
+from modgate_host.frameproto import (
+    ACK,
+    BUSY,
+    NAK,
+    PIXEL_FORMATS,
+    FrameHeader,
+    Response,
+    ResponseParser,
+    encode_frame,
+)
+from modgate_host.runtimes import FIRMWARE
+
+FAULT_KINDS = ("crc", "truncate", "garbage")
+
+
+class LinkDown(Exception):
+    """The connection to the device dropped (or could not be opened)."""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "simulate-modality",
+        help="send test-pattern frames to a device like a legacy modality (frame protocol v1)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--to", required=True, help="tcp://HOST:PORT or serial:///dev/ttyX")
+    p.add_argument("--frames", type=int, default=10, help="number of frames (default 10)")
+    p.add_argument("--size", default="512x512", help="WxH (default 512x512)")
+    p.add_argument("--format", default="GRAY16", choices=sorted(PIXEL_FORMATS), help="pixel format")
+    p.add_argument("--bits", type=int, default=None, help="bits stored for GRAY16 (default 16)")
+    p.add_argument("--series", type=int, default=0, metavar="K",
+                   help="group frames into series of K (series markers); default: single frames")
+    p.add_argument("--rate", type=float, default=0.0, metavar="FPS",
+                   help="frames per second (default: flat out)")
+    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                   help="fraction of frames damaged on the wire")
+    p.add_argument("--seed", type=int, default=1, help="seed for the fault choice (default 1)")
+    p.add_argument("--retry-for", type=float, default=0.0, metavar="SECONDS",
+                   help="after a dropped connection, reconnect and resend for up to this long")
+    p.add_argument("--response-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="wait this long for an answer before resending (default 10)")
+    p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
+    p.add_argument("--context", default=None, help="JSON object sent as the study/patient context")
+    p.add_argument("--sequence-start", type=int, default=None,
+                   help="first sequence number (default random)")
+    p.add_argument("--report", type=Path, default=None, metavar="FILE.json",
+                   help="write the JSON report here")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# -- pixel content ------------------------------------------------------------------------------
+
+def pattern_rows(fmt: str, width: int, height: int, bits: int | None) -> Callable[[int], Iterator[bytes]]:
+    """rows(frame) for the firmware's deterministic test pattern, or a local one if it is absent."""
+    if str(FIRMWARE) not in sys.path:
+        sys.path.append(str(FIRMWARE))
+    try:
+        from modgate.testpattern import Pattern  # the device's own pattern, so pixels can be compared
+
+        pattern = Pattern(fmt, width, height, bits)
+
+        def firmware_rows(frame: int) -> Iterator[bytes]:
+            for y in range(height):
+                yield bytes(pattern.row(y, frame))
+
+        return firmware_rows
+    except ImportError:
+        bpp = PIXEL_FORMATS[fmt][1]
+        base = bytes((i * 7) & 0xFF for i in range(2 * width * bpp))
+
+        def local_rows(frame: int) -> Iterator[bytes]:
+            for y in range(height):
+                start = ((y + 3 * frame) % width) * bpp
+                yield base[start : start + width * bpp]
+
+        return local_rows
+
+
+# -- transport -----------------------------------------------------------------------------------
+
+def serial_url(to: str) -> str:
+    if to.startswith("tcp://"):
+        return "socket://" + to[len("tcp://"):]
+    if to.startswith("serial://"):
+        return to[len("serial://"):]
+    raise ValueError(f"--to must be tcp://HOST:PORT or serial:///dev/ttyX, not {to!r}")
+
+
+class Device:
+    """The connection to the device: pyserial for both TCP (socket://) and serial lines."""
+
+    def __init__(self, url: str, baud: int) -> None:
+        self.url = url
+        self.baud = baud
+        self.port: Any = None
+        self.parser = ResponseParser()
+
+    def open(self) -> None:
+        try:
+            self.port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05, write_timeout=30)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkDown(str(exc)) from exc
+        self.parser = ResponseParser()
+
+    def close(self) -> None:
+        if self.port is not None:
+            try:
+                self.port.close()
+            except (serial.SerialException, OSError):
+                pass
+            self.port = None
+
+    def send(self, data: bytes) -> None:
+        if self.port is None:
+            raise LinkDown("not connected")
+        try:
+            self.port.write(data)
+            self.port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise LinkDown(str(exc)) from exc
+
+    def wait_for(self, sequence: int, timeout_s: float) -> Response | None:
+        """The response for `sequence`, or None when none came in time; others are ignored."""
+        until = time.monotonic() + timeout_s
+        while time.monotonic() < until:
+            try:
+                data = self.port.read(4096)
+            except (serial.SerialException, OSError, AttributeError) as exc:
+                raise LinkDown(str(exc)) from exc
+            for r in self.parser.feed(data):
+                if r.sequence == sequence:
+                    return r
+        return None
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+@dataclass
+class Outcome:
+    acked: list[dict[str, Any]] = field(default_factory=list)
+    nacked: list[dict[str, Any]] = field(default_factory=list)
+    busy: int = 0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    reconnects: int = 0
+
+
+def frame_header(args: argparse.Namespace, i: int, seq: int, series_base: int) -> FrameHeader:
+    width, height = parse_size(args.size)
+    if args.series and args.series > 1:
+        index = i % args.series
+        last = index == args.series - 1 or i == args.frames - 1
+        kind = "series_start" if index == 0 else "series_end" if last else "series_frame"
+        series_id = series_base + i // args.series
+        return FrameHeader(seq, width, height, args.format, kind, series_id, index, args.bits)
+    return FrameHeader(seq, width, height, args.format, bits_stored=args.bits)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, _, h = text.lower().partition("x")
+    return int(w), int(h)
+
+
+def damage(message: bytes, kind: str, rng: random.Random) -> bytes:
+    if kind == "crc":
+        i = rng.randrange(40, len(message))
+        return message[:i] + bytes((message[i] ^ (1 << rng.randrange(8)),)) + message[i + 1 :]
+    if kind == "truncate":
+        return message[: rng.randrange(40, len(message))]
+    noise = bytes(rng.randrange(256) for _ in range(rng.randrange(16, 256)))
+    return noise.replace(b"MGFR", b"MGFX") + message
+
+
+class Progress:
+    """A one-line bar on stderr, redrawn at most 10 times a second, when stderr is a terminal."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total = total
+        self.quiet = quiet or not sys.stderr.isatty()
+        self.last = 0.0
+
+    def show(self, done: int, out: Outcome, final: bool = False) -> None:
+        now = time.monotonic()
+        if self.quiet or (not final and now - self.last < 0.1):
+            return
+        self.last = now
+        width = 30
+        fill = width * done // max(1, self.total)
+        bar = "#" * fill + "." * (width - fill)
+        sys.stderr.write(
+            f"\r[{bar}] {done}/{self.total}  ack {len(out.acked)}  nak {len(out.nacked)}  busy {out.busy}"
+        )
+        if final:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def send_frame(dev: Device, message: bytes, seq: int, args: argparse.Namespace) -> Response | None:
+    dev.send(message)
+    return dev.wait_for(seq, args.response_timeout)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        url = serial_url(args.to)
+        width, height = parse_size(args.size)
+        context = json.loads(args.context) if args.context else None
+    except ValueError as exc:
+        print(f"simulate-modality: {exc}", file=sys.stderr)
+        return 2
+    rows = pattern_rows(args.format, width, height, args.bits)
+    rng = random.Random(args.seed)
+    seq0 = args.sequence_start
+    if seq0 is None:
+        seq0 = int.from_bytes(os.urandom(4), "little")
+    series_base = 1 + int.from_bytes(os.urandom(2), "little") * 1000
+    out = Outcome()
+    dev = Device(url, args.baud)
+    progress = Progress(args.frames, args.quiet)
+    try:
+        dev.open()
+    except LinkDown as exc:
+        print(f"simulate-modality: cannot open {args.to}: {exc}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    ok = True
+    for i in range(args.frames):
+        if args.rate > 0:
+            delay = started + i / args.rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        seq = (seq0 + i) & 0xFFFFFFFF
+        header = frame_header(args, i, seq, series_base)
+        message = encode_frame(header, b"".join(rows(i)), context if header.frame_index == 0 else None)
+        fault = rng.choice(FAULT_KINDS) if args.faults and rng.random() < args.faults else None
+        if fault:
+            out.faults.append({"frame": i, "kind": fault})
+        if not deliver(dev, message, fault, seq, i, args, rng, out):
+            ok = False
+            for j in range(i, args.frames):
+                out.nacked.append({"frame": j, "reason": "NOT_DELIVERED"})
+            break
+        if i + 1 < args.frames:
+            progress.show(i + 1, out)
+    elapsed = time.monotonic() - started
+    dev.close()
+    progress.show(args.frames, out, final=True)
+    expected_nak = {f["frame"] for f in out.faults if f["kind"] != "garbage"}
+    unexpected = [n for n in out.nacked if n["frame"] not in expected_nak]
+    print(
+        f"{args.frames} frames in {elapsed:.2f} s ({args.frames / elapsed if elapsed else 0:.1f} frames/s): "
+        f"ACK {len(out.acked)}, NAK {len(out.nacked)} ({len(expected_nak)} damaged on purpose), "
+        f"BUSY {out.busy}"
+        + (f", reconnects {out.reconnects}" if out.reconnects else "")
+    )
+    if args.report:
+        report = {
+            "acked": out.acked,
+            "nacked": out.nacked,
+            "busy": out.busy,
+            "faults": out.faults,
+            "reconnects": out.reconnects,
+            "elapsed_s": round(elapsed, 3),
+            "frames_per_s": round(args.frames / elapsed, 2) if elapsed else None,
+        }
+        args.report.write_text(json.dumps(report, indent=1) + "\n")
+    return 0 if ok and not unexpected else 1
+
+
+def deliver(
+    dev: Device,
+    message: bytes,
+    fault: str | None,
+    seq: int,
+    frame: int,
+    args: argparse.Namespace,
+    rng: random.Random,
+    out: Outcome,
+) -> bool:
+    """Send one frame until it is answered ACK or NAK; False when the device is gone for good."""
+    wire = damage(message, fault, rng) if fault else message
+    lost_since: float | None = None
+    attempts = 0
+    while True:
+        try:
+            if dev.port is None:
+                dev.open()
+                out.reconnects += 1
+            reply = send_frame(dev, wire, seq, args)
+        except LinkDown as exc:
+            dev.close()
+            if args.retry_for <= 0:
+                print(f"\nsimulate-modality: connection lost: {exc}", file=sys.stderr)
+                return False
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > args.retry_for:
+                print(f"\nsimulate-modality: device unreachable for {args.retry_for} s", file=sys.stderr)
+                return False
+            time.sleep(0.2)
+            wire = message  # a resend goes out intact
+            continue
+        lost_since = None
+        if reply is None:
+            attempts += 1
+            if attempts >= 3:
+                out.nacked.append({"frame": frame, "reason": "NO_RESPONSE"})
+                return True
+            continue
+        if reply.type == ACK:
+            out.acked.append({"frame": frame, "sop_instance_uid": reply.text})
+            return True
+        if reply.type == NAK:
+            out.nacked.append({"frame": frame, "reason": reply.reason_name})
+            return True
+        if reply.type == BUSY:
+            out.busy += 1
+            time.sleep(max(reply.retry_after_ms, 10) / 1000)
+            wire = message
+            continue
+        return True
