@@ -1,0 +1,85 @@
+"""The device's C-STORE/C-ECHO SCU against dcmtk storescp (run inside tools/netns)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+from modgate_host.runtimes import available
+from peers import IMPLICIT, dcmtk_storescp, make_sc, run_device
+
+RUNTIMES = [pytest.param(r, marks=pytest.mark.skipif(not available(r), reason=r + " not installed"))
+            for r in ("micropython", "qemu-armhf")]
+
+
+def received(out_dir: Path) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(p) for p in sorted(out_dir.iterdir()) if p.is_file()]
+
+
+def same_pixels(a: Path, b: pydicom.Dataset) -> bool:
+    return bool(pydicom.dcmread(a).PixelData == b.PixelData)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_implicit_only_peer_gets_reencoded_object(tmp_path: Path, runtime: str) -> None:
+    src = make_sc(tmp_path / "a.dcm", 128, 96, seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp(["+xi"], out) as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), str(src)], runtime)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK 0x0000 "), proc.stdout
+    [ds] = received(out)
+    assert ds.file_meta.TransferSyntaxUID == IMPLICIT
+    assert ds.SOPInstanceUID == pydicom.dcmread(src).SOPInstanceUID
+    assert same_pixels(src, ds)
+
+
+def test_explicit_only_peer_and_several_files_share_one_association(tmp_path: Path) -> None:
+    files = [make_sc(tmp_path / f"{i}.dcm", 32, 32 + i, seed=i) for i in range(3)]
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp(["+xe", "-v"], out) as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), *map(str, files)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = received(out)
+    assert len(got) == 3
+    assert all(ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" for ds in got)
+    assert peer.log.count("Association Acknowledged") == 1, peer.log
+
+
+def test_peer_max_pdu_4096_is_honoured(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "big.dcm", 512, 300, seed=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp(["-pdu", "4096"], out) as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), str(src)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sending 4096" in proc.stderr
+    [ds] = received(out)
+    assert same_pixels(src, ds)
+
+
+def test_refusing_peer_gives_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    with dcmtk_storescp(["--refuse"]) as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), str(src)])
+    assert proc.returncode == 1
+    assert "FAILED" in proc.stdout and "rejected" in proc.stdout, proc.stdout
+
+
+def test_echo(tmp_path: Path) -> None:
+    with dcmtk_storescp() as peer:
+        proc = run_device("echo", ["-aec", "STORESCP", "127.0.0.1", str(peer.port)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK ")
+
+
+def test_nobody_listening_is_a_transient_failure(tmp_path: Path) -> None:
+    from peers import free_port
+
+    src = make_sc(tmp_path / "a.dcm")
+    proc = run_device("send", ["--timeouts", "2000,2000,2000", "127.0.0.1", str(free_port()), str(src)])
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED transient"), proc.stdout

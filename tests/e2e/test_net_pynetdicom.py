@@ -1,0 +1,72 @@
+"""The device's SCU against a scripted pynetdicom SCP: warnings, retryable and permanent failures,
+an abort before the response, and a peer that never answers."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from peers import make_sc, pynetdicom_scp, run_device
+
+
+def send(port: int, *files: Path, extra: tuple[str, ...] = ()) -> Any:
+    return run_device("send", [*extra, "-aec", "PYSCP", "127.0.0.1", str(port), *map(str, files)])
+
+
+def test_warning_is_delivered_and_logged(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    with pynetdicom_scp([0xB000]) as peer:
+        proc = send(peer.port, src)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("WARNING 0xB000 "), proc.stdout
+    assert "warning" in proc.stderr
+    assert len(peer.received) == 1
+
+
+def test_out_of_resources_is_transient_then_success(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    with pynetdicom_scp([0xA700, 0x0000]) as peer:
+        proc = send(peer.port, src, src)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("FAILED transient") and "0xA700" in lines[0], proc.stdout
+    assert lines[1].startswith("OK 0x0000"), proc.stdout
+    assert proc.returncode == 1
+
+
+def test_cannot_understand_is_permanent(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    with pynetdicom_scp([0xC000]) as peer:
+        proc = send(peer.port, src)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED permanent") and "0xC000" in proc.stdout, proc.stdout
+
+
+def test_abort_before_response_is_transient(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm", 256, 256)
+
+    def abort(event: Any) -> int:
+        event.assoc.abort()
+        return 0
+
+    with pynetdicom_scp(abort) as peer:
+        proc = send(peer.port, src)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED transient"), proc.stdout
+    assert "abort" in proc.stdout or "closed" in proc.stdout, proc.stdout
+
+
+def test_peer_that_never_answers_times_out(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    started = time.monotonic()
+    with pynetdicom_scp() as peer:
+        def hang(event: Any) -> int:
+            peer.release.wait(30)
+            return 0
+
+        with pynetdicom_scp(hang) as hung:
+            proc = send(hung.port, src, extra=("--timeouts", "2000,2000,1500"))
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED transient") and "C-STORE-RSP" in proc.stdout, proc.stdout
+    assert time.monotonic() - started < 20
+    assert peer.received == []

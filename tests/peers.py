@@ -1,0 +1,377 @@
+"""Real DICOM peers for end-to-end tests, started by the tests on 127.0.0.1 (CPython only).
+
+- `free_port()`: a TCP port nobody listens on now.
+- `dcmtk_storescp(args, out_dir, port)`: /usr/bin/storescp (TCP_NODELAY=1) as a context manager.
+- `pynetdicom_scp(handler, port, aet)`: a pynetdicom storage + verification SCP whose C-STORE
+  answer is scripted: `handler(event) -> status`, or a list of statuses used in turn.
+- `orthanc(port, http_port)`: Orthanc from a JSON config in a temp dir; `.rest(path)` via urllib.
+- `HostilePeer(script)`: a raw TCP peer that plays `script(conn, peer)` on each connection,
+  with helpers to read PDUs and answer an A-ASSOCIATE-RQ by hand.
+dcmtk storescp and Orthanc bind every interface, so `require_netns()` refuses to start them
+outside a loopback-only network namespace (`tools/netns`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+STORESCP = "/usr/bin/storescp"
+EXPLICIT = "1.2.840.10008.1.2.1"
+IMPLICIT = "1.2.840.10008.1.2"
+
+
+def require_netns() -> None:
+    """Raise unless the only network interface is loopback (see tools/netns)."""
+    with open("/proc/net/dev") as f:
+        names = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    others = [n for n in names if n != "lo"]
+    if others:
+        raise RuntimeError(
+            "peers bind every interface; run inside tools/netns (found " + ", ".join(others) + ")")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_listening(port: int, timeout: float = 10.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"peer exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+class Peer:
+    def __init__(self, port: int, out_dir: Path | None = None, aet: str = "") -> None:
+        self.port = port
+        self.out_dir = out_dir
+        self.aet = aet
+        self.log = ""
+
+
+@contextmanager
+def dcmtk_storescp(args: list[str] | tuple[str, ...] = (), out_dir: Path | None = None,
+                   port: int | None = None, aet: str = "STORESCP") -> Iterator[Peer]:
+    """dcmtk storescp with `args` (e.g. ["+xi"], ["-pdu", "4096"], ["--refuse"], ["--ignore"])."""
+    require_netns()
+    port = port or free_port()
+    tmp = None
+    if out_dir is None:
+        tmp = tempfile.mkdtemp(prefix="storescp-")
+        out_dir = Path(tmp)
+    env = dict(os.environ, TCP_NODELAY="1")
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([STORESCP, "-aet", aet, "-od", str(out_dir), *args, str(port)],
+                            env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_listening(port, proc=proc)
+        peer = Peer(port, out_dir, aet)
+        yield peer
+    finally:
+        _stop(proc)
+        log.seek(0)
+        peer_log = log.read().decode(errors="replace")
+        log.close()
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    peer.log = peer_log
+
+
+class ScriptedSCP(Peer):
+    def __init__(self, port: int, aet: str) -> None:
+        super().__init__(port, None, aet)
+        self.received: list[Any] = []  # pydicom datasets, in arrival order
+        self.release = threading.Event()  # set on teardown: frees handlers told to hang
+
+
+@contextmanager
+def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port: int | None = None,
+                   aet: str = "PYSCP", transfer_syntaxes: list[str] | None = None,
+                   max_pdu: int = 16382) -> Iterator[ScriptedSCP]:
+    """A pynetdicom SCP on 127.0.0.1 only; `handler` scripts the C-STORE status."""
+    from pynetdicom import AE, AllStoragePresentationContexts, evt
+    from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
+
+    port = port or free_port()
+    peer = ScriptedSCP(port, aet)
+    statuses = list(handler) if isinstance(handler, list) else None
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        peer.received.append(ds)
+        if statuses is not None:
+            return statuses.pop(0) if len(statuses) > 1 else statuses[0]
+        if handler is not None:
+            return int(handler(event))  # type: ignore[operator]
+        return 0x0000
+
+    ae = AE(ae_title=aet)
+    ae.maximum_pdu_size = max_pdu
+    syntaxes = transfer_syntaxes or [EXPLICIT, IMPLICIT]
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, syntaxes)
+    ae.add_supported_context(Verification, syntaxes)
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        yield peer
+    finally:
+        peer.release.set()
+        server.shutdown()
+
+
+@contextmanager
+def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "ORTHANC") -> Iterator[Any]:
+    """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes."""
+    require_netns()
+    port = port or free_port()
+    http_port = http_port or free_port()
+    with tempfile.TemporaryDirectory(prefix="orthanc-") as tmp:
+        config = {
+            "Name": "modgate-test", "StorageDirectory": tmp + "/db", "IndexDirectory": tmp + "/db",
+            "DicomAet": aet, "DicomPort": port, "HttpPort": http_port, "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False, "Plugins": [],
+        }
+        Path(tmp, "orthanc.json").write_text(json.dumps(config))
+        log = open(Path(tmp, "orthanc.log"), "wb")
+        proc = subprocess.Popen(["Orthanc", str(Path(tmp, "orthanc.json"))], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(http_port, 20, proc)
+            wait_listening(port, 20, proc)
+            peer = Peer(port, None, aet)
+            base = f"http://127.0.0.1:{http_port}"
+
+            def get(path: str) -> bytes:
+                with urllib.request.urlopen(base + path, timeout=10) as r:
+                    return bytes(r.read())
+
+            peer.get = get  # type: ignore[attr-defined]
+            peer.rest = lambda path: json.loads(get(path))  # type: ignore[attr-defined]
+            yield peer
+        finally:
+            _stop(proc)
+            log.close()
+
+
+# -- a hostile peer speaking raw PS3.8 ------------------------------------------------------------
+
+
+def read_pdu(conn: socket.socket, timeout: float = 10.0) -> tuple[int, bytes]:
+    """(type, body) of the next PDU from `conn`; (0, b"") when the peer closed."""
+    conn.settimeout(timeout)
+    head = _read_exact(conn, 6)
+    if len(head) < 6:
+        return 0, b""
+    pdu_type, _, length = struct.unpack(">BBL", head)
+    return pdu_type, _read_exact(conn, length)
+
+
+def _read_exact(conn: socket.socket, n: int) -> bytes:
+    out = bytearray()
+    while len(out) < n:
+        chunk = conn.recv(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def proposed_contexts(rq_body: bytes) -> list[tuple[int, str, list[str]]]:
+    """(context ID, abstract syntax, transfer syntaxes) of an A-ASSOCIATE-RQ body."""
+    out = []
+    offset = 68
+    while offset + 4 <= len(rq_body):
+        item_type, _, length = struct.unpack_from(">BBH", rq_body, offset)
+        value = rq_body[offset + 4:offset + 4 + length]
+        if item_type == 0x20:
+            abstract, syntaxes, sub = "", [], 4
+            while sub < len(value):
+                st, _, sl = struct.unpack_from(">BBH", value, sub)
+                uid = value[sub + 4:sub + 4 + sl].decode().rstrip("\0")
+                if st == 0x30:
+                    abstract = uid
+                else:
+                    syntaxes.append(uid)
+                sub += 4 + sl
+            out.append((value[0], abstract, syntaxes))
+        offset += 4 + length
+    return out
+
+
+def _item(item_type: int, data: bytes) -> bytes:
+    return struct.pack(">BBH", item_type, 0, len(data)) + data
+
+
+def associate_ac(rq_body: bytes, accept: Callable[[str, str], bool] | None = None, max_pdu: int = 16384,
+                 extra_contexts: list[tuple[int, int, str]] | None = None) -> bytes:
+    """An A-ASSOCIATE-AC answering `rq_body`: each context accepted when accept(abstract, ts)."""
+    accept = accept or (lambda abstract, ts: True)
+    items = _item(0x10, b"1.2.840.10008.3.1.1.1")
+    results = []
+    for cid, abstract, syntaxes in proposed_contexts(rq_body):
+        ok = [ts for ts in syntaxes if accept(abstract, ts)]
+        results.append((cid, 0 if ok else 4, ok[0] if ok else syntaxes[0]))
+    for cid, result, ts in results + (extra_contexts or []):
+        items += _item(0x21, bytes([cid, 0, result, 0]) + _item(0x40, ts.encode()))
+    user = _item(0x51, struct.pack(">L", max_pdu)) + _item(0x52, b"1.2.3.4") + _item(0x55, b"HOSTILE")
+    items += _item(0x50, user)
+    body = struct.pack(">HH", 1, 0) + rq_body[4:36] + bytes(32) + items
+    return struct.pack(">BBL", 2, 0, len(body)) + body
+
+
+def pdu_bytes(pdu_type: int, body: bytes) -> bytes:
+    return struct.pack(">BBL", pdu_type, 0, len(body)) + body
+
+
+def store_rsp(message_id: int, context_id: int, status: int, sop_class: str = "", sop_instance: str = "") -> bytes:
+    """A P-DATA-TF holding a C-STORE-RSP command set (Implicit VR LE, PS3.7 9.3.1.2)."""
+    def el(elem: int, value: bytes) -> bytes:
+        return struct.pack("<HHL", 0, elem, len(value)) + value
+
+    def ui(uid: str) -> bytes:
+        b = uid.encode()
+        return b + b"\0" if len(b) % 2 else b
+
+    body = (el(0x0002, ui(sop_class)) + el(0x0100, struct.pack("<H", 0x8001))
+            + el(0x0120, struct.pack("<H", message_id)) + el(0x0800, struct.pack("<H", 0x0101))
+            + el(0x0900, struct.pack("<H", status)) + el(0x1000, ui(sop_instance)))
+    command = el(0x0000, struct.pack("<L", len(body))) + body
+    pdv = struct.pack(">LBB", len(command) + 2, context_id, 3) + command
+    return pdu_bytes(4, pdv)
+
+
+class HostilePeer:
+    """Accept connections on 127.0.0.1 and run `script(conn, peer)` on each, in a thread.
+
+    `peer.events` records what the script saw (e.g. ("pdu", type)); `peer.errors` any exception.
+    """
+
+    def __init__(self, script: Callable[[socket.socket, HostilePeer], None], port: int | None = None) -> None:
+        self.script = script
+        self.port = port or free_port()
+        self.events: list[Any] = []
+        self.errors: list[BaseException] = []
+        self.stop = threading.Event()
+        self._sock = socket.socket()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", self.port))
+        self._sock.listen(4)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> HostilePeer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(15)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            with conn:
+                try:
+                    self.script(conn, self)
+                except Exception as exc:  # recorded for the test to assert on
+                    self.errors.append(exc)
+
+    def wait_closed(self, conn: socket.socket, timeout: float = 10.0) -> bool:
+        """Read until the device closes; True if it did within `timeout` (records any PDUs)."""
+        until = time.monotonic() + timeout
+        while time.monotonic() < until and not self.stop.is_set():
+            try:
+                pdu_type, body = read_pdu(conn, max(0.05, until - time.monotonic()))
+            except (TimeoutError, OSError):
+                continue
+            if pdu_type == 0:
+                self.events.append(("closed",))
+                return True
+            self.events.append(("pdu", pdu_type, body))
+        return False
+
+
+# -- test inputs and the device under test ------------------------------------------------------
+
+
+def make_sc(path: Path, rows: int = 64, cols: int = 64, seed: int = 0) -> Path:
+    """A Secondary Capture Part 10 file (Explicit VR LE, 16-bit random pixels) made with pydicom."""
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.PatientName = "TEST^NET"
+    ds.PatientID = "NET1"
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = cols
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 0
+    pixels = np.random.default_rng(seed).integers(0, 65535, (rows, cols), dtype=np.uint16)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def run_device(job: str, args: list[str], runtime: str = "micropython", heap: str | None = None,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Run firmware job `send`/`echo` on `runtime` (from the .mpy tree when `heap` is given)."""
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    if str(root / "host") not in sys.path:
+        sys.path.insert(0, str(root / "host"))
+    from modgate_host.commands.send import device_command
+
+    with device_command(runtime, job, args, heap) as (argv, env):
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
