@@ -33,13 +33,17 @@ _EPOCH0 = 1704067200  # 2024-01-01: keeps stored seconds a small int on 32-bit p
 ENTRY_OVERHEAD = 512
 
 
+def _entry_id(entry):
+    return entry[_ID]
+
+
 def _clean(text):
     return str(text).replace("\n", " ").replace("\r", " ")[:200]
 
 
 class Spool:
-    def __init__(self, root, budget_bytes, high_pct=90, low_pct=70, dead_max_items=100,
-                 dead_policy="drop-oldest", routing=(), destinations=(), max_items=256,
+    def __init__(self, root, budget_bytes, high_pct=90, low_pct=70, dead_max_items=16,
+                 dead_policy="drop-oldest", routing=(), destinations=(), max_items=64,
                  busy_retry_ms=1000, ticks=ticks_ms, seconds=None):
         if dead_policy not in ("drop-oldest", "refuse"):
             raise ValueError("dead_policy must be drop-oldest or refuse")
@@ -86,28 +90,30 @@ class Spool:
         self._active = {}
         self._recovered_open = []
         dropped = self._recover_incoming()
-        data = set()
-        logs = set()
+        # One pass with no per-file sets (RAM stays flat); deletions wait until the scan ends.
+        doomed = []
+        finished = []
+        top = 0
         for name in fs.iterdir(self.qdir):
             eid = entrylog.parse_id(name, ".dcm")
             if eid is not None:
-                data.add(eid)
-                continue
-            eid = entrylog.parse_id(name, ".m")
-            if eid is not None:
-                logs.add(eid)
-                continue
-            fs.remove(fs.join(self.qdir, name))  # *.tmp or foreign: never part of a commit
-            dropped += 1
-        for eid in logs:
-            if eid not in data:
-                # Log written, rename not done: never acknowledged (or fully delivered and
-                # half-deleted). Either way nothing is owed.
-                fs.remove(self._log_path(eid))
-                dropped += 1
-        for eid in sorted(data):
-            self._load(eid, eid in logs)
-        self._next_id = (max(data) + 1) if data else 1
+                top = eid if eid > top else top
+                if not self._load(eid):
+                    finished.append(eid)
+            elif entrylog.parse_id(name, ".m") is not None:
+                if not fs.exists(self._data_path(entrylog.parse_id(name, ".m"))):
+                    # Log written, rename not done: never acknowledged (or fully delivered and
+                    # half-deleted). Either way nothing is owed.
+                    doomed.append(name)
+            else:
+                doomed.append(name)  # *.tmp or foreign: never part of a commit
+        for name in doomed:
+            fs.remove(fs.join(self.qdir, name))
+        for eid in finished:
+            self._remove_files(eid)  # delivered everywhere; the deletion had not finished
+        dropped += len(doomed) + len(finished)
+        self._entries.sort(key=_entry_id)
+        self._next_id = top + 1
         self._tidy_routes()
         log.info(_SRC, "recovered %d queued (%d bytes), %d open, %d dead, removed %d leftovers" % (
             len(self._entries), self._bytes, len(self._recovered_open), self.dead_count(), dropped))
@@ -147,9 +153,10 @@ class Spool:
         self._next_in = top + 1
         return dropped
 
-    def _load(self, eid, has_log):
+    def _load(self, eid):
+        """Queue entry `eid` from its files; False when it turns out to be delivered everywhere."""
         header = routed = done = dead = None
-        if has_log:
+        if fs.exists(self._log_path(eid)):
             header, routed, done, dead = entrylog.replay(self._log_path(eid))
         if header is None:
             # Cannot happen by protocol (the log is synced before the rename); media damage.
@@ -165,10 +172,10 @@ class Spool:
         entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed or ()),
                  done or None, dead or None]
         if self._complete(entry):
-            self._remove_files(eid)  # delivered everywhere; the deletion had not finished
-            return
+            return False
         self._entries.append(entry)
         self._bytes += size + ENTRY_OVERHEAD
+        return True
 
     # ---- acquisition side -------------------------------------------------------------------
 
