@@ -11,9 +11,11 @@ The root package.json (for MicroPython's `mip`) is generated from the same file 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -167,9 +169,15 @@ def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
     device.mkdir(parents=True)
     footprint = Footprint(board_id, arch)
     files: list[str] = []
-    for src, rel in firmware_sources() + board_sources(board_id, data):
-        mpy_rel = rel[: -len(".py")] + ".mpy"
-        compile_module(src, device / mpy_rel, rel, arch)
+    sources = firmware_sources() + board_sources(board_id, data)
+    targets = [rel[: -len(".py")] + ".mpy" for _, rel in sources]
+    # One mpy-cross process per module; they are independent, so run a few at once.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        pairs = zip(sources, targets, strict=True)
+        jobs = [pool.submit(compile_module, src, device / mpy, rel, arch) for (src, rel), mpy in pairs]
+        for job in jobs:
+            job.result()
+    for mpy_rel in targets:
         footprint.modules[mpy_rel] = (device / mpy_rel).stat().st_size
         files.append(mpy_rel)
     # main.py stays source: a board runs /main.py (never main.mpy) after boot.
@@ -193,8 +201,19 @@ def package_json() -> dict[str, object]:
     for line in (FIRMWARE / "modgate" / "__init__.py").read_text().splitlines():
         if line.startswith("VERSION"):
             version = line.split("=", 1)[1].strip().strip("\"'")
-    urls = [[rel, "firmware/" + rel] for _, rel in firmware_sources()]
+    urls = [[rel, "firmware/" + rel] for rel in published_firmware()]
     return {"urls": urls, "deps": [], "version": version}
+
+
+def published_firmware() -> list[str]:
+    """Firmware modules as committed (git), so work in progress never reaches package.json."""
+    try:
+        proc = subprocess.run(
+            ["git", "ls-files", "--", "modgate"], cwd=FIRMWARE, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return [rel for _, rel in firmware_sources()]
+    return sorted(line for line in proc.stdout.splitlines() if line.endswith(".py"))
 
 
 def write_package_json(path: Path = PACKAGE_JSON) -> Path:
