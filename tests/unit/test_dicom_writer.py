@@ -1,0 +1,239 @@
+"""Pixel layouts, UIDs, the test pattern and the streaming ObjectWriter, on every runtime."""
+
+import io
+import struct
+import unittest
+
+import support
+from modgate.compat import MICROPYTHON
+from modgate.dicom import iods, part10, pixels, uids
+from modgate.dicom.writer import ObjectWriter
+from modgate.errors import ConfigError, EncodeError
+from modgate.port import fs
+from modgate.testpattern import Pattern
+
+# MicroPython's default test heap holds a set of ~1,000 UIDs; tests/host runs 100,000 on CPython.
+PER_BOOT = 15 if MICROPYTHON else 100
+
+
+def context(**extra):
+    ctx = {"study_instance_uid": "1.2.3", "series_instance_uid": "1.2.3.4", "now": (2026, 11, 27, 9, 8, 7),
+           "clock_set": True, "patient_name": "Doe^Jane", "patient_orientation": "A\\F"}
+    for key in extra:
+        ctx[key] = extra[key]
+    return ctx
+
+
+def elements(data):
+    """{tag: (vr, value bytes)} of an Explicit VR LE Part 10 object (no sequences with items)."""
+    f = io.BytesIO(data)
+    meta = part10.read_meta(f)
+    pos = meta["dataset_offset"]
+    out = {}
+    while pos < len(data):
+        group, elem, vr = struct.unpack_from("<HH2s", data, pos)
+        if vr in part10.LONG_VRS:
+            length = struct.unpack_from("<L", data, pos + 8)[0]
+            pos += 12
+        else:
+            length = struct.unpack_from("<H", data, pos + 6)[0]
+            pos += 8
+        out[(group << 16) | elem] = (vr, data[pos:pos + length])
+        pos += length
+    return out
+
+
+def encode(iod, fmt, width, height, frames=1, chunk=None, ctx=None, bits=None):
+    lay = pixels.layout(fmt, width, height, bits)
+    pattern = Pattern(fmt, width, height, bits)
+    out = io.BytesIO()
+    w = ObjectWriter(out, iod, lay, ctx or context(), uids.UidGenerator("1.2.826.0.1.3680043.10.1", "7", 1))
+    w.begin()
+    for frame in range(frames):
+        data = b"".join([pattern.row(y, frame) for y in range(height)])
+        step = chunk or len(data)
+        for i in range(0, len(data), step):
+            w.write_pixels(data[i:i + step])
+        w.end_frame()
+    uid = w.finish()
+    return out.getvalue(), uid
+
+
+class TestLayout(unittest.TestCase):
+    def test_formats(self):
+        lay = pixels.layout("GRAY16", 3, 5, 12)
+        self.assertEqual((lay.bits_allocated, lay.bits_stored, lay.high_bit), (16, 12, 11))
+        self.assertEqual((lay.input_frame_bytes, lay.stored_frame_bytes), (30, 30))
+        lay = pixels.layout("RGB565", 3, 5)
+        self.assertEqual((lay.samples_per_pixel, lay.photometric, lay.planar_configuration), (3, "RGB", 0))
+        self.assertEqual((lay.input_frame_bytes, lay.stored_frame_bytes), (30, 45))
+        lay = pixels.layout("YUYV", 4, 1)
+        self.assertEqual((lay.photometric, lay.input_frame_bytes, lay.stored_frame_bytes),
+                         ("YBR_FULL", 8, 12))
+        self.assertEqual(pixels.layout("GRAY8", 1, 1).planar_configuration, None)
+
+    def test_refusals(self):
+        for args in (("GRAY16", 4, 4, 13), ("GRAY8", 4, 4, 12), ("YUYV", 5, 4, None), ("BGR", 4, 4, None),
+                     ("GRAY8", 0, 4, None), ("GRAY8", 4, 70000, None)):
+            with self.assertRaises(EncodeError):
+                pixels.layout(*args)
+
+    def test_choose(self):
+        uid = iods.choose("mf-gray16", "GRAY16", True)["sop_class_uid"]
+        self.assertEqual(uid, "1.2.840.10008.5.1.4.1.1.7.3")
+        for args in (("sc", "GRAY8", True), ("mf-rgb", "GRAY8", False), ("us", "YUYV", False),
+                     ("xx", "GRAY8", 0)):
+            with self.assertRaises(EncodeError) as cm:
+                iods.choose(*args)
+            self.assertIn("not supported", str(cm.exception))
+        self.assertEqual(len(iods.STORAGE_SOP_CLASSES), len(iods.IODS))
+
+    def test_converters(self):
+        conv, unit_in, unit_out = pixels.converter("RGB565")
+        dst = bytearray(9)
+        conv(memoryview(b"\xff\xff\x00\xf8\x1f\x00"), 2, dst)
+        self.assertEqual(bytes(dst[:6]), b"\xff\xff\xff\xff\x00\x00")
+        conv(b"\xe0\x07", 1, dst)
+        self.assertEqual(bytes(dst[:3]), b"\x00\xff\x00")
+        conv, unit_in, unit_out = pixels.converter("YUYV")
+        dst = bytearray(6)
+        conv(b"\x10\x20\x30\x40", 1, dst)
+        self.assertEqual(bytes(dst), b"\x10\x20\x40\x30\x20\x40")
+        self.assertIsNone(pixels.converter("GRAY16"))
+
+
+class TestUids(unittest.TestCase):
+    def test_forms(self):
+        g = uids.UidGenerator("1.2.826.0.1.3680043.10.1.", "0042", 3)
+        self.assertEqual(g.new(), "1.2.826.0.1.3680043.10.1.42.3.1")
+        g = uids.UidGenerator(None, "SN12345", 7)
+        first = g.new()
+        self.assertTrue(first.startswith("2.25."))
+        self.assertTrue(uids.valid(first))
+        self.assertNotEqual(first, g.new())
+        self.assertFalse(uids.valid("1.02.3"))
+        self.assertFalse(uids.valid("1.2." + "9" * 70))
+
+    def test_bad_config(self):
+        for root, serial in (("1.02", "1"), ("1.2", ""), ("1.2", "S/N"), ("1." * 30 + "1", "1")):
+            with self.assertRaises(ConfigError):
+                uids.UidGenerator(root, serial, 1)
+
+    def test_unique_across_reboots_and_devices(self):
+        seen = set()
+        count = 0
+        for root in (None, "1.2.826.0.1.3680043.10.1"):
+            for serial in ("1", "2", "ZZ9"):
+                for boot in range(1, 11):
+                    g = uids.UidGenerator(root, serial, boot)
+                    for _ in range(PER_BOOT):
+                        uid = g.new()
+                        self.assertTrue(len(uid) <= 64 and uids.valid(uid), uid)
+                        seen.add(uid)
+                        count += 1
+        self.assertEqual(len(seen), count)
+
+    def test_boot_counter_persists(self):
+        d = support.scratch_dir("uids")
+        self.addCleanup(support.remove_tree, d)
+        path = fs.join(d, "boot")
+        self.assertEqual([uids.next_boot_count(path) for _ in range(3)], [1, 2, 3])
+
+
+class TestPattern(unittest.TestCase):
+    def test_same_bytes_everywhere(self):
+        # Literal bytes: the host computes expected pixels from this module on CPython.
+        self.assertEqual(Pattern("GRAY8", 6, 3).row(0), b"\x00-[\x95\xb6\xf6")
+        self.assertEqual(Pattern("GRAY8", 6, 3).row(1, 1), b"\xb6\xf6\x00-[\x95")
+        self.assertEqual(Pattern("GRAY16", 3, 2, 12).row(1), b"\x70\x05\xe0\x0a\x00\x00")
+        self.assertEqual(Pattern("YUYV", 4, 2).row(1), b"\x80\x25\xc0\xda\x00\x00\x40\xff")
+
+    def test_wide_rows_repeat_the_period(self):
+        p = Pattern("RGB888", 1500, 2)
+        row = p.row(1)
+        self.assertEqual(len(row), 4500)
+        self.assertEqual(row[:1536], row[1536:3072])
+
+
+class TestWriter(unittest.TestCase):
+    def test_single_frame_odd_size_is_padded(self):
+        data, uid = encode("sc", "GRAY8", 5, 3)
+        self.assertEqual(len(data) % 2, 0)
+        els = elements(data)
+        self.assertEqual(els[0x00080018][1].rstrip(b"\x00").decode(), uid)
+        vr, pix = els[0x7FE00010]
+        self.assertEqual((vr, len(pix)), (b"OB", 16))
+        p = Pattern("GRAY8", 5, 3)
+        self.assertEqual(pix[:15], p.row(0) + p.row(1) + p.row(2))
+        self.assertEqual(els[0x00280010][1], b"\x03\x00")
+        self.assertNotIn(0x00280008, els)
+        self.assertNotIn(0x00080005, els)
+
+    def test_multi_frame_counts_patched_in_place(self):
+        data, _ = encode("mf-gray16", "GRAY16", 7, 3, frames=4, bits=10)
+        els = elements(data)
+        self.assertEqual(els[0x00280008][1].strip(), b"4")
+        self.assertEqual(len(els[0x00280008][1]), iods.FRAMES_FIELD)
+        vr, pix = els[0x7FE00010]
+        self.assertEqual((vr, len(pix)), (b"OW", 4 * 7 * 3 * 2))
+        self.assertEqual(els[0x00280101][1], b"\x0a\x00")
+
+    def test_conversion_independent_of_chunking(self):
+        for fmt in ("RGB565", "YUYV"):
+            whole, _ = encode("sc", fmt, 10, 3)
+            for chunk in (1, 3, 7):
+                data, _ = encode("sc", fmt, 10, 3, chunk=chunk)
+                self.assertEqual(elements(data)[0x7FE00010], elements(whole)[0x7FE00010])
+
+    def test_text_values(self):
+        ctx = context(patient_name="Müller^Zoë", patient_id="ABC", institution_name="St\\Mary",
+                      patient_sex="f")
+        els = elements(encode("sc", "GRAY8", 2, 2, ctx=ctx)[0])
+        self.assertEqual(els[0x00080005][1], b"ISO_IR 192")
+        self.assertEqual(els[0x00100010][1], b"M\xc3\xbcller^Zo\xc3\xab")  # 12 bytes: no pad
+        odd = elements(encode("sc", "GRAY8", 2, 2, ctx=context(patient_name="Doe^J"))[0])
+        self.assertEqual(odd[0x00100010][1], b"Doe^J ")
+        self.assertEqual(els[0x00100020][1], b"ABC ")
+        self.assertEqual(els[0x00080080][1], b"St Mary ")
+        self.assertEqual(els[0x00100040][1], b"F ")
+        self.assertEqual(els[0x00100030][1], b"")  # Type 2, unknown: present and empty
+        self.assertEqual(els[0x00080020][1], b"20261127")
+
+    def test_misuse_is_refused(self):
+        lay = pixels.layout("GRAY8", 2, 2)
+        w = ObjectWriter(io.BytesIO(), "sc", lay, context(), uids.UidGenerator(None, "1", 1))
+        w.begin()
+        with self.assertRaises(EncodeError):
+            w.write_pixels(b"12345")
+        w.write_pixels(b"123")
+        with self.assertRaises(EncodeError):
+            w.end_frame()
+        with self.assertRaises(EncodeError):
+            w.finish()
+        w.write_pixels(b"4")
+        w.end_frame()
+        with self.assertRaises(EncodeError):
+            w.write_pixels(b"1")  # a second frame on a single-frame IOD
+        with self.assertRaises(EncodeError):
+            ObjectWriter(io.BytesIO(), "dx", lay, {"study_instance_uid": "1.2", "series_instance_uid": "1.3"},
+                         uids.UidGenerator(None, "1", 1)).begin()
+
+    def test_implicit_stream_of_written_object(self):
+        data, _ = encode("mf-rgb", "RGB565", 3, 3, frames=2)
+        f = io.BytesIO(data)
+        meta = part10.read_meta(f)
+        self.assertEqual(meta["sop_class_uid"], "1.2.840.10008.5.1.4.1.1.7.4")
+        reader = part10.DatasetReader(f, meta, part10.IMPLICIT_VR_LE, bytearray(16))
+        buf = bytearray(100)
+        total = 0
+        while True:
+            n = reader.readinto(memoryview(buf))
+            if not n:
+                break
+            total += n
+        long_vrs = 0
+        for vr, _ in elements(data).values():
+            if vr in part10.LONG_VRS:
+                long_vrs += 1
+        # Implicit headers are 8 bytes; explicit long-VR headers are 12.
+        self.assertEqual(total, len(data) - meta["dataset_offset"] - 4 * long_vrs)
