@@ -45,6 +45,7 @@ class ConsoleCase(unittest.TestCase):
 
     def provision_pin(self, pin="2468"):
         self.ok("config set pin " + pin)
+        self.assertEqual(self.console.privilege_state(), "unlocked")  # the setter keeps working
         self.console.lock()
 
 

@@ -108,6 +108,8 @@ def cmd_config_set(shell, words):
     conf = shell.device.config
     conf.set(words[0], words[1])
     key = "pin_hash" if words[0] == "pin" else words[0]
+    if key == "pin_hash" and words[1]:
+        shell.grant()  # whoever may set the PIN keeps working with it, as after 'unlock'
     return {"key": key, "value": _key_value(conf, key), "saved": False}
 
 

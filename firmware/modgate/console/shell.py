@@ -176,8 +176,12 @@ class Console:
             raise Denied("wrong PIN; next attempt allowed in %d s" % ((delay + 999) // 1000))
         self._failures = 0
         self._retry_at = None
-        window_s = conf.get("unlock_window_s")
-        self._unlocked_until = ticks_add(now, window_s * 1000)
+        return self.grant()
+
+    def grant(self):
+        """Open the privileged window now (after a right PIN, or after setting a new one)."""
+        window_s = self.device.config.get("unlock_window_s")
+        self._unlocked_until = ticks_add(ticks_ms(), window_s * 1000)
         log.info("console", "privileged commands unlocked for %d s" % window_s)
         return {"privileged": "unlocked", "for_s": window_s}
 

@@ -1,0 +1,67 @@
+"""Host transport: pyserial serial_for_url (socket://) to the real firmware console; typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from console_server import ConsoleServer
+from modgate_host import transport
+from modgate_host.transport import DeviceConsole
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ConsoleServer]:
+    srv = ConsoleServer(tmp_path)
+    yield srv
+    srv.close()
+
+
+def test_call_returns_data_and_leaves_human_mode_after(server: ConsoleServer) -> None:
+    with DeviceConsole(server.url, timeout_s=5) as dev:
+        assert dev.call("status")["queue_depth"] == 1
+        assert dev.call("config", "get", "ae_title") == {"key": "ae_title", "value": "MODGATE"}
+        data = dev.call("config", "set", "institution_name", "General Hospital \"East\"")
+        assert data["value"] == 'General Hospital "East"'
+        assert server.device.config.get("institution_name") == 'General Hospital "East"'
+    assert server.received.endswith(b"lock\rjson off\r")
+
+
+def test_typed_errors(server: ConsoleServer) -> None:
+    with DeviceConsole(server.url, timeout_s=5) as dev:
+        with pytest.raises(transport.CommandRejected) as rejected:
+            dev.call("frobnicate")
+        assert rejected.value.code == "unknown"
+        with pytest.raises(transport.InvalidValue, match="ae_title"):
+            dev.call("config", "set", "ae_title", "A\\B")
+        dev.call("config", "set", "pin", "4321")
+        dev.lock()
+        with pytest.raises(transport.PermissionDenied, match="unlock"):
+            dev.call("config", "save")
+        with pytest.raises(transport.PermissionDenied) as denied:
+            dev.unlock("0000")
+        assert denied.value.code == "denied"
+        with pytest.raises(transport.PermissionDenied) as locked:
+            dev.unlock("4321")
+        assert locked.value.code == "locked"
+        server.device.unreachable.add("archive")
+        with pytest.raises(transport.OperationFailed, match="refused"):
+            dev.call("dest", "echo", "archive")
+
+
+def test_unreachable_port_is_a_transport_error(tmp_path: Path) -> None:
+    with pytest.raises(transport.TransportError, match="cannot open"):
+        DeviceConsole(str(tmp_path / "no-such-tty")).open()
+
+
+def test_silent_peer_times_out(tmp_path: Path) -> None:
+    with pytest.raises(transport.TransportError, match="no reply"):
+        DeviceConsole("loop://", timeout_s=0.5).open()  # loop:// echoes our own line back: no reply
+
+
+@pytest.mark.parametrize("value", ["plain", "two words", 'q"uote', "", "back\\slash", "it's"])
+def test_quote_matches_firmware_split(value: str) -> None:
+    from modgate.console.tokens import split
+
+    assert split("x " + transport.quote(value)) == ["x", value]
