@@ -19,6 +19,7 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
+    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 7)
     from modgate.net.scu import StoreSession
 
     try:

@@ -73,8 +73,8 @@ class Association:
         self.fsm.fire("Evt2")
         if self._check_broken():
             return False
-        self._await("Sta5", "A-ASSOCIATE-AC", self.timeouts["acse"])
-        return self.fsm.state == "Sta6"
+        self._await(5, "A-ASSOCIATE-AC", self.timeouts["acse"])
+        return self.fsm.state == 6
 
     def send_pdu(self, nbytes):
         """Send the P-DATA-TF in buf[0:nbytes] (DT-1). False when the association has ended."""
@@ -95,15 +95,15 @@ class Association:
                 return False
             self.fsm.fire(event)
             state = self.fsm.state
-            if event == "Evt10" and state == "Sta6":
+            if event == "Evt10" and state == 6:
                 return True
-            if state == "Sta8":
+            if state == 8:
                 # AR-2: the peer asked to release before answering us; answer it (Evt14, AR-4).
                 self._fail("peer released the association while we waited for " + what, True)
                 self.fsm.fire("Evt14")
-            if self.fsm.state == "Sta13":
+            if self.fsm.state == 13:
                 self._linger()
-            if self.fsm.state == "Sta1":
+            if self.fsm.state == 1:
                 return False
 
     def _await(self, state, what, timeout_ms):
@@ -113,27 +113,27 @@ class Association:
             if event is None:
                 return
             self.fsm.fire(event)
-            if self.fsm.state == "Sta13":
+            if self.fsm.state == 13:
                 self._linger()
 
     def alive(self):
         """True when established and the peer has not closed, released or aborted meanwhile."""
-        if self.fsm.state != "Sta6":
+        if self.fsm.state != 6:
             return False
         if self.conn.readable(0):
             self._unsolicited()
-        return self.fsm.state == "Sta6"
+        return self.fsm.state == 6
 
     def release(self):
         """Orderly release (AR-1, then AR-3 on A-RELEASE-RP). True when the peer confirmed it."""
-        if self.fsm.state != "Sta6":
+        if self.fsm.state != 6:
             return False
         self.fsm.fire("Evt11")
         if self._check_broken():
             return False
         until = deadline(self.timeouts["acse"])
-        while self.fsm.state in ("Sta7", "Sta9", "Sta11"):
-            if self.fsm.state == "Sta9":
+        while self.fsm.state in (7, 9, 11):
+            if self.fsm.state == 9:
                 self.fsm.fire("Evt14")  # release collision, requestor side: AR-9 sends A-RELEASE-RP
                 if self._check_broken():
                     return False
@@ -142,18 +142,18 @@ class Association:
             if event is None:
                 return False
             self.fsm.fire(event)
-        if self.fsm.state == "Sta13":
+        if self.fsm.state == 13:
             self._linger()
         return self.failure is None
 
     def abort(self, message, transient=True):
         """Local A-ABORT (Evt15 -> AA-1): record why, send it, wait for the close (ARTIM)."""
         self._fail(message, transient)
-        if self.fsm.state in ("Sta1", "Sta2", "Sta13"):
+        if self.fsm.state in (1, 2, 13):
             self._close()
             return
         self.fsm.fire("Evt15")
-        if self.fsm.state == "Sta13":
+        if self.fsm.state == 13:
             self._linger()
 
     def violation(self, message):
@@ -161,7 +161,7 @@ class Association:
         self._fail(message, True)
         self._abort_reason = pdu.REASON_UNEXPECTED_PARAMETER
         self.fsm.fire("Evt19")
-        if self.fsm.state == "Sta13":
+        if self.fsm.state == 13:
             self._linger()
 
     # -- PS3.8 Table 9-6..9-9 actions used by a requestor ---------------------------------
@@ -171,12 +171,14 @@ class Association:
             self.conn = sockets.connect(self.host, self.port, self.timeouts["connect"])
         except (LinkTimeout, LinkClosed) as exc:
             self._fail(str(exc), True)
+        return 4
 
     def AE_2(self, _):
         buf = self.buf
         end = pdu.encode_associate(buf, pdu.A_ASSOCIATE_RQ, self.called, self.calling)
         end = items.encode_rq_items(buf, end, self.contexts, self.max_pdu, self._impl[0], self._impl[1])
         self._send(pdu.finish_associate(buf, end))
+        return 5
 
     def AE_3(self, _):
         ac = self._ac
@@ -195,71 +197,89 @@ class Association:
         self.peer_implementation = ac["implementation_uid"]
         log.info("net", "associated with %s: %d of %d contexts accepted, peer max PDU %d, sending %d"
                  % (self.peer, len(self.accepted), len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
+        return 6
 
     def AE_4(self, _):
         result, source, reason = pdu.decode_reject(self.buf)
         self._fail("association " + pdu.reject_text(result, source, reason), result != pdu.REJECT_PERMANENT)
         self._close()
+        return 1
 
     def DT_1(self, nbytes):
         self._send(nbytes)
+        return 6
 
     def DT_2(self, _):
-        pass  # the P-DATA stays in buf for the service user
+        # the P-DATA stays in buf for the service user
+        return 6
 
     def AR_1(self, _):
         self._send(pdu.encode_release_rq(self.buf))
+        return 7
 
     def AR_2(self, _):
-        pass  # next_pdata answers with Evt14
+        # next_pdata answers with Evt14
+        return 8
 
     def AR_3(self, _):
         self._close()
+        return 1
 
     def AR_4(self, _):
         self._send(pdu.encode_release_rp(self.buf))
         self._start_artim()
+        return 13
 
     def AR_5(self, _):
         self._close()
+        return 1
 
     def AR_6(self, _):
-        pass  # a late P-DATA while releasing: nothing is waiting for it
+        # a late P-DATA while releasing: nothing is waiting for it
+        return 7
 
     def AR_8(self, _):
-        return "Sta9"  # we are the requestor (PS3.8 Table 9-9 AR-8)
+        return 9  # we are the requestor (PS3.8 Table 9-9 AR-8)
 
     def AR_9(self, _):
         self._send(pdu.encode_release_rp(self.buf))
+        return 11
 
     def AA_1(self, _):
         self._send_abort(pdu.ABORT_SOURCE_USER, pdu.REASON_NOT_SPECIFIED)
         self._start_artim()
+        return 13
 
     def AA_2(self, _):
         self._close()
+        return 1
 
     def AA_3(self, _):
         source, reason = pdu.decode_abort(self.buf)
         self._fail("association " + pdu.abort_text(source, reason), True)
         self._close()
+        return 1
 
     def AA_4(self, _):
         self._fail("connection to " + self.peer + " closed by the peer", True)
         self._close()
+        return 1
 
     def AA_5(self, _):
         self._close()
+        return 1
 
     def AA_6(self, _):
-        pass
+        return 13
 
     def AA_7(self, _):
         self._send_abort(pdu.ABORT_SOURCE_PROVIDER, self._abort_reason)
+        return 13
 
     def AA_8(self, _):
         self._send_abort(pdu.ABORT_SOURCE_PROVIDER, self._abort_reason)
         self._start_artim()
+        return 13
 
     # -- transport --------------------------------------------------------------------------
 
@@ -291,12 +311,12 @@ class Association:
         if exc is None:
             return False
         self._broken = None
-        if self.conn.readable(0) and self.fsm.state not in ("Sta1", "Sta13"):
+        if self.conn.readable(0) and self.fsm.state not in (1, 13):
             self._unsolicited()  # often an A-ABORT with the peer's reason is waiting
-        if self.fsm.state not in ("Sta1", "Sta13"):
+        if self.fsm.state not in (1, 13):
             self._fail("sending to " + self.peer + " failed: " + str(exc), True)
             self.fsm.fire("Evt17")
-        if self.fsm.state == "Sta13":
+        if self.fsm.state == 13:
             self._linger()
         return True
 
@@ -307,11 +327,11 @@ class Association:
             return
         self.fsm.fire(event)
         state = self.fsm.state
-        if state == "Sta8":
+        if state == 8:
             self.fsm.fire("Evt14")  # peer released an idle association: confirm (AR-4)
-        elif event == "Evt10" and state == "Sta6":
+        elif event == "Evt10" and state == 6:
             self.violation("peer sent P-DATA nobody asked for")
-        if self.fsm.state == "Sta13":
+        if self.fsm.state == 13:
             self._linger()
 
     def _start_artim(self):
@@ -320,7 +340,7 @@ class Association:
     def _linger(self):
         """Sta13: wait for the peer to close; the ARTIM timer bounds the wait (Evt18)."""
         until = self._artim
-        while self.fsm.state == "Sta13":
+        while self.fsm.state == 13:
             try:
                 event = self._read_pdu(until)
             except LinkTimeout:
@@ -365,7 +385,7 @@ class Association:
         self.pdu_type = pdu_type
         self.pdu_len = length
         try:
-            if pdu_type == pdu.A_ASSOCIATE_AC and self.fsm.state == "Sta5":
+            if pdu_type == pdu.A_ASSOCIATE_AC and self.fsm.state == 5:
                 self._ac = self._check_ac(items.decode_associate(self.buf, length, True))
             elif pdu_type == pdu.P_DATA_TF:
                 end = pdu.HEADER + length

@@ -32,13 +32,6 @@ IMPLEMENTATION_VERSION_ITEM = const(0x55)
 
 # Presentation context result/reason in the AC (PS3.8 Table 9-18).
 ACCEPTANCE = const(0)
-CONTEXT_RESULTS = {
-    0: "acceptance",
-    1: "user rejection",
-    2: "no reason (provider rejection)",
-    3: "abstract syntax not supported (provider rejection)",
-    4: "transfer syntaxes not supported (provider rejection)",
-}
 MAX_UID = const(64)
 
 

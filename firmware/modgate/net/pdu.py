@@ -19,16 +19,6 @@ A_RELEASE_RQ = const(0x05)
 A_RELEASE_RP = const(0x06)
 A_ABORT = const(0x07)
 
-NAMES = {
-    A_ASSOCIATE_RQ: "A-ASSOCIATE-RQ",
-    A_ASSOCIATE_AC: "A-ASSOCIATE-AC",
-    A_ASSOCIATE_RJ: "A-ASSOCIATE-RJ",
-    P_DATA_TF: "P-DATA-TF",
-    A_RELEASE_RQ: "A-RELEASE-RQ",
-    A_RELEASE_RP: "A-RELEASE-RP",
-    A_ABORT: "A-ABORT",
-}
-
 HEADER = const(6)
 PDV_HEADER = const(6)  # PDV item length (4), presentation context ID (1), control header (1)
 PDATA_OVERHEAD = const(12)  # PDU header + one PDV header: payload starts here in a send buffer
@@ -42,15 +32,6 @@ CONTROL_LAST = const(0x02)
 # A-ABORT source and reason (PS3.8 9.3.8, Table 9-26).
 ABORT_SOURCE_USER = const(0)
 ABORT_SOURCE_PROVIDER = const(2)
-ABORT_SOURCES = {0: "service user", 1: "reserved source", 2: "service provider"}
-ABORT_REASONS = {
-    0: "reason not specified",
-    1: "unrecognised PDU",
-    2: "unexpected PDU",
-    4: "unrecognised PDU parameter",
-    5: "unexpected PDU parameter",
-    6: "invalid PDU parameter value",
-}
 REASON_NOT_SPECIFIED = const(0)
 REASON_UNRECOGNISED_PDU = const(1)
 REASON_UNEXPECTED_PDU = const(2)
@@ -61,19 +42,6 @@ REASON_INVALID_PARAMETER = const(6)
 # A-ASSOCIATE-RJ result, source and reason (PS3.8 9.3.4, Table 9-21).
 REJECT_PERMANENT = const(1)
 REJECT_TRANSIENT = const(2)
-REJECT_RESULTS = {1: "permanent", 2: "transient"}
-REJECT_SOURCES = {1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)"}
-REJECT_REASONS = {
-    (1, 1): "no reason given",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised",
-    (1, 7): "called AE title not recognised",
-    (2, 1): "no reason given",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
-
 # Body lengths that are fixed by the standard; anything else is an invalid PDU.
 _FIXED_BODY = {A_ASSOCIATE_RJ: 4, A_RELEASE_RQ: 4, A_RELEASE_RP: 4, A_ABORT: 4}
 
@@ -93,19 +61,19 @@ def parse_header(buf, limit):
     for the rest): a bigger claim is refused before a byte of it is read.
     """
     pdu_type, reserved, length = struct.unpack_from(">BBL", buf, 0)
-    if pdu_type not in NAMES:
+    if not A_ASSOCIATE_RQ <= pdu_type <= A_ABORT:
         raise PDUError("unknown PDU type 0x%02x" % pdu_type, REASON_UNRECOGNISED_PDU)
     fixed = _FIXED_BODY.get(pdu_type)
     if fixed is not None:
         if length != fixed:
-            raise PDUError("%s with length %d (must be %d)" % (NAMES[pdu_type], length, fixed))
+            raise PDUError("%s with length %d (must be %d)" % (_name(pdu_type), length, fixed))
     elif pdu_type == P_DATA_TF:
         if length < PDV_HEADER:
             raise PDUError("P-DATA-TF with length %d holds no PDV" % length)
     elif length < ASSOCIATE_FIXED:
-        raise PDUError("%s with length %d is shorter than its fixed fields" % (NAMES[pdu_type], length))
+        raise PDUError("%s with length %d is shorter than its fixed fields" % (_name(pdu_type), length))
     if length > limit:
-        raise PDUError("%s length %d exceeds our limit of %d" % (NAMES[pdu_type], length, limit))
+        raise PDUError("%s length %d exceeds our limit of %d" % (_name(pdu_type), length, limit))
     return pdu_type, length
 
 
@@ -185,17 +153,19 @@ def decode_abort(buf):
     return buf[8], buf[9]
 
 
+def _name(pdu_type):
+    from modgate.net.reasons import pdu_name  # text only on the error path, so it costs no RAM
+
+    return pdu_name(pdu_type)
+
+
 def reject_text(result, source, reason):
-    """One line for a log, e.g. "rejected permanent by service user: called AE title not recognised"."""
-    return "rejected %s by %s: %s" % (
-        REJECT_RESULTS.get(result, "with result %d" % result),
-        REJECT_SOURCES.get(source, "source %d" % source),
-        REJECT_REASONS.get((source, reason), "reason %d" % reason),
-    )
+    from modgate.net.reasons import reject_text as text
+
+    return text(result, source, reason)
 
 
 def abort_text(source, reason):
-    text = "aborted by " + ABORT_SOURCES.get(source, "source %d" % source)
-    if source == ABORT_SOURCE_PROVIDER:
-        text += ": " + ABORT_REASONS.get(reason, "reason %d" % reason)
-    return text
+    from modgate.net.reasons import abort_text as text
+
+    return text(source, reason)

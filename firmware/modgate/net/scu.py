@@ -8,11 +8,13 @@ in front of the payload) and goes out in one write. Its callers see only Deliver
 `transient`) or other ModgateError subclasses.
 """
 
+import gc
+
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
 from modgate.errors import ConfigError, DeliveryError, EncodeError
-from modgate.net import aetitle, dimse, pdu, status
+from modgate.net import aetitle, dimse, pdu
 from modgate.net.association import Association, buffer_size, pack_pdv_header
 from modgate.port import fs
 
@@ -45,10 +47,22 @@ def _setting(settings, key):
 
 def storage_classes(extra=()):
     """SOP classes a session proposes: the device's storage list, any extra, then Verification."""
-    from modgate.dicom import iods  # imported here: the list is only needed to build a proposal
+    import sys
 
+    loaded = "modgate.dicom.iods" in sys.modules
+    from modgate.dicom import iods
+
+    storage = tuple(iods.STORAGE_SOP_CLASSES)
+    if not loaded:
+        # Only the UID list is needed: unload the IOD tables again (~10 KB of a 64 KB heap).
+        del sys.modules["modgate.dicom.iods"]
+        import modgate.dicom
+
+        if hasattr(modgate.dicom, "iods"):
+            delattr(modgate.dicom, "iods")
+        del iods
     classes = []
-    for uid in tuple(iods.STORAGE_SOP_CLASSES) + tuple(extra):
+    for uid in storage + tuple(extra):
         if uid not in classes and uid != VERIFICATION:
             classes.append(uid)
     classes.append(VERIFICATION)
@@ -92,7 +106,16 @@ class StoreSession:
         self.classes = storage_classes(settings.get("extra_sop_classes") or ())
         self.contexts = proposal(self.classes)
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
-        self.buf = None  # allocated with the first association, reused by every later one
+        # The one PDU buffer, reused by every association of this session. Allocated now, after
+        # a collection, while the heap is still unfragmented: a 16 KB block is hard to find later.
+        # A caller may pass settings["buffer"], allocated before its imports fragmented the heap.
+        need = buffer_size(self.max_pdu, self.contexts, self.impl[0], self.impl[1])
+        buf = settings.get("buffer")
+        if buf is None or len(buf) < need:
+            buf = None
+            gc.collect()
+            buf = bytearray(need)
+        self.buf = buf
         self.cmd = bytearray(_COMMAND_CAP)
         self.scratch = bytearray(16)
         self.assoc = None
@@ -133,6 +156,8 @@ class StoreSession:
         rsp = self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
         self._done()
         if rsp["status"] != 0:
+            from modgate.net import status
+
             raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
         return ticks_diff(ticks_ms(), start)
 
@@ -140,7 +165,7 @@ class StoreSession:
         """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
         assoc = self.assoc
         self.assoc = None
-        if assoc is not None and assoc.fsm.state == "Sta6":
+        if assoc is not None and assoc.fsm.state == 6:
             assoc.release()
 
     def abort(self):
@@ -162,8 +187,6 @@ class StoreSession:
                 self.release()
             else:
                 return assoc
-        if self.buf is None:
-            self.buf = bytearray(buffer_size(self.max_pdu, self.contexts, self.impl[0], self.impl[1]))
         assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
                             self.max_pdu, self.timeouts, self.buf)
         if not assoc.open(self.impl[0], self.impl[1]):
@@ -225,13 +248,15 @@ class StoreSession:
         rsp = self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
         self._done()
         code = rsp["status"]
-        klass, reason = status.classify(code)
-        text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
         self.objects += 1
         if self.objects >= self.max_objects:
             self.release()
-        if klass == status.SUCCESS:
-            return code, klass, "stored"
+        if code == 0:
+            return 0, "success", "stored"  # the common case needs no table (PS3.7 C.1.1)
+        from modgate.net import status  # imported on the first non-success status only
+
+        klass, reason = status.classify(code)
+        text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
         if klass == status.WARNING:
             log.warn("net", self.peer + " stored " + meta["sop_instance_uid"] + " with warning " + text)
             return code, klass, text
