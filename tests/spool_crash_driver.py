@@ -1,6 +1,6 @@
 """Drive the real Spool and Forwarder on MicroPython so a test can SIGKILL it at any moment.
 
-usage: micropython tests/spool_crash_driver.py ROOT ARCHIVE SEED RUN COUNT [drain]
+usage: micropython tests/spool_crash_driver.py ROOT ARCHIVE SEED RUN COUNT [drain|flaky]
 
 Acquires COUNT objects (single-frame, and every fourth a multi-frame object kept open across
 frames), committing each through the spool and forwarding between acquisitions to a fake
@@ -8,6 +8,8 @@ archive (a folder; one file per SOP Instance UID, written in place like a real a
 Prints one line per acknowledgement, after it became durable:
     FRAME <uid> <n> <frame bytes>          frame n (1-based) of an open object is on flash
     ACK <uid> <frames> <frame bytes>       the object is committed
+"flaky": about one store in four breaks off after its first chunk (a partial file is left in the archive, as a
+dropped association leaves one) and fails as transient, so retries and backoff run under the kills.
 "drain" acquires nothing: it recovers, finalises open objects and delivers everything, then lists
 any file left under ROOT (LEFT <path>) and prints DRAINED.
 
@@ -18,6 +20,7 @@ Object format (the spool does not care; the checker rebuilds the expected bytes 
 # ruff: noqa: UP031 - runs on MicroPython, whose f-strings lack format specs; "%" is portable
 import sys
 
+from modgate.errors import DeliveryError
 from modgate.port import fs
 from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
@@ -49,10 +52,12 @@ def frame(uid, k, size):
 class Session:
     """The fake archive: copies the object in chunks under its UID, as storescp writes a file."""
 
-    def __init__(self, archive):
+    def __init__(self, archive, rng=None):
         self.archive = archive
+        self.rng = rng
 
     def store(self, path):
+        cut = self.rng is not None and self.rng.below(4) == 0
         buf = bytearray(CHUNK)
         with fs.open_file(path, "rb") as src:
             uid = src.readline().decode().strip()[4:]
@@ -63,6 +68,8 @@ class Session:
                     if not n:
                         break
                     dst.write(memoryview(buf)[:n])
+                    if cut:
+                        raise DeliveryError("association dropped mid-transfer", True)
         return 0, "success", ""
 
     def release(self):
@@ -123,13 +130,16 @@ def leftovers(root):
 
 def main(argv):
     root, archive, seed, run, count = argv[0], argv[1], int(argv[2]), int(argv[3]), int(argv[4])
-    drain = len(argv) > 5 and argv[5] == "drain"
+    mode = argv[5] if len(argv) > 5 else ""
+    drain = mode == "drain"
     fs.makedirs(archive)
     spool = Spool(root, 400000, high_pct=80, low_pct=50, destinations=["archive"])
     spool.recover()
-    fwd = Forwarder(spool, lambda name: Session(archive), {"base_backoff_ms": 10, "jitter": 0})
-    finalise(spool)
     rng = Rng(seed * 1000 + run)
+    flaky = Rng(seed * 1000 + run + 1) if mode == "flaky" else None
+    policy = {"base_backoff_ms": 10, "max_backoff_ms": 200, "max_attempts": 0, "jitter": 0.5}
+    fwd = Forwarder(spool, lambda name: Session(archive, flaky), policy)
+    finalise(spool)
     if not drain:
         for i in range(count):
             while spool.busy():  # the source is told BUSY and waits; nothing accepted is dropped
