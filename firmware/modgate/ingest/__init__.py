@@ -13,6 +13,7 @@ sink.begin_frame(header) -> target
     source (str: "tcp:HOST:PORT", "uart:/dev/ttyX", "file:NAME", "testpattern").
     Raise modgate.errors.FrameError(reason, code) to refuse the frame (code from
     frameproto NAK_*: NAK_REFUSED, NAK_SERIES, NAK_STORAGE, ...); the source drains it and NAKs.
+    Raise modgate.errors.SpoolFull to answer BUSY (retry after 1 s) instead.
 target.write(chunk)
     `chunk` is a memoryview of the next payload bytes, in order (rows top-down, packed as the
     pixel format says). It is only valid during the call: copy or write it out before returning.
@@ -20,6 +21,8 @@ target.write(chunk)
 sink.commit_frame(target) -> sop_instance_uid (str)
     The frame is complete and its CRC is right. Return only once it is durable (it then gets ACKed
     with that UID; for a series frame, the UID of the multi-frame object it went into).
+    Raising FrameError NAKs the frame (its code), SpoolFull answers BUSY, anything else NAK
+    STORAGE; the receiver then calls abort_frame(target).
 sink.abort_frame(target)
     The frame is bad (CRC, truncation, timeout, write error, duplicate resend): leave nothing
     behind. Called at most once per target, never after commit_frame.

@@ -11,7 +11,7 @@ import struct
 
 from modgate import log
 from modgate.compat import const
-from modgate.errors import FrameError
+from modgate.errors import FrameError, SpoolFull
 
 MAGIC = b"MGFR"
 RESPONSE_MAGIC = b"MGRS"
@@ -44,6 +44,7 @@ _HEADER_FMT = "<4sBBHIIIHHBBHII"  # bytes 0..35; header_crc follows at 36
 _RESPONSE_FMT = "<4sBBHIIHH"
 _UNKNOWN_SEQ = const(0xFFFFFFFF)
 _DEDUP = const(16)
+_SPOOL_FULL_RETRY_MS = const(1000)  # BUSY retry-after when the sink raised SpoolFull
 
 # Receiver states
 _HUNT = const(0)
@@ -335,6 +336,8 @@ class FrameReceiver:
             self.busy_ms = self.sink.busy()
             if not self.busy_ms:
                 self.target = self.sink.begin_frame(header)
+        except SpoolFull:
+            self.busy_ms = _SPOOL_FULL_RETRY_MS
         except FrameError as exc:
             self._refuse(exc.code or NAK_REFUSED, str(exc))
             self.left = header["payload_length"]
@@ -394,6 +397,10 @@ class FrameReceiver:
                 return
         try:
             uid = self.sink.commit_frame(self.target)
+        except SpoolFull:
+            self._abort()
+            self._respond(BUSY, seq, 0, _SPOOL_FULL_RETRY_MS, "spool full")
+            return
         except Exception as exc:
             code = exc.code if isinstance(exc, FrameError) and exc.code else NAK_STORAGE
             log.error("ingest", self.source_id + ": commit of frame " + str(seq) + " failed: " + str(exc))
