@@ -99,7 +99,10 @@ def parse_response(buf, end):
                 raise DimseError("command element (0000,%04x) has length %d, not 2" % (element, length))
             out[element] = struct.unpack_from("<H", buf, offset)[0]
         elif element == TAG_ERROR_COMMENT:
-            out["comment"] = str(bytes(buf[offset:offset + min(length, 64)]), "ascii").strip(" \x00")
+            try:
+                out["comment"] = str(bytes(buf[offset:offset + min(length, 64)]), "ascii").strip(" \x00")
+            except (UnicodeError, ValueError):
+                out["comment"] = "(not ASCII)"
         offset += length
     if TAG_COMMAND_FIELD not in out or TAG_STATUS not in out:
         raise DimseError("response command set lacks Command Field or Status")

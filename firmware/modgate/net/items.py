@@ -57,7 +57,7 @@ def rq_size(contexts, impl_uid, impl_version):
     """Bytes an A-ASSOCIATE-RQ for `contexts` needs, to size the buffer before encoding it."""
     size = HEADER + ASSOCIATE_FIXED + 4 + len(APPLICATION_CONTEXT)
     for _, abstract, syntaxes in contexts:
-        size += 8 + len(abstract)
+        size += 12 + len(abstract)  # item header, ID and reserved, abstract syntax sub-item
         for ts in syntaxes:
             size += 4 + len(ts)
     return size + 4 + 8 + 4 + len(impl_uid) + 4 + len(impl_version)
@@ -85,15 +85,20 @@ def encode_ac_items(buf, offset, results, max_pdu, impl_uid, impl_version):
     return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
 
 
-def _uid(buf, start, end):
-    if end - start > MAX_UID:
-        raise PDUError("UID of %d bytes in an item (max 64)" % (end - start))
+def _text(buf, start, end):
+    """ASCII text of buf[start:end] without trailing NUL/space padding; PDUError if not ASCII."""
     while end > start and buf[end - 1] in (0, 32):
         end -= 1
     try:
         return str(bytes(buf[start:end]), "ascii")
-    except UnicodeError:
-        raise PDUError("UID with non-ASCII bytes in an item")
+    except (UnicodeError, ValueError):
+        raise PDUError("non-ASCII bytes where PS3.8 wants text")
+
+
+def _uid(buf, start, end):
+    if end - start > MAX_UID:
+        raise PDUError("UID of %d bytes in an item (max 64)" % (end - start))
+    return _text(buf, start, end)
 
 
 def _walk(buf, offset, end, what):
@@ -118,7 +123,7 @@ def _user(buf, start, end, out):
         elif item_type == IMPLEMENTATION_UID_ITEM:
             out["implementation_uid"] = _uid(buf, a, b)
         elif item_type == IMPLEMENTATION_VERSION_ITEM:
-            out["implementation_version"] = str(bytes(buf[a:b]), "ascii").strip() if b - a <= 16 else ""
+            out["implementation_version"] = _text(buf, a, b) if b - a <= 16 else ""
         # Other sub-items (role selection, async window, extended negotiation, user identity)
         # answer proposals we never make; PS3.7 D.3.3 lets an SCU ignore them.
 
@@ -136,8 +141,8 @@ def decode_associate(buf, length, requestor_side):
     if not version & PROTOCOL_VERSION:
         raise PDUError("protocol version 0x%04x without bit 0" % version, REASON_INVALID_PARAMETER)
     out = {
-        "called": str(bytes(buf[10:26]), "ascii").strip(),
-        "calling": str(bytes(buf[26:42]), "ascii").strip(),
+        "called": _text(buf, 10, 26).strip(),
+        "calling": _text(buf, 26, 42).strip(),
         "contexts": {},
         "max_pdu": 0,
         "implementation_uid": "",
