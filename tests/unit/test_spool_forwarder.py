@@ -199,6 +199,30 @@ class TestRetry(ForwarderTest):
         self.assertEqual(self.archive.got, {})
 
 
+class TestObservability(ForwarderTest):
+    def test_stats_report_depth_age_and_per_destination_state(self):
+        self.archive.mode["a"] = "down"
+        self.put(b"o0")
+        self.clock.s += 30
+        self.put(b"o1")
+        self.clock.s += 12
+        self.fwd.step(self.clock.ms)  # a fails: retry in 100 ms
+        self.fwd.step(self.clock.ms)  # b gets o0
+        stats = self.spool.stats(self.clock.ms)
+        self.assertEqual(stats["depth"], 2)
+        self.assertEqual(stats["oldest_age_s"], 42)
+        self.assertEqual(stats["bytes"], self.spool.used_bytes())
+        a = stats["destinations"]["a"]
+        self.assertEqual((a["pending"], a["attempts"], a["next_retry_s"]), (2, 1, 0.1))
+        self.assertEqual(a["last_error"], "association aborted")
+        self.assertIsNone(a["last_success"])
+        b = stats["destinations"]["b"]
+        self.assertEqual((b["pending"], b["last_success"], b["last_error"]), (1, 1800000042, None))
+        listed = self.spool.list(5)
+        self.assertEqual([(e["uid"], e["pending"], e["done"]) for e in listed],
+                         [("uid-o0", ["a"], ["b"]), ("uid-o1", ["a", "b"], [])])
+
+
 class TestIsolation(ForwarderTest):
     dests = ["dead", "live"]
 
