@@ -151,7 +151,10 @@ class Device:
         until = time.monotonic() + timeout_s
         while time.monotonic() < until:
             try:
-                data = self.port.read(4096)
+                # read(n) waits for all n bytes or the timeout: ask for one, then what is waiting.
+                data = self.port.read(1)
+                if data:
+                    data += self.port.read(self.port.in_waiting or 0)
             except (serial.SerialException, OSError, AttributeError) as exc:
                 raise LinkDown(str(exc)) from exc
             for r in self.parser.feed(data):
