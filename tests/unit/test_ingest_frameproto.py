@@ -4,6 +4,7 @@ import unittest
 
 from ingest_fakes import FakeSink, Rng, crc32, frame, parse_responses, pixels
 from modgate.compat import MICROPYTHON
+from modgate.errors import SpoolFull
 from modgate.ingest import frameproto as fp
 
 # docs/frame-protocol.md "Example": 2x2 GRAY8, sequence 7, pixels 00 40 80 FF, no context.
@@ -128,6 +129,14 @@ class TestReceiver(unittest.TestCase):
         self.sink.busy_ms = 0
         self.sink.refuse = "no"
         self.assertEqual(run(self.rx, EXAMPLE)[0][:3], (fp.NAK, fp.NAK_REFUSED, 7))
+        self.assertEqual(self.sink.stored, [])
+
+    def test_spool_full_from_sink_is_busy(self):
+        def full(header):
+            raise SpoolFull("spool at high watermark")
+
+        self.sink.begin_frame = full
+        self.assertEqual(run(self.rx, EXAMPLE)[0][:4], (fp.BUSY, 0, 7, 1000))
         self.assertEqual(self.sink.stored, [])
 
     def test_bad_context_and_geometry(self):
