@@ -165,7 +165,8 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
         }
         Path(tmp, "orthanc.json").write_text(json.dumps(config))
         log = open(Path(tmp, "orthanc.log"), "wb")
-        proc = subprocess.Popen(["Orthanc", str(Path(tmp, "orthanc.json"))], stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(["Orthanc", str(Path(tmp, "orthanc.json"))], stdout=log,
+                                stderr=subprocess.STDOUT)
         try:
             wait_listening(http_port, 20, proc)
             wait_listening(port, 20, proc)
@@ -254,7 +255,8 @@ def pdu_bytes(pdu_type: int, body: bytes) -> bytes:
     return struct.pack(">BBL", pdu_type, 0, len(body)) + body
 
 
-def store_rsp(message_id: int, context_id: int, status: int, sop_class: str = "", sop_instance: str = "") -> bytes:
+def store_rsp(message_id: int, context_id: int, status: int, sop_class: str = "",
+              sop_instance: str = "") -> bytes:
     """A P-DATA-TF holding a C-STORE-RSP command set (Implicit VR LE, PS3.7 9.3.1.2)."""
     def el(elem: int, value: bytes) -> bytes:
         return struct.pack("<HHL", 0, elem, len(value)) + value
@@ -371,7 +373,25 @@ def run_device(job: str, args: list[str], runtime: str = "micropython", heap: st
     root = Path(__file__).resolve().parents[1]
     if str(root / "host") not in sys.path:
         sys.path.insert(0, str(root / "host"))
-    from modgate_host.commands.send import device_command
+    from modgate_host.commands.send import BOARD_OF, device_command
+    from modgate_host.runtimes import interpreter
 
-    with device_command(runtime, job, args, heap) as (argv, env):
-        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if heap is None or runtime == "cpython":
+        with device_command(runtime, job, args, heap) as (argv, env):
+            return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    device = _device_tree(BOARD_OF[runtime])  # built once per test session
+    argv = [*interpreter(runtime, heap), str(device / "main.py"), job, *args]
+    env = dict(os.environ, MICROPYPATH=str(device))
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+_TREES: dict[str, Path] = {}
+
+
+def _device_tree(board: str) -> Path:
+    if board not in _TREES:
+        from modgate_host.build import build
+
+        out = Path(tempfile.mkdtemp(prefix="mgdev-"))
+        _TREES[board] = build(board, out).device_dir
+    return _TREES[board]

@@ -80,10 +80,11 @@ class TestEncode(unittest.TestCase):
 
     def test_fixed_pdus(self):
         buf = bytearray(16)
-        self.assertEqual(bytes(buf[:pdu.encode_release_rq(buf)]), b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")
-        self.assertEqual(bytes(buf[:pdu.encode_release_rp(buf)]), b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00")
-        self.assertEqual(bytes(buf[:pdu.encode_abort(buf, 2, 6)]), b"\x07\x00\x00\x00\x00\x04\x00\x00\x02\x06")
-        self.assertEqual(bytes(buf[:pdu.encode_reject(buf, 1, 1, 7)]), b"\x03\x00\x00\x00\x00\x04\x00\x01\x01\x07")
+        head = b"\x00\x00\x00\x00\x04"  # reserved, length 4
+        self.assertEqual(bytes(buf[:pdu.encode_release_rq(buf)]), b"\x05" + head + bytes(4))
+        self.assertEqual(bytes(buf[:pdu.encode_release_rp(buf)]), b"\x06" + head + bytes(4))
+        self.assertEqual(bytes(buf[:pdu.encode_abort(buf, 2, 6)]), b"\x07" + head + b"\x00\x00\x02\x06")
+        self.assertEqual(bytes(buf[:pdu.encode_reject(buf, 1, 1, 7)]), b"\x03" + head + b"\x00\x01\x01\x07")
         self.assertEqual(pdu.decode_reject(buf), (1, 1, 7))
 
     def test_pdata_header_and_pdv_walk(self):
@@ -106,7 +107,8 @@ class TestEncode(unittest.TestCase):
             pdu.next_pdv(buf, 6, 12)  # runs past the PDU
 
     def test_texts(self):
-        self.assertEqual(pdu.reject_text(1, 1, 7), "rejected permanent by service user: called AE title not recognised")
+        self.assertEqual(pdu.reject_text(1, 1, 7),
+                         "rejected permanent by service user: called AE title not recognised")
         self.assertEqual(pdu.reject_text(2, 3, 1),
                          "rejected transient by service provider (presentation): temporary congestion")
         self.assertEqual(pdu.abort_text(2, 1), "aborted by service provider: unrecognised PDU")

@@ -88,7 +88,8 @@ def main(argv):
             raise ValueError("need HOST PORT FILE...")
         dest, settings = session_args(opts, rest[0], rest[1])
     except ValueError as exc:
-        sys.stderr.write("send: " + str(exc) + "\nusage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE...\n")
+        sys.stderr.write("send: " + str(exc) + "\n")
+        sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE...\n")
         return 2
     log.configure(level="debug" if opts.get("-v") else "info")
     # The PDU buffer first, while the heap is one free block; then the network stack.

@@ -93,7 +93,8 @@ def parse_response(buf, end):
         group, element, length = struct.unpack_from("<HHL", buf, offset)
         offset += 8
         if group != 0 or length > end - offset:
-            raise DimseError("command element (%04x,%04x) of length %d is not valid" % (group, element, length))
+            raise DimseError("command element (%04x,%04x) of length %d is not valid"
+                             % (group, element, length))
         if element in _US:
             if length != 2:
                 raise DimseError("command element (0000,%04x) has length %d, not 2" % (element, length))

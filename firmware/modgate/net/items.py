@@ -81,7 +81,8 @@ def encode_ac_items(buf, offset, results, max_pdu, impl_uid, impl_version):
     for context_id, result, ts in results:
         start = offset
         offset = _put(buf, offset + 8, TRANSFER_SYNTAX_ITEM, ts.encode())
-        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, offset - start - 4, context_id, 0, result, 0)
+        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, offset - start - 4,
+                         context_id, 0, result, 0)
     return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
 
 
@@ -169,9 +170,11 @@ def decode_associate(buf, length, requestor_side):
             _user(buf, a, b, out)
             have_user = True
         else:
-            raise PDUError("unknown item type 0x%02x in A-ASSOCIATE" % item_type, REASON_UNRECOGNISED_PARAMETER)
+            raise PDUError("unknown item type 0x%02x in A-ASSOCIATE" % item_type,
+                           REASON_UNRECOGNISED_PARAMETER)
     if not have_application or not have_user:
-        raise PDUError("A-ASSOCIATE without application context or user information", REASON_UNEXPECTED_PARAMETER)
+        raise PDUError("A-ASSOCIATE without application context or user information",
+                       REASON_UNEXPECTED_PARAMETER)
     return out
 
 

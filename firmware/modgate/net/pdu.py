@@ -153,19 +153,29 @@ def decode_abort(buf):
     return buf[8], buf[9]
 
 
-def _name(pdu_type):
-    from modgate.net.reasons import pdu_name  # text only on the error path, so it costs no RAM
+# The words live in `reasons`, imported on the error path only. If even that import finds no
+# memory, the numbers still make a usable log line: a failure report must never fail itself.
 
+
+def _name(pdu_type):
+    try:
+        from modgate.net.reasons import pdu_name
+    except MemoryError:
+        return "PDU type 0x%02x" % pdu_type
     return pdu_name(pdu_type)
 
 
 def reject_text(result, source, reason):
-    from modgate.net.reasons import reject_text as text
-
+    try:
+        from modgate.net.reasons import reject_text as text
+    except MemoryError:
+        return "rejected (result %d, source %d, reason %d)" % (result, source, reason)
     return text(result, source, reason)
 
 
 def abort_text(source, reason):
-    from modgate.net.reasons import abort_text as text
-
+    try:
+        from modgate.net.reasons import abort_text as text
+    except MemoryError:
+        return "aborted (source %d, reason %d)" % (source, reason)
     return text(source, reason)

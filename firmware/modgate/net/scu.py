@@ -253,8 +253,11 @@ class StoreSession:
             self.release()
         if code == 0:
             return 0, "success", "stored"  # the common case needs no table (PS3.7 C.1.1)
-        from modgate.net import status  # imported on the first non-success status only
-
+        try:
+            from modgate.net import status  # imported on the first non-success status only
+        except MemoryError:
+            # Without the table, keep the object and retry: a wrong "permanent" would lose it.
+            raise DeliveryError("status 0x%04X (no memory to classify it)" % code, True)
         klass, reason = status.classify(code)
         text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
         if klass == status.WARNING:

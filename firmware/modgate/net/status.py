@@ -38,7 +38,7 @@ STATUS_CLASSES = (
     (0xFFFF, 0xFE00, TRANSIENT, "PS3.7 C.3 cancel: C-STORE was not cancelled by us, so resend"),
     (0xFF00, 0xFF00, TRANSIENT, "PS3.7 C.2 pending is not a C-STORE answer: a confused peer, retry"),
     (0xF000, 0xA000, PERMANENT, "PS3.7 C.1.4 other Axxx refusal: treated like A900"),
-    (0x0000, 0x0000, TRANSIENT, "status not defined for C-STORE: retried so nothing is lost on a code we do not know"),
+    (0x0000, 0x0000, TRANSIENT, "status not defined for C-STORE: retried, so an unknown code loses nothing"),
 )
 
 
