@@ -75,14 +75,6 @@ class Rng:
         return bytes(self.next() & 0xFF for _ in range(n))
 
 
-class Refusal(FrameError):
-    """FrameError raised the way a sink does (built through super(), which both runtimes support)."""
-
-    def __init__(self, message, code):
-        super(FrameError, self).__init__(message)
-        self.code = code
-
-
 class Target:
     def __init__(self, header):
         self.header = header
@@ -111,7 +103,7 @@ class FakeSink:
 
     def begin_frame(self, header):
         if self.refuse:
-            raise Refusal(self.refuse, 6)
+            raise FrameError(self.refuse, 6)
         self.open += 1
         return Target(header)
 

@@ -5,7 +5,8 @@ import struct
 import unittest
 
 import support
-from ingest_fakes import FakeSink, Refusal
+from ingest_fakes import FakeSink
+from modgate.errors import FrameError
 from modgate.ingest.filedrop import FileDrop
 from modgate.port import fs
 
@@ -135,7 +136,7 @@ class TestFileDrop(unittest.TestCase):
         self.put("m.pgm", pgm(1, 1, 255, b"\x05"))
 
         def refuse(header):
-            raise Refusal("geometry not allowed", 6)
+            raise FrameError("geometry not allowed", 6)
 
         self.sink.begin_frame = refuse
         self.two_scans()
