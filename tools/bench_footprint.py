@@ -1,0 +1,205 @@
+"""Footprint benchmark (not a timed test): .mpy bytes per layer and per board, the heap the whole
+module set takes once imported, and, per emulated board, idle heap after boot and boot-to-ready.
+
+usage: python tools/bench_footprint.py [--board ID ...] [--runs N] [--write-docs]
+
+Boot numbers come from `modgate emulate --verbose`: the time from spawning it to its ready JSON
+line, and the `heap_free=` the firmware logs when ready (idle heap = heap budget - heap_free).
+--write-docs replaces the "## Footprint" section of docs/benchmarks.md (other sections stay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+from modgate_host import runtimes  # noqa: E402
+from modgate_host.build import FOOTPRINT_TARGET_BYTES, LAYERS, BuildError, board_ids, build, load_board  # noqa: E402
+
+DOCS = runtimes.REPO / "docs" / "benchmarks.md"
+EMULATED = {"unix": "micropython", "qemu-armhf": "qemu-armhf"}
+READY_TIMEOUT_S = 60.0
+IDLE_HEAP_TARGET = 24 * 1024
+READY_TARGET_S = 0.5
+HEAP_FREE = re.compile(rb"heap_free=(-?\d+)")
+
+
+def resident_heap(board: str, device: Path, files: list[str]) -> int | None:
+    """Heap bytes the firmware's modules take once all are imported from the .mpy tree (big heap)."""
+    names = []
+    for path in files:
+        if path.startswith("modgate/") and path.endswith(".mpy"):
+            name = path[: -len(".mpy")].replace("/", ".")
+            names.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    script = (
+        "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
+        f"for name in {names!r}:\n    __import__(name)\n"
+        "gc.collect()\nprint(gc.mem_alloc() - base)\n"
+    )
+    env = dict(os.environ, MICROPYPATH=str(device))
+    cmd = [*runtimes.interpreter(EMULATED[board], heap="4m"), "-c", script]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    return int(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def boot_once(board: str) -> tuple[float, int | None]:
+    """(seconds from spawn to the ready line, idle heap bytes) of one `modgate emulate` boot."""
+    budget = int(str(load_board(board)["heap_budget_bytes"]))
+    with tempfile.TemporaryDirectory(prefix="mgbench-") as state:
+        cmd = [sys.executable, "-m", "modgate_host.cli", "emulate", "--board", board, "--state", state,
+               "--frames-port", "0", "--verbose"]
+        env = dict(os.environ, PYTHONPATH=str(runtimes.REPO / "host"))
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            line = proc.stdout.readline()
+            elapsed = time.perf_counter() - start
+            if not line.startswith(b"{"):
+                proc.wait(timeout=30)
+                raise RuntimeError(failure_reason(proc.stderr.read(), Path(state) / "device.log"))
+            json.loads(line)
+            proc.send_signal(signal.SIGTERM)
+            _, err_bytes = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    found = HEAP_FREE.findall(err_bytes)
+    idle = budget - int(found[0]) if found and int(found[0]) >= 0 else None
+    return elapsed, idle
+
+
+def failure_reason(stderr: bytes, device_log: Path) -> str:
+    """The last error line of emulate's stderr or of the device log, for the report."""
+    lines = stderr.decode(errors="replace").splitlines()
+    if device_log.exists():
+        lines += device_log.read_text(errors="replace").splitlines()
+    lines = [line.strip() for line in lines if line.strip()]
+    errors = [line for line in lines if "Error" in line]
+    if errors:
+        return errors[-1]
+    return lines[-1].split("; see ")[0] if lines else "emulate printed no ready line"
+
+
+def boot_stats(board: str, runs: int) -> dict[str, object]:
+    try:
+        samples = [boot_once(board) for _ in range(runs)]
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    idles = [idle for _, idle in samples if idle is not None]
+    return {
+        "ready_s": statistics.median(t for t, _ in samples),
+        "idle_heap": max(idles) if idles else None,
+    }
+
+
+def kb(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / 1024:.1f} KB"
+
+
+def report(rows: dict[str, dict[str, object]]) -> str:
+    boards = list(rows)
+    out = ["## Footprint", ""]
+    out.append(
+        "`python tools/bench_footprint.py --write-docs` (mpy-cross of tools/versions.env). Bytes of the"
+        " compiled `.mpy` per layer; *firmware* is every layer but the board's own modules. Targets:"
+        f" firmware <= {FOOTPRINT_TARGET_BYTES // 1024} KB of .mpy,"
+        f" idle heap <= {IDLE_HEAP_TARGET // 1024} KB,"
+        f" ready within {READY_TARGET_S} s on x86-64."
+    )
+    out += ["", "| layer | " + " | ".join(boards) + " |", "|---|" + "---:|" * len(boards)]
+    for layer in LAYERS:
+        out.append(f"| {layer} | " + " | ".join(str(rows[b]["layers"][layer]) for b in boards) + " |")  # type: ignore[index]
+    out.append("| **firmware** | " + " | ".join(f"**{rows[b]['firmware']}**" for b in boards) + " |")
+    out.append("| total | " + " | ".join(str(rows[b]["total"]) for b in boards) + " |")
+    out += ["", "| emulated board | heap budget | modules resident (all imported) | idle heap after boot |"
+            " boot to ready |", "|---|---:|---:|---:|---:|"]
+    for board in boards:
+        if board not in EMULATED:
+            continue
+        row = rows[board]
+        boot = row.get("boot") or {}
+        assert isinstance(boot, dict)
+        if "error" in boot:
+            idle, ready = "not measured", f"not measured: {boot['error']}"
+        else:
+            idle = kb(boot.get("idle_heap"))  # type: ignore[arg-type]
+            ready = "n/a" if boot.get("ready_s") is None else f"{boot['ready_s']:.3f} s"
+        resident = row.get("resident")
+        out.append(f"| {board} | {kb(row['heap'])} | {kb(resident)} | {idle} | {ready} |")  # type: ignore[arg-type]
+    out += [
+        "",
+        "Modules imported from `.mpy` on a file system live in the GC heap (only frozen modules run from"
+        " flash), so *modules resident* is what a board pays if everything is imported. The 32-bit armhf"
+        " figure models the boards (x86-64 objects are wider). Past the 64 KB floor the firmware must"
+        " import lazily; freezing it into the board's MicroPython image (or ROMFS) moves the bytecode"
+        " out of the heap.",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def write_docs(section: str) -> None:
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
+    start = text.find("## Footprint")
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--board", action="append", choices=board_ids())
+    parser.add_argument("--runs", type=int, default=3, help="boots per emulated board (median)")
+    parser.add_argument("--no-boot", action="store_true", help="footprint only, no emulator boots")
+    parser.add_argument("--write-docs", action="store_true", help="rewrite the Footprint section of the docs")
+    args = parser.parse_args()
+    rows: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory(prefix="mgbuild-") as out:
+        for board in args.board or board_ids():
+            try:
+                result = build(board, Path(out))
+            except BuildError as exc:
+                print(f"bench_footprint: {exc}", file=sys.stderr)
+                return 2
+            fp = result.footprint
+            row: dict[str, object] = {
+                "layers": fp.layers(),
+                "firmware": fp.firmware_bytes(),
+                "total": fp.total(),
+                "heap": result.board["heap_budget_bytes"],
+            }
+            if board in EMULATED and runtimes.available(EMULATED[board]):
+                row["resident"] = resident_heap(board, result.device_dir, result.files)
+                if not args.no_boot:
+                    row["boot"] = boot_stats(board, args.runs)
+            rows[board] = row
+            print(f"{board}: firmware {fp.firmware_bytes()} bytes, total {fp.total()}"
+                  + (f", resident {row.get('resident')}" if "resident" in row else "")
+                  + (f", boot {row.get('boot')}" if "boot" in row else ""), flush=True)
+    section = report(rows)
+    print()
+    print(section)
+    if args.write_docs:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
