@@ -8,6 +8,7 @@ from modgate.errors import LinkClosed, LinkTimeout
 from modgate.ingest import frameproto as fp
 from modgate.ingest.link import FrameLink
 from modgate.ingest.testsource import PatternSource, send_test_pattern
+from modgate.port.uart import open_serial as uart_stream
 from modgate.testpattern import Pattern
 
 
@@ -93,6 +94,40 @@ class TestFrameLink(unittest.TestCase):
         link = FrameLink(stream, FakeSink(), "s3")
         self.assertFalse(link.on_readable())
         self.assertTrue(stream.closed)
+
+
+class FakeUart:
+    """machine.UART with timeout=0, as boards/common builds it: any(), read(), write()."""
+
+    def __init__(self, rx):
+        self.rx = bytes(rx)
+        self.tx = bytearray()
+
+    def any(self):
+        return len(self.rx)
+
+    def read(self, n):
+        if not self.rx:
+            return None
+        out, self.rx = self.rx[:n], self.rx[n:]
+        return out
+
+    def write(self, data):
+        self.tx += data
+        return len(data)
+
+
+class TestUartLink(unittest.TestCase):
+    def test_machine_uart_carries_frames(self):
+        data = frame(3, pixels(3, 600), 30, 20) + frame(4, pixels(4, 600), 30, 20)
+        uart = FakeUart(data)
+        sink = FakeSink()
+        link = FrameLink(uart_stream(uart), sink, "uart:1", chunk_bytes=256, close_on_idle=False)
+        while uart.any():
+            self.assertTrue(link.on_readable())
+        self.assertEqual([r[:3] for r in parse_responses(bytes(uart.tx))], [(fp.ACK, 0, 3), (fp.ACK, 0, 4)])
+        self.assertEqual(sink.stored[1][1], pixels(4, 600))
+        self.assertTrue(link.on_readable())  # nothing waiting: still open
 
 
 class TestTestPattern(unittest.TestCase):

@@ -180,6 +180,8 @@ def frame_header(args: argparse.Namespace, i: int, seq: int, series_base: int) -
         index = i % args.series
         last = index == args.series - 1 or i == args.frames - 1
         kind = "series_start" if index == 0 else "series_end" if last else "series_frame"
+        if index == 0 and last:
+            return FrameHeader(seq, width, height, args.format, bits_stored=args.bits)  # a series of one
         series_id = series_base + i // args.series
         return FrameHeader(seq, width, height, args.format, kind, series_id, index, args.bits)
     return FrameHeader(seq, width, height, args.format, bits_stored=args.bits)
