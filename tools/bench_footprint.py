@@ -66,7 +66,11 @@ def boot_once(board: str) -> tuple[float, int | None]:
             line = proc.stdout.readline()
             elapsed = time.perf_counter() - start
             if not line.startswith(b"{"):
-                proc.wait(timeout=30)
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
                 raise RuntimeError(failure_reason(proc.stderr.read(), Path(state) / "device.log"))
             json.loads(line)
             proc.send_signal(signal.SIGTERM)
