@@ -10,6 +10,7 @@ The root package.json (for MicroPython's `mip`) is generated from the same file 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -219,3 +220,21 @@ def published_firmware() -> list[str]:
 def write_package_json(path: Path = PACKAGE_JSON) -> Path:
     path.write_text(json.dumps(package_json(), indent=2) + "\n")
     return path
+
+
+def build_if_stale(board_id: str, out_root: Path = BUILD) -> Path:
+    """The board's device tree, rebuilt only when a source or the board data changed since."""
+    data = load_board(board_id)
+    sources = [src for src, _ in firmware_sources() + board_sources(board_id, data)]
+    sources += [FIRMWARE / "main.py", BOARDS / board_id / "board.json"]
+    digest = hashlib.sha256()
+    for src in sources:
+        st = src.stat()
+        digest.update(f"{src}:{st.st_mtime_ns}:{st.st_size}\n".encode())
+    device = out_root / board_id / "device"
+    stamp = out_root / board_id / "sources.sha256"
+    if device.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return device
+    result = build(board_id, out_root)
+    stamp.write_text(digest.hexdigest())
+    return result.device_dir

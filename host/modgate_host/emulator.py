@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from modgate_host import runtimes
+from modgate_host import build, runtimes
 
 BOARD_RUNTIME = {"unix": "micropython", "qemu-armhf": "qemu-armhf"}
 READY = re.compile(r"app: ready frames=(\S+)")
@@ -39,9 +39,9 @@ def free_port() -> int:
 
 
 def board_heap(board: str) -> str:
-    """The heap budget in board.json, as a MicroPython -X heapsize value."""
+    """The emulated board's heap (board.json), as a MicroPython -X heapsize value."""
     data = json.loads((runtimes.BOARDS / board / "board.json").read_text())
-    return str(int(data["heap_budget_bytes"]))
+    return str(int(data["emulated_heap_bytes"]))
 
 
 class Emulator:
@@ -75,6 +75,7 @@ class Emulator:
         self._ready = threading.Event()
         self._log_thread: threading.Thread | None = None
         self.log_path = self.state / "device.log"
+        self.device = Path()
 
     @property
     def frames_url(self) -> str:
@@ -90,10 +91,12 @@ class Emulator:
             args += ["--config", str(self.config)]
         for dest in self.dests:
             args += ["--dest", dest]
-        return runtimes.firmware_command(self.runtime, "run", *args, heap=self.heap)
+        return [*runtimes.interpreter(self.runtime, self.heap), str(self.device / "main.py"), "run", *args]
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
         self.state.mkdir(parents=True, exist_ok=True)
+        # The board's frozen .mpy tree, as `modgate build` makes it: the code a real board runs.
+        self.device = build.build_if_stale(self.board)
         if self.master_fd < 0:
             self.master_fd, self.slave_fd = os.openpty()
             tty.setraw(self.slave_fd)
@@ -104,7 +107,7 @@ class Emulator:
             stdin=self.master_fd,
             stdout=self.master_fd,
             stderr=subprocess.PIPE,
-            env=runtimes.environment(self.runtime, self.board),
+            env={**os.environ, "MICROPYPATH": str(self.device)},
             cwd=str(self.state),
         )
         self._log_thread = threading.Thread(target=self._pump_log, args=(self.proc,), daemon=True)

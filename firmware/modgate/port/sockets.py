@@ -102,6 +102,16 @@ class Connection:
             pass
 
 
+def _peer_name(addr):
+    """"HOST:PORT" from CPython's (host, port) or MicroPython's raw sockaddr_in bytes."""
+    if isinstance(addr, tuple):
+        return "%s:%d" % (addr[0], addr[1])
+    raw = bytes(addr)
+    if len(raw) >= 8:
+        return "%d.%d.%d.%d:%d" % (raw[4], raw[5], raw[6], raw[7], (raw[2] << 8) | raw[3])
+    return "?"
+
+
 def connect(host, port, timeout_ms):
     """Open a TCP connection within `timeout_ms`; LinkTimeout or LinkClosed (refused) otherwise."""
     peer = host + ":" + str(port)
@@ -165,7 +175,7 @@ class Listener:
             sock, addr = self.sock.accept()
         except OSError:
             return None
-        return Connection(sock, str(addr))
+        return Connection(sock, _peer_name(addr))
 
     def close(self):
         self.sock.close()

@@ -1,0 +1,309 @@
+"""The device: configuration, identity, spool, forwarder, acquisition and inputs wired together.
+
+This is the facade the console talks to (see modgate.console.commands) and the owner of the main
+loop's services. It holds no protocol logic of its own; each method delegates to its layer.
+"""
+
+import gc
+
+from modgate import VERSION, log
+from modgate.acquire import Acquirer
+from modgate.config import Config
+from modgate.dicom import uids
+from modgate.errors import ConfigError, DeliveryError, ModgateError
+from modgate.port import clock, entropy, fs
+from modgate.spool.forwarder import Forwarder
+from modgate.spool.queue import Spool
+
+BOOT_COUNT_FILE = "boot_count"
+PDU_SLACK = 64  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
+SERIAL_FILE = "serial"
+
+
+class Contexts:
+    """Patient, study and equipment context for the next acquisition (config defaults + console)."""
+
+    def __init__(self, device):
+        self.device = device
+        self.pending_patient = {}
+        self.study_uid = None
+        self.study_key = None
+
+    def for_acquisition(self, header_context):
+        cfg = self.device.config
+        context = {
+            "patient_name": cfg.get("default_patient_name"),
+            "patient_id": cfg.get("default_patient_id"),
+            "patient_birth_date": cfg.get("default_patient_birth_date"),
+            "patient_sex": cfg.get("default_patient_sex"),
+            "accession_number": "",
+            "institution_name": cfg.get("institution_name"),
+            "station_name": cfg.get("station_name"),
+            "modality": cfg.get("modality"),
+            "model_name": self.device.board.get("name", "modgate"),
+            "device_serial": self.device.serial,
+            "software_version": VERSION,
+        }
+        for key, value in self.pending_patient.items():
+            context[key] = value
+        if header_context:
+            for key, value in header_context.items():
+                if key in context or key.endswith("_uid") or key == "accession_number":
+                    context[key] = value
+        key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))
+        if context.get("study_instance_uid"):
+            self.study_uid = context["study_instance_uid"]
+            self.study_key = key
+        elif self.study_uid is None or key != self.study_key:
+            self.study_uid = self.device.uid_gen.new()
+            self.study_key = key
+        context["study_instance_uid"] = self.study_uid
+        context["now"] = clock.now()
+        context["clock_set"] = clock.is_set()
+        if not context["clock_set"]:
+            self.device.note_clock_unset()
+        return context
+
+
+class Device:
+    def __init__(self, ports):
+        self.ports = ports
+        self.board = ports.get("board") or {}
+        self.state_dir = ports["state_dir"]
+        fs.makedirs(self.state_dir)
+        self.config = Config(fs.join(self.state_dir, "config.json"))
+        self.config.load()
+        # The PDU buffer is the device's largest block: take it now, while the heap is unfragmented,
+        # and share it between destinations (the loop talks to one at a time).
+        gc.collect()
+        self.pdu_buffer = bytearray(self.config.get("max_pdu") + PDU_SLACK)
+        self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
+        self.serial = self.config.get("device_serial") or _board_serial(ports, self.state_dir)
+        self.uid_gen = self._uid_generator()
+        self.contexts = Contexts(self)
+        self.clock_warned = False
+        self.sessions = {}
+        self.spool = Spool(
+            fs.join(self.state_dir, "spool"),
+            self.config.get("spool_budget_bytes"),
+            high_pct=self.config.get("spool_high_pct"),
+            low_pct=self.config.get("spool_low_pct"),
+            dead_max_items=self.config.get("dead_max_items"),
+            destinations=self._destination_names(),
+        )
+        self.spool.recover()
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
+        self.acquirer = Acquirer(self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir)
+        self.acquirer.recover()
+        self.reboot_requested = False
+
+    def apply_config(self):
+        """Make saved configuration changes take effect without a reboot."""
+        self.release_sessions()
+        self.serial = self.config.get("device_serial") or self.serial
+        self.uid_gen = self._uid_generator()
+        self.acquirer.uid_gen = self.uid_gen
+        self.acquirer.settings = self._acquire_settings()
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
+        self._destinations_changed()
+
+    def _uid_generator(self):
+        root = self.config.get("uid_root")
+        # "2.25" in the configuration means the UUID-derived form (PS3.5 B.2), not a prefix.
+        return uids.UidGenerator("" if root == "2.25" else root, self.serial, self.boot_count)
+
+    def release_sessions(self):
+        for session in self.sessions.values():
+            session.release()
+        self.sessions = {}
+
+    def shutdown(self):
+        """Orderly stop before a reboot: release associations (the queue is already on flash)."""
+        self.release_sessions()
+
+    def _destination_names(self):
+        return [d["name"] for d in self.config.get("destinations")]
+
+    # --- settings derived from configuration -----------------------------------------------------
+    def _acquire_settings(self):
+        cfg = self.config
+        return {"grouping": cfg.get("grouping"), "series_timeout_ms": cfg.get("series_timeout_ms"), "iod": cfg.get("iod")}
+
+    def _retry_policy(self):
+        cfg = self.config
+        return {
+            "base_backoff_ms": cfg.get("retry_base_ms"),
+            "max_backoff_ms": cfg.get("retry_max_ms"),
+            "max_attempts": cfg.get("retry_max_attempts"),
+            "max_age_s": cfg.get("retry_max_age_s"),
+            "jitter": 0.2,
+        }
+
+    def network_settings(self):
+        cfg = self.config
+        return {
+            "calling_aet": cfg.get("ae_title"),
+            "max_pdu": cfg.get("max_pdu"),
+            "connect_timeout_ms": cfg.get("connect_timeout_ms"),
+            "acse_timeout_ms": cfg.get("acse_timeout_ms"),
+            "dimse_timeout_ms": cfg.get("dimse_timeout_ms"),
+            "idle_timeout_ms": cfg.get("idle_timeout_ms"),
+        }
+
+    def _destination(self, name):
+        for dest in self.config.get("destinations"):
+            if dest["name"] == name:
+                return dest
+        raise ModgateError("no destination named " + repr(name))
+
+    def _session_for(self, name):
+        from modgate.net.scu import StoreSession
+
+        session = self.sessions.get(name)
+        if session is None:
+            settings = self.network_settings()
+            settings["buffer"] = self.pdu_buffer
+            session = StoreSession(self._destination(name), settings)
+            self.pdu_buffer = session.buf
+            self.sessions[name] = session
+        return session
+
+    def note_clock_unset(self):
+        if not self.clock_warned:
+            self.clock_warned = True
+            log.warn("clock", "device clock is unset (year before 2024): objects carry that date; use `time set`")
+
+    # --- the console's facade ---------------------------------------------------------------------
+    def status(self):
+        stats = self.spool.stats()
+        return {
+            "state": "running",
+            "clock_set": clock.is_set(),
+            "time": _iso(clock.now()),
+            "boot_count": self.boot_count,
+            "objects_committed": self.acquirer.objects_committed,
+            "frames_acked": self.acquirer.frames_acked,
+            "open_series": len(self.acquirer.open_series),
+            "queue": stats,
+            "destinations": self._destination_names(),
+        }
+
+    def ident(self):
+        return {
+            "serial": self.serial,
+            "firmware_version": VERSION,
+            "board": self.board.get("id", "unknown"),
+            "board_name": self.board.get("name", ""),
+            "uid_root": self.config.get("uid_root") or "2.25",
+            "ae_title": self.config.get("ae_title"),
+        }
+
+    def destinations(self):
+        return list(self.config.get("destinations"))
+
+    def add_destination(self, name, aet, host, port):
+        dests = [d for d in self.config.get("destinations") if d["name"] != name]
+        dests.append({"name": name, "aet": aet, "host": host, "port": int(port)})
+        self.config.set("destinations", dests)
+        self._destinations_changed()
+
+    def remove_destination(self, name):
+        dests = self.config.get("destinations")
+        kept = [d for d in dests if d["name"] != name]
+        if len(kept) == len(dests):
+            raise ConfigError("no destination named " + repr(name))
+        self.config.set("destinations", kept)
+        session = self.sessions.pop(name, None)
+        if session is not None:
+            session.release()
+        self._destinations_changed()
+
+    def _destinations_changed(self):
+        self.spool.set_destinations(self._destination_names())
+
+    def echo(self, name):
+        try:
+            return self._session_for(name).echo()
+        except DeliveryError as exc:
+            raise ModgateError("C-ECHO to " + name + " failed: " + str(exc))
+
+    def queue_list(self, limit=20):
+        return self.spool.list(limit)
+
+    def queue_dead(self):
+        return self.spool.dead()
+
+    def queue_retry(self, which):
+        return self.spool.requeue(which)
+
+    def queue_purge(self, which):
+        return self.spool.purge(which)
+
+    def log_tail(self, count):
+        return log.tail(count)
+
+    def time_get(self):
+        return clock.now()
+
+    def time_set(self, when):
+        clock.set_time(*when)
+        rtc_set = self.ports.get("rtc_set")
+        if rtc_set is not None:
+            rtc_set(*when)
+        self.clock_warned = False
+        log.info("clock", "time set to " + _iso(when))
+
+    def next_patient(self, fields):
+        self.contexts.pending_patient = dict(fields)
+        self.contexts.study_uid = None
+        log.info("acquire", "next patient set (%d fields)" % len(fields))
+
+    def pending_patient(self):
+        return dict(self.contexts.pending_patient)
+
+    def send_test_pattern(self, fmt="GRAY8", width=256, height=256):
+        """Commission without a modality: one test-pattern frame through the real acquisition path."""
+        from modgate.testpattern import Pattern
+
+        pattern = Pattern(fmt, width, height)
+        header = {
+            "version": 1, "kind": "single", "sequence": 0, "series_id": 0, "frame_index": 0,
+            "width": width, "height": height, "pixel_format": fmt, "bits_stored": None,
+            "payload_length": pattern.layout.input_frame_bytes, "source": "testpattern",
+            "context": {"series_description": "modgate test pattern"},
+        }
+        target = self.acquirer.begin_frame(header)
+        try:
+            for y in range(height):
+                pattern.write_row(y, 0, target.write)
+        except Exception:
+            self.acquirer.abort_frame(target)
+            raise
+        uid = self.acquirer.commit_frame(target)
+        log.info("app", "test pattern stored as " + uid)
+        return uid
+
+    def reboot(self):
+        log.info("app", "reboot requested from the console")
+        self.reboot_requested = True
+
+
+def _board_serial(ports, state_dir):
+    """The board's own unique id, else one made once and kept on flash (digits and letters only)."""
+    unique = ports.get("unique_id")
+    if unique:
+        return unique
+    path = fs.join(state_dir, SERIAL_FILE)
+    try:
+        return fs.read_bytes(path).decode().strip()
+    except OSError:
+        pass
+    # Nine decimal digits: fits the 40 serial bits of the 2.25 UID form (modgate.dicom.uids).
+    serial = "%09d" % (int.from_bytes(entropy.random_bytes(4), "little") % 1000000000)
+    fs.write_atomic(path, serial.encode())
+    log.info("app", "no device_serial configured; generated " + serial)
+    return serial
+
+
+def _iso(t):
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % tuple(t[:6])
