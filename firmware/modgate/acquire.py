@@ -70,7 +70,9 @@ class _SeriesFrameTarget:
     def commit(self):
         if self.written != self.series.layout.input_frame_bytes:
             self.abort()
-            raise FrameError("frame has %d bytes, expected %d" % (self.written, self.series.layout.input_frame_bytes))
+            raise FrameError(
+                "frame has %d bytes, expected %d" % (self.written, self.series.layout.input_frame_bytes)
+            )
         fs.sync_file(self.stream)
         self.stream.close()
         fs.rename(self.tmp, fs.join(self.series.folder, "f%06d.raw" % self.index))
@@ -156,8 +158,11 @@ class Acquirer:
         for series in list(self.open_series.values()):
             if series.info.get("source") == source_id:
                 series.touched = ticks_ms() - self.settings.get("series_timeout_ms", 30000) // 2
-                log.warn("acquire", "source %s lost with series %s open (%d frames); closing after timeout"
-                         % (source_id, series.info["series_key"], series.frames))
+                log.warn(
+                    "acquire",
+                    "source %s lost with series %s open (%d frames); closing after timeout"
+                    % (source_id, series.info["series_key"], series.frames),
+                )
 
     def tick(self):
         """Close series whose source went quiet for longer than the configured timeout."""
@@ -165,8 +170,11 @@ class Acquirer:
         now = ticks_ms()
         for series in list(self.open_series.values()):
             if ticks_diff(now, series.touched) > timeout:
-                log.warn("acquire", "series %s timed out after %d frames; delivering what arrived"
-                         % (series.info["series_key"], series.frames))
+                log.warn(
+                    "acquire",
+                    "series %s timed out after %d frames; delivering what arrived"
+                    % (series.info["series_key"], series.frames),
+                )
                 self._close_series(series, "timeout")
 
     def recover(self):
@@ -206,8 +214,11 @@ class Acquirer:
 
     def _series_uid_for(self, header, context):
         """Single frames from one source connection, of one study, form one series."""
-        key = "%s:%s:%s" % (header.get("source", ""), context["study_instance_uid"],
-                            header.get("series_id", 0) if header["kind"] != "single" else "")
+        key = "%s:%s:%s" % (
+            header.get("source", ""),
+            context["study_instance_uid"],
+            header.get("series_id", 0) if header["kind"] != "single" else "",
+        )
         uid = self.single_series.get(key)
         if uid is None:
             uid = self.uid_gen.new()
@@ -225,7 +236,9 @@ class Acquirer:
         if series is None:
             series = self._open_series(key, header)
         elif (header["width"], header["height"], header["pixel_format"]) != (
-            series.info["width"], series.info["height"], series.info["format"]
+            series.info["width"],
+            series.info["height"],
+            series.info["format"],
         ):
             raise FrameError("frame geometry differs from its series", NAK_SEQUENCE)
         if header["kind"] == "series_end":
@@ -270,8 +283,11 @@ class Acquirer:
             # Keep the staged frames: the next boot tries again rather than losing acked frames.
             log.error("acquire", "series %s could not be assembled: %s" % (series.info["series_key"], exc))
             return
-        log.info("acquire", "series %s closed (%s): %d frames in %s"
-                 % (series.info["series_key"], why, len(frames), series.sop_instance_uid))
+        log.info(
+            "acquire",
+            "series %s closed (%s): %d frames in %s"
+            % (series.info["series_key"], why, len(frames), series.sop_instance_uid),
+        )
         _remove_folder(series.folder)
 
     def _assemble(self, series, frames):
@@ -281,7 +297,9 @@ class Acquirer:
         buf = self._copy_buf
         view = memoryview(buf)
         try:
-            writer = ObjectWriter(stream, info["iod"], series.layout, info["context"], _FixedUid(info["sop_instance_uid"]))
+            writer = ObjectWriter(
+                stream, info["iod"], series.layout, info["context"], _FixedUid(info["sop_instance_uid"])
+            )
             writer.begin()
             for name in frames:
                 with fs.open_file(fs.join(series.folder, name), "rb") as frame:
@@ -313,7 +331,9 @@ class _FixedUid:
 
 def _layout_for(header):
     try:
-        return pixels.layout(header["pixel_format"], header["width"], header["height"], header.get("bits_stored"))
+        return pixels.layout(
+            header["pixel_format"], header["width"], header["height"], header.get("bits_stored")
+        )
     except EncodeError as exc:
         raise FrameError(str(exc), NAK_UNSUPPORTED)
 

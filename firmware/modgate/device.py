@@ -93,7 +93,9 @@ class Device:
         )
         self.spool.recover()
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
-        self.acquirer = Acquirer(self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir)
+        self.acquirer = Acquirer(
+            self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir
+        )
         self.acquirer.recover()
         self.reboot_requested = False
 
@@ -127,7 +129,11 @@ class Device:
     # --- settings derived from configuration -----------------------------------------------------
     def _acquire_settings(self):
         cfg = self.config
-        return {"grouping": cfg.get("grouping"), "series_timeout_ms": cfg.get("series_timeout_ms"), "iod": cfg.get("iod")}
+        return {
+            "grouping": cfg.get("grouping"),
+            "series_timeout_ms": cfg.get("series_timeout_ms"),
+            "iod": cfg.get("iod"),
+        }
 
     def _retry_policy(self):
         cfg = self.config
@@ -171,7 +177,9 @@ class Device:
     def note_clock_unset(self):
         if not self.clock_warned:
             self.clock_warned = True
-            log.warn("clock", "device clock is unset (year before 2024): objects carry that date; use `time set`")
+            log.warn(
+                "clock", "device clock is unset (year before 2024): objects carry that date; use `time set`"
+            )
 
     # --- the console's facade ---------------------------------------------------------------------
     def status(self):
@@ -267,9 +275,17 @@ class Device:
 
         pattern = Pattern(fmt, width, height)
         header = {
-            "version": 1, "kind": "single", "sequence": 0, "series_id": 0, "frame_index": 0,
-            "width": width, "height": height, "pixel_format": fmt, "bits_stored": None,
-            "payload_length": pattern.layout.input_frame_bytes, "source": "testpattern",
+            "version": 1,
+            "kind": "single",
+            "sequence": 0,
+            "series_id": 0,
+            "frame_index": 0,
+            "width": width,
+            "height": height,
+            "pixel_format": fmt,
+            "bits_stored": None,
+            "payload_length": pattern.layout.input_frame_bytes,
+            "source": "testpattern",
             "context": {"series_description": "modgate test pattern"},
         }
         target = self.acquirer.begin_frame(header)

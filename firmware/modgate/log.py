@@ -17,7 +17,7 @@ def configure(ring_size=64, stream=None, level="info"):
     if stream is not None:
         _stream[0] = stream
     _min_level[0] = LEVELS.index(level)
-    del _ring[_ring_size[0]:]
+    del _ring[_ring_size[0] :]
 
 
 def _stamp():

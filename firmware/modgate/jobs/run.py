@@ -87,8 +87,13 @@ class Loop:
         if ports.get("frame_uart") is not None:
             from modgate.ingest.link import FrameLink
 
-            self.uart_link = FrameLink(ports["frame_uart"], device.acquirer, "uart", close_on_idle=False,
-                                       max_frame_bytes=cfg.get("frames_max_bytes"))
+            self.uart_link = FrameLink(
+                ports["frame_uart"],
+                device.acquirer,
+                "uart",
+                close_on_idle=False,
+                max_frame_bytes=cfg.get("frames_max_bytes"),
+            )
         self.filedrop = None
         if cfg.get("filedrop_enabled"):
             from modgate.ingest.filedrop import FileDrop
@@ -103,7 +108,9 @@ class Loop:
         self.watchdog = ports.get("watchdog")
         self.last_scan = ticks_ms()
         gc.collect()
-        log.info("app", "ready frames=tcp://%s:%d heap_free=%d" % (host, cfg.get("frames_port"), _heap_free()))
+        log.info(
+            "app", "ready frames=tcp://%s:%d heap_free=%d" % (host, cfg.get("frames_port"), _heap_free())
+        )
 
     def run(self):
         if self.console is not None:

@@ -63,7 +63,9 @@ class Connection:
                 if exc.args and exc.args[0] in _IN_PROGRESS:
                     n = 0
                 else:
-                    raise LinkClosed("send to " + self.peer + " failed: errno " + str(exc.args[0] if exc.args else "?"))
+                    raise LinkClosed(
+                        "send to " + self.peer + " failed: errno " + str(exc.args[0] if exc.args else "?")
+                    )
             if n is None:
                 n = 0
             sent += n
@@ -79,7 +81,11 @@ class Connection:
         """Read up to `nbytes` into `buf` (a memoryview); return the count, 0 when the peer closed."""
         while True:
             try:
-                n = self.sock.readinto(buf, nbytes) if hasattr(self.sock, "readinto") else self.sock.recv_into(buf, nbytes)
+                n = (
+                    self.sock.readinto(buf, nbytes)
+                    if hasattr(self.sock, "readinto")
+                    else self.sock.recv_into(buf, nbytes)
+                )
             except OSError as exc:
                 code = exc.args[0] if exc.args else None
                 if code not in _IN_PROGRESS:
@@ -103,7 +109,7 @@ class Connection:
 
 
 def _peer_name(addr):
-    """"HOST:PORT" from CPython's (host, port) or MicroPython's raw sockaddr_in bytes."""
+    """ "HOST:PORT" from CPython's (host, port) or MicroPython's raw sockaddr_in bytes."""
     if isinstance(addr, tuple):
         return "%s:%d" % (addr[0], addr[1])
     raw = bytes(addr)
