@@ -178,6 +178,20 @@ class TestWriter(unittest.TestCase):
         self.assertEqual((vr, len(pix)), (b"OW", 4 * 7 * 3 * 2))
         self.assertEqual(els[0x00280101][1], b"\x0a\x00")
 
+    def test_one_frame_series_drops_frame_pointer(self):
+        # PS3.3 C.8.6.3: Frame Increment Pointer (and so Frame Time) only when more than one frame.
+        one = elements(encode("mf-gray8", "GRAY8", 5, 3, frames=1)[0])
+        self.assertNotIn(0x00280009, one)
+        self.assertNotIn(0x00181063, one)
+        self.assertEqual(one[0x00280008][1].strip(), b"1")
+        self.assertEqual(one[0x00204000][1].strip(), b"modgate")
+        self.assertEqual(len(one[0x7FE00010][1]), 16)
+        two = elements(encode("mf-gray8", "GRAY8", 5, 3, frames=2)[0])
+        self.assertEqual(two[0x00280009][1], b"\x18\x00\x63\x10")
+        self.assertEqual(two[0x00181063][1], b"100 ")
+        # US Multi-frame keeps it even for one frame (C.8.5.6.1: Type 1 there).
+        self.assertIn(0x00280009, elements(encode("us-mf", "GRAY8", 5, 3, frames=1)[0]))
+
     def test_conversion_independent_of_chunking(self):
         for fmt in ("RGB565", "YUYV"):
             whole, _ = encode("sc", fmt, 10, 3)

@@ -119,7 +119,9 @@ _TABLES = {
 00181019 LO software_version
 00200060 CS laterality""",
     # Cine (C.7.6.5) and Multi-frame (C.7.6.6): frames advance by Frame Time.
+    # Image Comments (General Image, Type 3) sits before them so a one-frame close can drop the pointer.
     "MF": """00181063 DS frame_time_ms=100
+00204000 LT image_comments=modgate
 00280008 IS '1
 00280009 AT @frame_pointer""",
     # SC Multi-frame Image (C.8.6.3), grayscale.

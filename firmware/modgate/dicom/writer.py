@@ -49,6 +49,12 @@ def _text_value(vr, value):
             # Multi-valued VRs: the limit is per value (PS3.5 6.4).
             value = "\\".join([v[:limit].rstrip() for v in value.split("\\")])
     raw = value.encode()
+    if limit and vr in _CLEAN and len(raw) > limit:
+        # dciodvfy counts the limit in bytes: cut UTF-8 on a character boundary.
+        cut = limit
+        while raw[cut] & 0xC0 == 0x80:
+            cut -= 1
+        raw = raw[:cut].rstrip()
     if len(raw) & 1:
         raw += b"\x00" if vr == "UI" else b" "
     return raw
@@ -67,6 +73,16 @@ class ObjectWriter:
         self.bytes_written = 0
         self._frame_bytes = 0
         self._frames_pos = None
+        # In the multi-frame SC IODs Frame Increment Pointer is Type 1C, absent with one frame, and so
+        # is the Frame Time it points to (PS3.3 C.8.6.3, C.7.6.5). If the series closes after one
+        # frame, finish() drops both in place: Image Comments (LT, trailing spaces insignificant),
+        # written between them, grows by their size, and the few bytes in between are rewritten.
+        self._droppable = "SC" in self.iod["tables"] and self.iod["multi_frame"]
+        self._drop_start = None
+        self._drop_len = 0
+        self._between = None
+        self._capturing = False
+        self._comments = None
         self._length_pos = None
         self._hdr = bytearray(12)
         conv = pixels.converter(layout.fmt)
@@ -80,6 +96,10 @@ class ObjectWriter:
 
     def _write(self, data):
         self._stream.write(data)
+        if self._capturing:
+            self._between += data
+            if len(self._between) > 512:
+                raise EncodeError("internal: Frame Time and Frame Increment Pointer too far apart")
         self.bytes_written += len(data)
 
     def _header(self, tag, vr, length):
@@ -106,8 +126,22 @@ class ObjectWriter:
             if tag == 0x00280008:
                 raw = raw + b" " * (iods.FRAMES_FIELD - len(raw))
                 self._frames_pos = self.bytes_written + 8
+        drop = self._droppable and tag in (0x00181063, 0x00280009)
+        if drop and tag == 0x00280009:
+            self._drop_len += 12
+            self._capturing = False
+        elif drop:
+            self._drop_start = self.bytes_written
+        elif tag == 0x00204000 and self._capturing:
+            # (length field offset, value length, value end offset) within the captured bytes
+            self._comments = (len(self._between) + 6, len(raw), len(self._between) + 8 + len(raw))
+        start = self.bytes_written
         self._header(tag, vr, len(raw))
         self._write(raw)
+        if drop and tag == 0x00181063:
+            self._drop_len = self.bytes_written - start
+            self._between = bytearray()
+            self._capturing = True
 
     def begin(self):
         ctx = self.context
@@ -186,6 +220,8 @@ class ObjectWriter:
         total = self.frames * self.layout.stored_frame_bytes
         if total & 1:
             self._write(b"\x00")  # OB padded to even length (PS3.5 7.1.1)
+        if self.frames == 1 and self._droppable:
+            self._drop_frame_pointer()
         if self.frames != 1:
             s = self._stream
             s.seek(self._length_pos)
@@ -197,6 +233,19 @@ class ObjectWriter:
             s.seek(0, 2)
         self._stream.flush()
         return self.sop_instance_uid
+
+    def _drop_frame_pointer(self):
+        between = self._between
+        len_off, length, end = self._comments
+        head = bytearray(between[:end])
+        struct.pack_into("<H", head, len_off, length + self._drop_len)
+        s = self._stream
+        s.seek(self._drop_start)
+        s.write(head)
+        s.write(b" " * self._drop_len)
+        s.write(between[end:])
+        self._frames_pos = None  # it moved; it holds "1" already
+        s.seek(0, 2)
 
 
 def _ascii(text):
