@@ -16,6 +16,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,35 +162,75 @@ def compile_module(src: Path, dest: Path, device_path: str, arch: str) -> None:
 
 
 def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
-    """Compile the firmware and the board module for `board_id` into out_root/<board>/device."""
+    """Compile the firmware and the board module for `board_id` into out_root/<board>/device.
+
+    The tree is built in a staging folder and swapped in whole, so two builds at once (parallel
+    tests, an emulator starting while `modgate build` runs) never see a half-written tree, and an
+    emulator still running from the previous tree keeps its files for a while (see _swap_in).
+    """
     data = load_board(board_id)
     arch = str(data["mpy_cross_arch"])
     board_dir = out_root / board_id
+    board_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=board_dir))
+    staging.chmod(0o755)  # mkdtemp makes it private; the tree is read by emulators and mpremote
+    try:
+        footprint = Footprint(board_id, arch)
+        files: list[str] = []
+        sources = firmware_sources() + board_sources(board_id, data)
+        targets = [rel[: -len(".py")] + ".mpy" for _, rel in sources]
+        # One mpy-cross process per module; they are independent, so run a few at once.
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            pairs = zip(sources, targets, strict=True)
+            jobs = [pool.submit(compile_module, src, staging / mpy, rel, arch) for (src, rel), mpy in pairs]
+            for job in jobs:
+                job.result()
+        for mpy_rel in targets:
+            footprint.modules[mpy_rel] = (staging / mpy_rel).stat().st_size
+            files.append(mpy_rel)
+        # main.py stays source: a board runs /main.py (never main.mpy) after boot.
+        shutil.copyfile(FIRMWARE / "main.py", staging / "main.py")
+        footprint.modules["main.py"] = (staging / "main.py").stat().st_size
+        shutil.copyfile(BOARDS / board_id / "board.json", staging / "board.json")
+        files += ["main.py", "board.json"]
+        device = _swap_in(staging, board_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    _write_atomic(board_dir / "footprint.json", json.dumps(footprint.as_json(), indent=2) + "\n")
+    _write_atomic(board_dir / "footprint.txt", footprint.as_text())
+    return BuildResult(data, device, sorted(files), footprint)
+
+
+OLD_TREE_KEEP_S = 600.0
+
+
+def _swap_in(staging: Path, board_dir: Path) -> Path:
+    """Make `staging` the board's device tree. The previous tree is moved aside, not deleted, and
+    trees set aside more than OLD_TREE_KEEP_S ago are removed (a running emulator imports lazily)."""
     device = board_dir / "device"
     if device.exists():
-        shutil.rmtree(device)
-    device.mkdir(parents=True)
-    footprint = Footprint(board_id, arch)
-    files: list[str] = []
-    sources = firmware_sources() + board_sources(board_id, data)
-    targets = [rel[: -len(".py")] + ".mpy" for _, rel in sources]
-    # One mpy-cross process per module; they are independent, so run a few at once.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        pairs = zip(sources, targets, strict=True)
-        jobs = [pool.submit(compile_module, src, device / mpy, rel, arch) for (src, rel), mpy in pairs]
-        for job in jobs:
-            job.result()
-    for mpy_rel in targets:
-        footprint.modules[mpy_rel] = (device / mpy_rel).stat().st_size
-        files.append(mpy_rel)
-    # main.py stays source: a board runs /main.py (never main.mpy) after boot.
-    shutil.copyfile(FIRMWARE / "main.py", device / "main.py")
-    footprint.modules["main.py"] = (device / "main.py").stat().st_size
-    shutil.copyfile(BOARDS / board_id / "board.json", device / "board.json")
-    files += ["main.py", "board.json"]
-    (board_dir / "footprint.json").write_text(json.dumps(footprint.as_json(), indent=2) + "\n")
-    (board_dir / "footprint.txt").write_text(footprint.as_text())
-    return BuildResult(data, device, sorted(files), footprint)
+        try:
+            device.rename(board_dir / f".old-{time.time_ns()}-{os.getpid()}")
+        except FileNotFoundError:
+            pass  # another build moved it first
+    try:
+        staging.rename(device)
+    except OSError:
+        pass  # another build swapped its tree in first: same sources, keep theirs
+    for old in board_dir.glob(".old-*"):
+        try:
+            if time.time() - old.stat().st_mtime > OLD_TREE_KEEP_S:
+                shutil.rmtree(old, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+    return device
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def package_json() -> dict[str, object]:
@@ -236,5 +278,5 @@ def build_if_stale(board_id: str, out_root: Path = BUILD) -> Path:
     if device.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
         return device
     result = build(board_id, out_root)
-    stamp.write_text(digest.hexdigest())
+    _write_atomic(stamp, digest.hexdigest())
     return result.device_dir

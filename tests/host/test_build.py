@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -92,6 +93,26 @@ def test_footprint_report(built: dict[str, b.BuildResult]) -> None:
     assert report["firmware_bytes"] == report["total_bytes"] - report["layers"]["board"]
     text = (result.device_dir.parent / "footprint.txt").read_text()
     assert f"total {report['total_bytes']} bytes" in text
+
+
+def test_concurrent_builds_leave_one_whole_tree(tmp_path: Path) -> None:
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: b.build("unix", tmp_path), range(3)))
+    device = tmp_path / "unix" / "device"
+    on_disk = sorted(p.relative_to(device).as_posix() for p in device.rglob("*") if p.is_file())
+    assert on_disk == results[0].files
+    assert not list((tmp_path / "unix").glob(".staging-*"))
+
+
+def test_build_if_stale_rebuilds_only_on_change(tmp_path: Path) -> None:
+    device = b.build_if_stale("unix", tmp_path)
+    first = (device / "modgate/app.mpy").stat().st_ino
+    assert b.build_if_stale("unix", tmp_path) == device
+    assert (device / "modgate/app.mpy").stat().st_ino == first
+    stamp = tmp_path / "unix" / "sources.sha256"
+    stamp.write_text("stale")
+    b.build_if_stale("unix", tmp_path)
+    assert (device / "modgate/app.mpy").stat().st_ino != first
 
 
 def test_layer_of() -> None:
