@@ -20,6 +20,9 @@ def main(argv):
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
     settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 7)
+    from modgate.net import storage_classes
+
+    storage_classes()  # before the stack: see modgate.net.storage_classes
     from modgate.net.scu import StoreSession
 
     try:

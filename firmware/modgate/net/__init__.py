@@ -1,1 +1,32 @@
 """DICOM upper layer (PS3.8) and DIMSE service users (PS3.7). Knows nothing of frames."""
+
+VERIFICATION = "1.2.840.10008.1.1"
+_storage = []  # STORAGE_SOP_CLASSES, copied once
+
+
+def storage_classes(extra=()):
+    """SOP classes a session proposes: the device's storage list, any extra, then Verification.
+
+    Only the UID list of modgate.dicom.iods is needed here, so when nothing else has loaded the
+    IOD tables they are unloaded again (about 7-11 KB of a 64 KB heap). A job calls this before
+    importing the network stack, so that passing peak finds the heap still empty.
+    """
+    if not _storage:
+        import sys
+
+        loaded = "modgate.dicom.iods" in sys.modules
+        from modgate.dicom import iods
+
+        _storage.extend(iods.STORAGE_SOP_CLASSES)
+        if not loaded:
+            del sys.modules["modgate.dicom.iods"]
+            import modgate.dicom
+
+            if hasattr(modgate.dicom, "iods"):
+                delattr(modgate.dicom, "iods")
+    classes = []
+    for uid in _storage + list(extra):
+        if uid not in classes and uid != VERIFICATION:
+            classes.append(uid)
+    classes.append(VERIFICATION)
+    return classes

@@ -51,18 +51,29 @@ def action(event, state):
 
 
 class StateMachine:
-    """Current state plus dispatch: `fire(event, arg)` runs the action Table 9-10 names."""
+    """Current state plus dispatch: `fire(event, arg)` runs the action Table 9-10 names.
+
+    The bound method for each (event, state) met is kept after its first lookup, so the hot
+    path (Evt9 in Sta6, once per P-DATA-TF) allocates nothing.
+    """
 
     def __init__(self, handler):
         self.state = 1
         self.handler = handler
+        self._seen = {}  # event -> {state: bound action method}
 
     def fire(self, event, arg=None):
-        name = action(event, self.state)
-        if name is None:
-            raise ModgateError("upper layer: %s is not valid in Sta%d" % (event, self.state))
-        method = getattr(self.handler, name.replace("-", "_"), None)
+        row = self._seen.get(event)
+        if row is None:
+            row = self._seen[event] = {}
+        method = row.get(self.state)
         if method is None:
-            raise ModgateError("upper layer: action " + name + " is not supported by this service user")
+            name = action(event, self.state)
+            if name is None:
+                raise ModgateError("upper layer: %s is not valid in Sta%d" % (event, self.state))
+            method = getattr(self.handler, name.replace("-", "_"), None)
+            if method is None:
+                raise ModgateError("upper layer: action " + name + " is not supported by this service user")
+            row[self.state] = method
         self.state = method(arg)
         return self.state

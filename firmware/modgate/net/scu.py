@@ -14,7 +14,7 @@ from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
 from modgate.errors import ConfigError, DeliveryError, EncodeError
-from modgate.net import aetitle, dimse, pdu
+from modgate.net import aetitle, dimse, pdu, storage_classes
 from modgate.net.association import Association, buffer_size, pack_pdv_header
 from modgate.port import fs
 
@@ -23,7 +23,7 @@ IMPLICIT_VR_LE = part10.IMPLICIT_VR_LE
 # One context per transfer syntax (not one context listing both) so the archive's answer says
 # exactly which encodings it takes for each SOP class (PS3.8 9.3.2.2: one syntax is accepted).
 PROPOSED_TRANSFER_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
-VERIFICATION = dimse.VERIFICATION
+VERIFICATION = dimse.VERIFICATION  # also in modgate.net, which must not import dimse
 
 DEFAULTS = {
     "max_pdu": 16384,
@@ -43,30 +43,6 @@ _MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
 def _setting(settings, key):
     value = settings.get(key)
     return DEFAULTS[key] if value is None else value
-
-
-def storage_classes(extra=()):
-    """SOP classes a session proposes: the device's storage list, any extra, then Verification."""
-    import sys
-
-    loaded = "modgate.dicom.iods" in sys.modules
-    from modgate.dicom import iods
-
-    storage = tuple(iods.STORAGE_SOP_CLASSES)
-    if not loaded:
-        # Only the UID list is needed: unload the IOD tables again (~10 KB of a 64 KB heap).
-        del sys.modules["modgate.dicom.iods"]
-        import modgate.dicom
-
-        if hasattr(modgate.dicom, "iods"):
-            delattr(modgate.dicom, "iods")
-        del iods
-    classes = []
-    for uid in storage + tuple(extra):
-        if uid not in classes and uid != VERIFICATION:
-            classes.append(uid)
-    classes.append(VERIFICATION)
-    return classes
 
 
 def proposal(classes):

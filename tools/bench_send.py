@@ -1,0 +1,98 @@
+"""Benchmark the device's C-STORE SCU against dcmtk storescu and pynetdicom storescu.
+
+usage: tools/netns .venv/bin/python tools/bench_send.py [--runtime micropython] [--runtime qemu-armhf]
+       [--heap 128k] [--small 200] [--large 10] [--work DIR]
+
+Makes 200 x 256 KB and 10 x 8 MB Secondary Capture files (pydicom), starts dcmtk
+`storescp --ignore` (TCP_NODELAY=1) and sends each set with every sender, in the same run, on the
+same files. Prints objects/s, MB/s and the ratio to dcmtk storescu as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "host"), str(ROOT / "firmware")]
+
+from modgate_host.runtimes import available  # noqa: E402
+from peers import dcmtk_storescp, make_sc, run_device  # noqa: E402
+
+
+def make_set(folder: Path, count: int, rows: int, cols: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = sorted(folder.glob("*.dcm"))
+    if len(files) == count:
+        return files
+    return [make_sc(folder / f"{i:04d}.dcm", rows, cols, seed=i) for i in range(count)]
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({proc.returncode}): {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    return elapsed, proc.stdout
+
+
+def device(runtime: str, heap: str | None, port: int, files: list[Path]) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(port), *map(str, files)],
+                      runtime, heap=heap, timeout=3600)
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"device on {runtime} failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    return elapsed, proc.stdout.splitlines()[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runtime", action="append", choices=("micropython", "qemu-armhf", "cpython"))
+    parser.add_argument("--heap", default="160k")
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--large", type=int, default=10)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "modgate-bench")
+    args = parser.parse_args()
+    runtimes = [r for r in (args.runtime or ["micropython", "qemu-armhf"]) if available(r)]
+    sets = [
+        (f"{args.small} x 256 KB", make_set(args.work / "small", args.small, 362, 362)),
+        (f"{args.large} x 8 MB", make_set(args.work / "large", args.large, 2048, 2048)),
+    ]
+    nodelay = dict(os.environ, TCP_NODELAY="1")
+    plain = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
+    print("| set | sender | s | objects/s | MB/s | vs dcmtk storescu |")
+    print("|---|---|---|---|---|---|")
+    with dcmtk_storescp(["--ignore"]) as peer:
+        port = str(peer.port)
+        for runtime in runtimes:  # build the device tree and warm caches outside the timings
+            run_device("echo", ["-aec", "STORESCP", "127.0.0.1", port], runtime,
+                       heap=None if runtime == "cpython" else args.heap)
+        for name, files in sets:
+            megabytes = sum(f.stat().st_size for f in files) / 1e6
+            results: list[tuple[str, float]] = []
+            storescu = ["/usr/bin/storescu", "-aec", "STORESCP", "127.0.0.1", port, *map(str, files)]
+            results.append(("dcmtk storescu", timed(storescu, plain)[0]))
+            results.append(("dcmtk storescu, TCP_NODELAY=1", timed(storescu, nodelay)[0]))
+            results.append(("pynetdicom storescu", timed(
+                [sys.executable, "-m", "pynetdicom", "storescu", "-aec", "STORESCP", "127.0.0.1", port,
+                 *map(str, files)], plain)[0]))
+            for runtime in runtimes:
+                heap = None if runtime == "cpython" else args.heap
+                label = f"modgate on {runtime}" + (f" (-X heapsize={heap})" if heap else "")
+                results.append((label, device(runtime, heap, peer.port, files)[0]))
+            base = results[0][1]
+            for label, seconds in results:
+                print(f"| {name} | {label} | {seconds:.2f} | {len(files) / seconds:.1f} | "
+                      f"{megabytes / seconds:.1f} | {base / seconds:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
