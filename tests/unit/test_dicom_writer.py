@@ -88,6 +88,18 @@ class TestLayout(unittest.TestCase):
             self.assertIn("not supported", str(cm.exception))
         self.assertEqual(len(iods.STORAGE_SOP_CLASSES), len(iods.IODS))
 
+    def test_attribute_tables_sorted(self):
+        # attributes() merges the tables, so each must be in ascending tag order (PS3.5 7.1).
+        for table in [iods._COMMON] + list(iods._TABLES.values()):
+            tags = [int(line[:8], 16) for line in table.split("\n")]
+            self.assertEqual(tags, sorted(tags))
+        lay = pixels.layout("GRAY16", 4, 4)
+        for name in iods.IODS:
+            if "GRAY16" in iods.IODS[name]["formats"]:
+                tags = [a[0] for a in iods.attributes(name, lay, context(), "1.2.3.5")]
+                self.assertEqual(tags, sorted(tags))
+                self.assertEqual(len(tags), len(set(tags)))
+
     def test_converters(self):
         conv, unit_in, unit_out = pixels.converter("RGB565")
         dst = bytearray(9)

@@ -4,8 +4,8 @@ Public API:
 - `IODS`: name -> dict(sop_class_uid, title, multi_frame, formats, modality).
 - `STORAGE_SOP_CLASSES`: every SOP Class UID the device can create (the network layer proposes these).
 - `choose(iod_name, fmt, multi_frame)` -> the IODS entry; raises EncodeError("... not supported ...").
-- `attributes(iod_name, layout, context, sop_instance_uid)` -> list of (tag, vr, value) in tag order,
-  every element before Pixel Data. Values: str (text VRs, "" = empty), int (US/SS), tuple (AT),
+- `attributes(iod_name, layout, context, sop_instance_uid)` -> iterator of (tag, vr, value) in tag
+  order, every element before Pixel Data. Values: str (text VRs, "" = empty), int (US/SS), tuple (AT),
   b"" (empty SQ). Number of Frames is written as a placeholder the writer patches.
 
 The attribute tables are text, one element a line: MicroPython compiles a text constant in a few
@@ -197,33 +197,50 @@ def _computed(iod_name, iod, lay, ctx, sop_instance_uid):
     }
 
 
+def _value(line, computed, ctx):
+    """The value of one table line, or None when the element is to be left out."""
+    src = line[12:]
+    first = src[0]
+    if first == "@":
+        return computed[src[1:]]
+    if first == "'":
+        return src[1:]
+    key, _, default = src.partition("=")
+    if first == "?":
+        key = key[1:]
+    value = ctx.get(key)
+    if value is None or value == "":
+        return None if first == "?" else default
+    return str(value)
+
+
 def attributes(iod_name, lay, ctx, sop_instance_uid):
+    """Yield (tag, vr, value) in ascending tag order: a merge of the IOD's tables, each sorted, so
+    no list of the whole data set is ever built."""
     iod = IODS[iod_name]
     for key in ("study_instance_uid", "series_instance_uid"):
         if not ctx.get(key):
             raise EncodeError("context has no %s (Type 1)" % key)
     computed = _computed(iod_name, iod, lay, ctx, sop_instance_uid)
-    out = []
+    # One cursor per table: [next tag, table text, offset of the line].
+    cursors = []
     for table in [_COMMON] + [_TABLES[name] for name in iod["tables"].split()]:
-        for line in table.split("\n"):
-            src = line[12:]
-            first = src[0]
-            if first == "@":
-                value = computed[src[1:]]
-                if value is None:
-                    continue
-            elif first == "'":
-                value = src[1:]
-            else:
-                key, _, default = src.partition("=")
-                if first == "?":
-                    key = key[1:]
-                value = ctx.get(key)
-                if value is None or value == "":
-                    if first == "?":
-                        continue
-                    value = default
-                value = str(value)
-            out.append((int(line[:8], 16), line[9:11], value))
-    out.sort()
-    return out
+        cursors.append([int(table[:8], 16), table, 0])
+    while cursors:
+        best = cursors[0]
+        for c in cursors:
+            if c[0] < best[0]:
+                best = c
+        table = best[1]
+        start = best[2]
+        end = table.find("\n", start)
+        if end < 0:
+            end = len(table)
+            cursors.remove(best)
+        else:
+            best[0] = int(table[end + 1:end + 9], 16)
+            best[2] = end + 1
+        line = table[start:end]
+        value = _value(line, computed, ctx)
+        if value is not None:
+            yield int(line[:8], 16), line[9:11], value

@@ -152,13 +152,13 @@ class ObjectWriter:
         self.sop_instance_uid = self._uid_gen.new()
         self.bytes_written = part10.write_meta(
             self._stream, self.iod["sop_class_uid"], self.sop_instance_uid, part10.EXPLICIT_VR_LE)
-        attrs = iods.attributes(self.iod_name, self.layout, ctx, self.sop_instance_uid)
-        for _, vr, value in attrs:
+        uid = self.sop_instance_uid
+        for _, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
             if isinstance(value, str) and not _ascii(value):
                 # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII.
                 self._element(0x00080005, "CS", "ISO_IR 192")
                 break
-        for tag, vr, value in attrs:
+        for tag, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
             self._element(tag, vr, value)
         vr = "OB" if self.layout.bits_allocated == 8 else "OW"
         start = self.bytes_written
