@@ -47,6 +47,20 @@ def test_explicit_only_peer_and_several_files_share_one_association(tmp_path: Pa
     assert len(got) == 3
     assert all(ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1" for ds in got)
     assert peer.log.count("Association Acknowledged") == 1, peer.log
+    assert "(MsgID 1, SC)" in peer.log and "(MsgID 3, SC)" in peer.log  # message IDs increment
+    assert peer.log.rstrip().endswith("Association Release")  # orderly A-RELEASE, not an abort
+
+
+def test_sop_class_the_peer_refuses_is_a_permanent_failure(tmp_path: Path) -> None:
+    src = make_sc(tmp_path / "a.dcm")
+    ds = pydicom.dcmread(src)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.826.0.1.3680043.8.498.999.1"
+    ds.save_as(src, enforce_file_format=True)
+    with dcmtk_storescp() as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), str(src)])
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED permanent") and "no accepted presentation context" in proc.stdout, \
+        proc.stdout
 
 
 def test_peer_max_pdu_4096_is_honoured(tmp_path: Path) -> None:
