@@ -115,6 +115,28 @@ def test_build_if_stale_rebuilds_only_on_change(tmp_path: Path) -> None:
     assert (device / "modgate/app.mpy").stat().st_ino != first
 
 
+@pytest.mark.parametrize("board", HARDWARE)
+def test_freeze_manifest_names_real_files(board: str) -> None:
+    """boards/<id>/manifest.py (for a frozen MicroPython image) points at files that exist."""
+    folder = runtimes.BOARDS / board
+    calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+    def recorder(name: str):  # type: ignore[no-untyped-def]
+        return lambda *args, **kwargs: calls.append((name, args, kwargs))
+
+    names = ("include", "package", "module", "require", "freeze")
+    exec((folder / "manifest.py").read_text(), {n: recorder(n) for n in names})
+    kinds = {name for name, _, _ in calls}
+    assert {"include", "package", "module"} <= kinds
+    for name, args, kwargs in calls:
+        if name == "package":
+            assert (folder / str(kwargs["base_path"]) / str(args[0]) / "__init__.py").is_file()
+        elif name == "module":
+            assert (folder / str(kwargs.get("base_path", ".")) / str(args[0])).is_file()
+        elif name == "require":
+            assert args[0] in b.load_board(board)["mip_deps"]  # type: ignore[operator]
+
+
 def test_layer_of() -> None:
     assert b.layer_of("modgate/net/pdu.mpy") == "net"
     assert b.layer_of("modgate/dicom/_viper.mpy") == "dicom"

@@ -1,0 +1,11 @@
+# ruff: noqa: F821 - include/package/module/require are defined by MicroPython's manifest runner
+# MicroPython manifest for an image with modgate frozen in: frozen bytecode runs from flash, so
+# the firmware's code leaves the GC heap (see boards/README.md, "The heap floor").
+#   make -C ports/stm32 BOARD=NUCLEO_F767ZI FROZEN_MANIFEST=<repo>/boards/nucleo-f767zi/manifest.py
+# Relative paths are relative to this file. board.json, main.py and secrets.json stay on the
+# file system (deploy copies them); board.py finds board.json in the current folder.
+include("$(PORT_DIR)/boards/manifest.py")
+package("modgate", base_path="../../firmware")
+module("board.py")
+module("boardkit.py", base_path="../common")
+require("sdcard")
