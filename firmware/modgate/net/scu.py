@@ -143,6 +143,7 @@ class StoreSession:
         self.assoc = None
         if assoc is not None and assoc.fsm.state == 6:
             assoc.release()
+            log.info("net", "released association with %s after %d objects" % (self.peer, self.objects))
 
     def abort(self):
         assoc = self.assoc
