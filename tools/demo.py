@@ -1,0 +1,226 @@
+"""`make demo`: the gateway's main job on embedded defaults, end to end, in under two minutes.
+
+A receiving archive starts (the host's validating receiver, or Orthanc with --pacs orthanc), the
+emulated device boots the real firmware under the smallest board's heap, and a simulated legacy
+modality plays a short mixed session: single frames over TCP, a cine loop that becomes one
+multi-frame object, and image files dropped on the device's card. When everything has arrived the
+demo prints a summary and writes a contact sheet and an HTML report into out/demo/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "host"))
+
+from modgate_host.emulator import Emulator, free_port  # noqa: E402
+from modgate_host.receiver import Receiver  # noqa: E402
+
+OUT = ROOT / "out" / "demo"
+ARCHIVE_AET = "ARCHIVE"
+ORTHANC = "/usr/sbin/Orthanc"
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def simulate(frames_url: str, name: str, frames: int, size: str, fmt: str, *extra: str) -> dict[str, Any]:
+    report = OUT / f"{name}.json"
+    cmd = [
+        sys.executable,
+        "-m",
+        "modgate_host.cli",
+        "simulate-modality",
+        "--to",
+        frames_url,
+        "--frames",
+        str(frames),
+        "--size",
+        size,
+        "--format",
+        fmt,
+        "--report",
+        str(report),
+        *extra,
+    ]
+    subprocess.run(cmd, check=False, timeout=300)
+    data: dict[str, Any] = json.loads(report.read_text())
+    return data
+
+
+def write_pgm(path: Path, width: int, height: int) -> None:
+    """A 16-bit PGM (P5) with a diagonal gradient, as an X-ray digitiser's card might hold."""
+    rows = bytearray()
+    for y in range(height):
+        for x in range(width):
+            rows += ((x * 4096 // width + y * 4096 // height) & 0xFFF).to_bytes(2, "big")
+    tmp = path.with_suffix(".part")
+    tmp.write_bytes(b"P5\n%d %d\n4095\n" % (width, height) + bytes(rows))
+    tmp.rename(path)  # appear complete, as a card reader's copy would
+
+
+def write_bmp(path: Path, width: int, height: int) -> None:
+    """A 24-bit BMP (bottom-up BGR rows padded to 4 bytes) with colour bars."""
+    from PIL import Image
+
+    img = Image.new("RGB", (width, height))
+    bars = [
+        (255, 255, 255),
+        (255, 255, 0),
+        (0, 255, 255),
+        (0, 255, 0),
+        (255, 0, 255),
+        (255, 0, 0),
+        (0, 0, 255),
+    ]
+    for x in range(width):
+        colour = bars[x * len(bars) // width]
+        for y in range(height):
+            img.putpixel((x, y), colour if y < height * 3 // 4 else (x * 255 // width,) * 3)
+    tmp = path.with_suffix(".part")
+    img.save(tmp, format="BMP")
+    tmp.rename(path)
+
+
+@contextmanager
+def orthanc_archive(port: int, http_port: int):  # type: ignore[no-untyped-def]
+    """Orthanc from a throw-away configuration, reachable on loopback only (run inside tools/netns)."""
+    work = Path(tempfile.mkdtemp(prefix="demo-orthanc-"))
+    config = {
+        "Name": "modgate-demo",
+        "StorageDirectory": str(work / "db"),
+        "IndexDirectory": str(work / "db"),
+        "DicomAet": ARCHIVE_AET,
+        "DicomPort": port,
+        "HttpPort": http_port,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [],
+    }
+    (work / "orthanc.json").write_text(json.dumps(config))
+    log = open(OUT / "orthanc.log", "wb")
+    proc = subprocess.Popen([ORTHANC, str(work / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        until = time.monotonic() + 30
+        while time.monotonic() < until:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/system", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield lambda path: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}").read())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pacs", choices=("receiver", "orthanc"), default="receiver")
+    parser.add_argument("--board", choices=("unix", "qemu-armhf"), default="unix")
+    args = parser.parse_args()
+
+    shutil.rmtree(OUT, ignore_errors=True)
+    OUT.mkdir(parents=True)
+    archive_dir = OUT / "archive"
+    flash = OUT / "flash"
+    port = free_port()
+    started = time.monotonic()
+    with ExitStack() as stack:
+        step(f"archive: {args.pacs} as {ARCHIVE_AET} on 127.0.0.1:{port}")
+        receiver = None
+        orthanc_rest = None
+        if args.pacs == "receiver":
+            receiver = stack.enter_context(Receiver(ARCHIVE_AET, port, archive_dir, validate=True))
+        else:
+            orthanc_rest = stack.enter_context(orthanc_archive(port, free_port()))
+
+        step(f"device: emulated board '{args.board}' booting the firmware (flash: {flash})")
+        config = OUT / "device-config.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "filedrop_enabled": True,
+                    "station_name": "DEMO-US-1",
+                    "institution_name": "modgate demo hospital",
+                    "idle_timeout_ms": 1000,
+                }
+            )
+        )
+        device = stack.enter_context(
+            Emulator(args.board, flash, config=config, dests=[f"{ARCHIVE_AET}@127.0.0.1:{port}"])
+        )
+        print(json.dumps(device.ready_line()))
+
+        step("modality: 6 single frames, 512x512 GRAY16")
+        singles = simulate(device.frames_url, "singles", 6, "512x512", "GRAY16", "--bits", "12")
+        step("modality: a cine loop of 24 frames, 256x192 RGB888, into one multi-frame object")
+        cine = simulate(device.frames_url, "cine", 24, "256x192", "RGB888", "--series", "24", "--rate", "60")
+        step("card reader: a 16-bit PGM and a 24-bit BMP dropped on the device's card")
+        drop = flash / "drop"
+        drop.mkdir(parents=True, exist_ok=True)
+        write_pgm(drop / "xray-0001.pgm", 320, 240)
+        write_bmp(drop / "endoscope-0001.bmp", 160, 120)
+
+        acked = {a["sop_instance_uid"] for a in singles["acked"] + cine["acked"]}
+        expected = len(acked) + 2
+        step(f"waiting for {expected} objects at the archive")
+        delivered = 0
+        until = time.monotonic() + 90
+        while time.monotonic() < until:
+            if receiver is not None:
+                delivered = len(receiver.received)
+                done = delivered >= expected and all(r.checked for r in receiver.received)
+            else:
+                assert orthanc_rest is not None
+                delivered = int(orthanc_rest("/statistics")["CountInstances"])
+                done = delivered >= expected
+            print(f"\r   delivered {delivered}/{expected}", end="", flush=True)
+            if done:
+                break
+            time.sleep(0.25)
+        print()
+        elapsed = time.monotonic() - started
+        sent = 6 + 24 + 2
+        valid = sum(1 for r in receiver.received if r.ok) if receiver is not None else None
+        summary = {
+            "frames_sent": sent,
+            "frames_acknowledged": len(singles["acked"]) + len(cine["acked"]) + 2,
+            "objects_expected": expected,
+            "objects_delivered": delivered,
+            "objects_validated": valid,
+            "seconds": round(elapsed, 1),
+            "pacs": args.pacs,
+            "board": args.board,
+            "throughput_objects_per_s": round(delivered / elapsed, 2) if elapsed else None,
+        }
+        step("summary")
+        for key, value in summary.items():
+            print(f"   {key:28} {value}")
+        (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        if receiver is not None:
+            from modgate_host.report import write_report
+
+            html = write_report(OUT, receiver.received, title="modgate demo", summary=summary)
+            print(f"   report: {html}")
+        ok = delivered >= expected and (valid is None or valid == delivered)
+    print("\ndemo " + ("PASSED" if ok else "FAILED") + f" in {time.monotonic() - started:.1f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
