@@ -22,8 +22,8 @@ class _SocketStream:
 
 
 class ConsoleServer:
-    def __init__(self, state_dir: Path) -> None:
-        self.device: Any = FakeDevice(str(state_dir / "config.json"))
+    def __init__(self, state_dir: Path, device: Any = None) -> None:
+        self.device: Any = device or FakeDevice(str(state_dir / "config.json"))
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(4)
