@@ -60,7 +60,9 @@ def contact_sheet(
         except Exception as exc:  # an undecodable object still gets a tile saying why
             image = Image.new("RGB", (thumb, thumb), (80, 0, 0))
             label = f"unreadable: {exc}"[:40]
-        image.thumbnail((thumb, thumb))
+        scale = thumb / max(image.width, image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.NEAREST if scale > 1 else Image.Resampling.LANCZOS)
         tiles.append((image, label))
     if not tiles:
         return None

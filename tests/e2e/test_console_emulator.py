@@ -177,3 +177,37 @@ def test_host_cli_against_the_emulator(board: Board, tmp_path: Path) -> None:
     assert cli("set-time", board.console).returncode == 0
     assert cli("logs", board.console, "-n", "5").returncode == 0
     assert cli("queue", board.console, "list").returncode == 0
+
+
+def test_verify_commissions_the_emulated_board(board: Board, tmp_path: Path) -> None:
+    rx_port = random.randint(20000, 60000)
+    with DeviceConsole(board.console) as dev:
+        dev.call("dest", "remove", "archive")
+        dev.call("dest", "add", "bench", "BENCHRX", "127.0.0.1", rx_port)
+        dev.call("time", "set", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [
+            *MODGATE,
+            "verify",
+            board.console,
+            "--out",
+            str(out),
+            "--receive-port",
+            str(rx_port),
+            "--receive-aet",
+            "BENCHRX",
+            "--bind",
+            "127.0.0.1",
+            "--wait",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS  test pattern arrived at BENCHRX" in done.stdout
+    assert (out / "contact-sheet.png").stat().st_size > 0
+    assert ">PASS<" in (out / "report.html").read_text()
