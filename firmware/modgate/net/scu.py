@@ -13,7 +13,7 @@ import gc
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
-from modgate.errors import ConfigError, DeliveryError, EncodeError
+from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError
 from modgate.net import aetitle, dimse, pdu, storage_classes
 from modgate.net.association import Association, buffer_size, pack_pdv_header
 from modgate.port import fs
@@ -68,17 +68,20 @@ class StoreSession:
         self.port = dest.get("port")
         if not self.host or not isinstance(self.port, int) or not 0 < self.port < 65536:
             raise ConfigError("destination needs host and a port 1-65535")
-        self.max_pdu = int(_setting(settings, "max_pdu"))
+        try:
+            self.max_pdu = int(_setting(settings, "max_pdu"))
+            self.timeouts = {
+                "connect": int(_setting(settings, "connect_timeout_ms")),
+                "acse": int(_setting(settings, "acse_timeout_ms")),
+                "dimse": int(_setting(settings, "dimse_timeout_ms")),
+                "artim": int(_setting(settings, "artim_timeout_ms")),
+            }
+            self.idle_ms = int(_setting(settings, "idle_timeout_ms"))
+            self.max_objects = int(_setting(settings, "max_objects_per_association"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError("network setting is not a whole number: " + str(exc))
         if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
             raise ConfigError("max_pdu must be 4096 to 1048576, not %d" % self.max_pdu)
-        self.timeouts = {
-            "connect": int(_setting(settings, "connect_timeout_ms")),
-            "acse": int(_setting(settings, "acse_timeout_ms")),
-            "dimse": int(_setting(settings, "dimse_timeout_ms")),
-            "artim": int(_setting(settings, "artim_timeout_ms")),
-        }
-        self.idle_ms = int(_setting(settings, "idle_timeout_ms"))
-        self.max_objects = int(_setting(settings, "max_objects_per_association"))
         self.classes = storage_classes(settings.get("extra_sop_classes") or ())
         self.contexts = proposal(self.classes)
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
@@ -105,6 +108,20 @@ class StoreSession:
     def store(self, path):
         """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
         try:
+            return self._store_path(path)
+        except MemoryError:
+            self._out_of_memory()
+
+    def _out_of_memory(self):
+        # The association is in an unknown state: drop it (best effort) and keep the object.
+        try:
+            self.abort()
+        except (MemoryError, ModgateError):
+            self.assoc = None
+        raise DeliveryError("out of memory while talking to " + self.peer, True)
+
+    def _store_path(self, path):
+        try:
             f = fs.open_file(path, "rb")
         except OSError as exc:
             raise DeliveryError("cannot open " + path + ": " + str(exc), False)
@@ -121,6 +138,12 @@ class StoreSession:
 
     def echo(self):
         """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
+        try:
+            return self._echo()
+        except MemoryError:
+            self._out_of_memory()
+
+    def _echo(self):
         start = ticks_ms()
         assoc = self._association()
         context_id = self._context_for(VERIFICATION, (IMPLICIT_VR_LE, EXPLICIT_VR_LE))[0]
