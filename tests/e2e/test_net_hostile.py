@@ -138,3 +138,22 @@ def test_stall_after_pdata(tmp_path: Path) -> None:
 def test_abort_mid_transfer(tmp_path: Path) -> None:
     proc, _, _ = run_against(after_pdata(None, then="abort-early"), tmp_path)
     assert "aborted" in proc.stdout or "closed" in proc.stdout, proc.stdout
+
+
+def test_heap_in_use_does_not_grow_with_objects(tmp_path: Path) -> None:
+    """40 objects on one association leave the heap where 1 object left it (no per-object leak)."""
+    from peers import dcmtk_storescp
+
+    src = make_sc(tmp_path / "a.dcm", 256, 256, seed=5)
+
+    def heap_after(count: int, port: int) -> int:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(port), *[str(src)] * count],
+                          "micropython", heap=HEAP, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return int(proc.stdout.strip().splitlines()[-1].rsplit(" ", 1)[1])
+
+    with dcmtk_storescp(["--ignore"]) as peer:
+        one = heap_after(1, peer.port)
+        forty = heap_after(40, peer.port)
+    # The only growth allowed is the 39 extra argv strings (~70 bytes each) the job holds.
+    assert forty - one < 39 * 100, (one, forty)
