@@ -13,9 +13,11 @@ import json
 
 from modgate import VERSION, log
 from modgate.compat import ticks_add, ticks_diff, ticks_ms
-from modgate.console import commands, render
 from modgate.console.line import CANCEL, ERROR, LINE, LineEditor
 from modgate.console.tokens import UsageError, split
+
+# The command table and the text renderer (about half the console's RAM) are imported on the
+# first command, so an unattended box that nobody talks to never loads them.
 from modgate.errors import ConfigError, ModgateError
 
 PIN_DELAY_FIRST_MS = 1000
@@ -94,6 +96,8 @@ class Console:
             if not words:
                 return None, None
             name = words[0][:32]
+            from modgate.console import commands
+
             entry, args = commands.find(words)
             name = entry[0] + (" " + entry[1] if entry[1] else "")
             self._authorize(entry, args)
@@ -120,6 +124,8 @@ class Console:
                 text = json.dumps(_error(reply.get("cmd", ""), "internal", "unencodable reply: " + str(exc)))
             self._write(text + "\r\n")
             return
+        from modgate.console import render
+
         for line in render.reply_lines(reply, entry):
             self._write(line + "\r\n")
         self._prompt()
@@ -137,6 +143,8 @@ class Console:
     # ---- privilege ----
 
     def _authorize(self, entry, args):
+        from modgate.console import commands
+
         priv = entry[2]
         if priv == commands.PRIV_KEY:
             priv = self.device.config.is_privileged(args[0]) if args else False
