@@ -70,3 +70,18 @@ def test_peer_that_never_answers_times_out(tmp_path: Path) -> None:
     assert proc.stdout.startswith("FAILED transient") and "C-STORE-RSP" in proc.stdout, proc.stdout
     assert time.monotonic() - started < 20
     assert peer.received == []
+
+
+def test_sop_classes_the_device_never_makes_are_proposed_when_met(tmp_path: Path) -> None:
+    import pydicom
+
+    sc = make_sc(tmp_path / "sc.dcm", seed=1)
+    ct = make_sc(tmp_path / "ct.dcm", seed=2)
+    ds = pydicom.dcmread(ct)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage
+    ds.save_as(ct, enforce_file_format=True)
+    with pynetdicom_scp() as peer:
+        proc = send(peer.port, sc, ct, sc)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [ds.SOPClassUID for ds in peer.received] == [
+        "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.7"]

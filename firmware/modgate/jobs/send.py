@@ -12,7 +12,6 @@ import sys
 
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
-from modgate.dicom import part10
 from modgate.errors import DeliveryError, ModgateError
 from modgate.port import fs
 
@@ -59,24 +58,6 @@ def session_args(opts, host, port):
     return {"aet": opts["-aec"], "host": host, "port": int(port)}, settings
 
 
-def _sop_classes(paths):
-    """SOP classes of the files, so a session also proposes classes the device never makes."""
-    found = []
-    for path in paths:
-        try:
-            f = fs.open_file(path, "rb")
-        except OSError:
-            continue  # reported per file by store()
-        try:
-            uid = part10.read_meta(f)["sop_class_uid"]
-        except (ModgateError, OSError):
-            uid = None
-        f.close()
-        if uid and uid not in found:
-            found.append(uid)
-    return found
-
-
 def _heap():
     return gc.mem_alloc() if hasattr(gc, "mem_alloc") else 0
 
@@ -97,7 +78,9 @@ def main(argv):
     # the SOP class list; then the network stack.
     settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 7)
     paths = rest[2:]
-    settings["extra_sop_classes"] = _sop_classes(paths)
+    # Files of SOP classes the device never makes are proposed when met (storescu proposes
+    # what its files need, too); a pre-scan would read every file's meta twice.
+    settings["auto_propose"] = True
     from modgate.net import storage_classes
 
     storage_classes()

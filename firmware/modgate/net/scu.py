@@ -59,7 +59,13 @@ def proposal(classes):
 
 
 class StoreSession:
-    """C-STORE and C-ECHO to one destination, one association reused across calls."""
+    """C-STORE and C-ECHO to one destination, one association reused across calls.
+
+    dest: aet, host, port. settings: calling_aet, max_pdu, connect/acse/dimse/idle/artim
+    _timeout_ms, max_objects_per_association (missing ones take DEFAULTS); optional buffer (a
+    bytearray allocated early, see jobs/send), extra_sop_classes, and auto_propose (propose a
+    file's SOP class when first met, renegotiating; for host tools sending arbitrary files).
+    """
 
     def __init__(self, dest, settings):
         self.called = aetitle.validate(dest.get("aet"))
@@ -83,6 +89,7 @@ class StoreSession:
         if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
             raise ConfigError("max_pdu must be 4096 to 1048576, not %d" % self.max_pdu)
         self.classes = storage_classes(settings.get("extra_sop_classes") or ())
+        self.auto_propose = bool(settings.get("auto_propose"))
         self.contexts = proposal(self.classes)
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
         # The one PDU buffer, reused by every association of this session. Allocated now, after
@@ -213,6 +220,17 @@ class StoreSession:
         raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
                             + "; ".join(results) + ")", False)
 
+    def _propose(self, sop_class):
+        """Add a SOP class the device does not make (a host tool sending any file, as storescu
+        does); the next association proposes it, so an open one is released first."""
+        classes = self.classes[:-1] + [sop_class] + self.classes[-1:]
+        contexts = proposal(classes)
+        if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1]) > len(self.buf):
+            raise DeliveryError("no room to propose SOP class " + sop_class, False)
+        self.release()
+        self.classes = classes
+        self.contexts = contexts
+
     def _next_id(self):
         self.message_id = self.message_id % 0xFFFF + 1
         return self.message_id
@@ -228,11 +246,13 @@ class StoreSession:
         self.last_used = ticks_ms()
 
     def _store(self, f, meta):
-        assoc = self._association()
         sop_class = meta["sop_class_uid"]
         source = meta["transfer_syntax_uid"]
         if not sop_class or not meta["sop_instance_uid"]:
             raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
+        if self.auto_propose and sop_class not in self.classes:
+            self._propose(sop_class)
+        assoc = self._association()
         # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
         wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
         context_id, ts = self._context_for(sop_class, wanted)
