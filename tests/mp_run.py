@@ -6,7 +6,6 @@ discovery, so the host driver names each module.
 """
 
 import sys
-
 import unittest
 
 

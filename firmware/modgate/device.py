@@ -254,10 +254,11 @@ class Device:
         return clock.now()
 
     def time_set(self, when):
-        clock.set_time(*when)
+        # Set the RTC first: on boards time.time() follows it, and clock keeps only the remainder.
         rtc_set = self.ports.get("rtc_set")
         if rtc_set is not None:
             rtc_set(*when)
+        clock.set_time(*when)
         self.clock_warned = False
         log.info("clock", "time set to " + _iso(when))
 

@@ -115,6 +115,8 @@ class Emulator:
         deadline = time.monotonic() + timeout_s
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None:
+                if self._log_thread is not None:
+                    self._log_thread.join(timeout=5)  # so the log holds the firmware's last words
                 raise EmulatorError(
                     f"firmware exited with {self.proc.returncode} before it was ready; see {self.log_path}:\n"
                     + self.log_tail()
@@ -148,6 +150,11 @@ class Emulator:
         if self._log_thread is not None:
             self._log_thread.join(timeout=2)
         return code
+
+    def terminate(self) -> None:
+        """Ask the firmware to stop (SIGTERM) without waiting; safe from a signal handler."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
 
     def stop(self, timeout_s: float = 10.0) -> int | None:
         """SIGTERM, then SIGKILL if the firmware does not stop in time."""

@@ -11,7 +11,9 @@ def scratch_dir(name):
     """A fresh, empty folder for one test (removed by the caller's cleanup via remove_tree)."""
     root = os.getenv("MODGATE_TEST_TMP") or "/tmp"
     _counter[0] += 1
-    path = fs.join(root, "mg-" + name + "-" + str(os.getpid() if hasattr(os, "getpid") else 0) + "-" + str(_counter[0]))
+    path = fs.join(
+        root, "mg-" + name + "-" + str(os.getpid() if hasattr(os, "getpid") else 0) + "-" + str(_counter[0])
+    )
     remove_tree(path)
     fs.makedirs(path)
     return path

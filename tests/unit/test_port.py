@@ -3,11 +3,10 @@
 import os
 import unittest
 
+import support
 from modgate.compat import deadline, remaining_ms, ticks_add, ticks_diff, ticks_ms
 from modgate.errors import LinkClosed, LinkTimeout
 from modgate.port import clock, fs, sockets
-
-import support
 
 
 class TestFs(unittest.TestCase):

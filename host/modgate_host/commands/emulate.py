@@ -44,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only signal here: the main thread is inside wait() and returns once the firmware exits.
         nonlocal stopping
         stopping = True
-        emu.stop()
+        emu.terminate()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
