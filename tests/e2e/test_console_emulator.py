@@ -95,7 +95,7 @@ def test_every_command_in_json_through_the_pty(board: Board, tmp_path: Path) -> 
         status = dev.call("status")
         assert status["privileged"] == "open"
         ident = dev.call("ident")
-        assert ident["firmware"] and ident["uid_root"]
+        assert ident["firmware_version"] and ident["uid_root"]
         assert dev.call("config", "get", "ae_title")["value"] == "MODGATE"
         assert dev.call("config", "show")["pin_hash"] == ""
         dev.call("config", "set", "station_name", "BENCH1")

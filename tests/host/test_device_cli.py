@@ -89,7 +89,7 @@ def test_provision_diff_apply_verify(
 
 def test_queue_logs_time_dest(server: ConsoleServer, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "queue", server.url, "list")
-    assert code == 0 and "q1" in out
+    assert code == 0 and "2.25.1" in out
     code, out, _ = run(capsys, "queue", server.url, "purge", "dead", "--json")
     assert code == 0 and json.loads(out) == {"purged": 1}
     code, out, _ = run(capsys, "logs", server.url, "-n", "3")

@@ -65,7 +65,7 @@ class DicomDevice(FakeDevice):  # type: ignore[misc]
                 assoc.release()
             else:
                 self.queue.append(
-                    {"id": "q", "sop_instance_uid": ds.SOPInstanceUID, "destination": d["name"]}
+                    {"id": 7, "uid": ds.SOPInstanceUID, "pending": [d["name"]]}
                 )
         self.sent.append(ds.SOPInstanceUID)
         return str(ds.SOPInstanceUID)

@@ -29,25 +29,25 @@ class FakeDevice:
         self.clock = (2026, 1, 2, 3, 4, 5)
         self.queue = [
             {
-                "id": "q1",
-                "sop_instance_uid": "2.25.1",
-                "destination": "archive",
-                "attempts": 2,
-                "next_try_s": 4,
+                "id": 1,
+                "uid": "2.25.1",
                 "size": 1000,
-                "last_error": "connection refused",
+                "age_s": 4,
+                "pending": ["archive"],
+                "done": [],
+                "dead": {},
             },
         ]
         self.dead = [
             {
-                "id": "d1",
-                "sop_instance_uid": "2.25.9",
-                "destination": "archive",
-                "attempts": 100,
-                "next_try_s": None,
+                "id": 2,
+                "uid": "2.25.9",
                 "size": 10,
-                "last_error": "A-ASSOCIATE-RJ",
-            }
+                "age_s": 90,
+                "pending": [],
+                "done": [],
+                "dead": {"archive": "A-ASSOCIATE-RJ"},
+            },
         ]
         self.unreachable = set()
         self.log = ["2026-01-02T03:04:05Z INFO app: line %d" % i for i in range(100)]
@@ -106,7 +106,9 @@ class FakeDevice:
         return self.dead
 
     def queue_retry(self, which):
-        return len(self.queue) if which == "all" else (1 if which in [q["id"] for q in self.queue] else 0)
+        if which == "all":
+            return len(self.queue)
+        return 1 if which in [str(q["id"]) for q in self.queue] else 0
 
     def queue_purge(self, which):
         if which == "dead":
@@ -115,7 +117,7 @@ class FakeDevice:
             n, self.queue = len(self.queue), []
         else:
             before = len(self.queue)
-            self.queue = [q for q in self.queue if q["id"] != which]
+            self.queue = [q for q in self.queue if str(q["id"]) != which]
             n = before - len(self.queue)
         return n
 

@@ -15,11 +15,12 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
                                        ModgateError (e.g. name exists, list full)
     device.remove_destination(name)    raises ModgateError when there is no such name
     device.echo(name) -> rtt_ms        C-ECHO (PS3.7 9.3.5); raises ModgateError with the reason
-    device.queue_list(limit) -> [dict] pending objects, oldest first: {id, sop_instance_uid,
-                                       destination, attempts, next_try_s, size, last_error}
-    device.queue_dead() -> [dict]      dead letters, same shape
-    device.queue_retry(which) -> int   which = an id or "all"; objects rescheduled now
-    device.queue_purge(which) -> int   which = an id, "all" or "dead"; objects removed
+    device.queue_list(limit) -> [dict] queued objects, oldest first: {id (int), uid (SOP Instance
+                                       UID), size, age_s, pending [dest], done [dest], dead {dest:
+                                       reason}, ...}
+    device.queue_dead() -> [dict]      objects with a dead letter, same shape
+    device.queue_retry(which) -> int   which = a decimal id, "all" or "dead"; objects rescheduled
+    device.queue_purge(which) -> int   which = a decimal id, "all" or "dead"; objects removed
     device.log_tail(n) -> [str]        last n log lines, oldest first
     device.time_get() -> (Y,M,D,h,m,s) UTC
     device.time_set((Y,M,D,h,m,s))     UTC
@@ -175,15 +176,23 @@ def cmd_queue_dead(shell, words):
     return list(shell.device.queue_dead())
 
 
+def _which(word, usage):
+    if word in ("all", "dead") or (word.isdigit() and len(word) < 10):
+        return word
+    raise UsageError("usage: " + usage + " (ID is the number queue list shows)")
+
+
 def cmd_queue_retry(shell, words):
+    usage = "queue retry [ID|all|dead]"
     if len(words) > 1:
-        raise UsageError("usage: queue retry [ID|all]")
-    return {"retried": shell.device.queue_retry(words[0] if words else "all")}
+        raise UsageError("usage: " + usage)
+    return {"retried": shell.device.queue_retry(_which(words[0], usage) if words else "all")}
 
 
 def cmd_queue_purge(shell, words):
-    _need(words, 1, "queue purge ID|all|dead")
-    return {"purged": shell.device.queue_purge(words[0])}
+    usage = "queue purge ID|all|dead"
+    _need(words, 1, usage)
+    return {"purged": shell.device.queue_purge(_which(words[0], usage))}
 
 
 def cmd_log_tail(shell, words):
@@ -308,7 +317,7 @@ TABLE = (
     ("dest", "echo", PRIV_NO, cmd_dest_echo, "dest echo NAME|all", "C-ECHO with round-trip time"),
     ("queue", "list", PRIV_NO, cmd_queue_list, "queue list [N]", "Objects waiting for delivery"),
     ("queue", "dead", PRIV_NO, cmd_queue_dead, "queue dead", "Objects that gave up (dead letters)"),
-    ("queue", "retry", PRIV_NO, cmd_queue_retry, "queue retry [ID|all]", "Retry now"),
+    ("queue", "retry", PRIV_NO, cmd_queue_retry, "queue retry [ID|all|dead]", "Retry now"),
     ("queue", "purge", PRIV_YES, cmd_queue_purge, "queue purge ID|all|dead", "Delete queued objects"),
     ("log", "tail", PRIV_NO, cmd_log_tail, "log tail [N]", "Last N log lines"),
     ("time", "get", PRIV_NO, cmd_time_get, "time get", "Device clock (UTC)"),

@@ -4,8 +4,8 @@ import json
 
 # Column order for tables; unknown columns follow, sorted (MicroPython dicts keep no order).
 _COLUMNS = (
-    "id", "name", "ok", "rtt_ms", "aet", "host", "port", "state", "sop_instance_uid", "destination",
-    "attempts", "next_try_s", "size", "last_error", "error",
+    "id", "name", "ok", "rtt_ms", "aet", "host", "port", "state", "uid", "sop_instance_uid", "destination",
+    "pending", "done", "dead", "attempts", "age_s", "next_try_s", "size", "last_error", "error",
 )
 _CELL_MAX = 40
 
@@ -17,6 +17,10 @@ def text(value):
         return "no"
     if value is None:
         return "-"
+    if isinstance(value, list) and not any(isinstance(v, (list, dict)) for v in value):
+        return ", ".join(text(v) for v in value) or "-"
+    if isinstance(value, dict) and not any(isinstance(v, (list, dict)) for v in value.values()):
+        return ", ".join(k + ": " + text(value[k]) for k in sorted(value)) or "-"
     if isinstance(value, (list, dict)):
         return json.dumps(value)
     return str(value)

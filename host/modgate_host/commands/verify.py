@@ -38,10 +38,14 @@ def _echo_all(console: DeviceConsole, dests: list[dict[str, Any]], bar: Progress
     return checks
 
 
+def _uid(item: dict[str, Any]) -> Any:
+    return item.get("uid", item.get("sop_instance_uid"))
+
+
 def _in_queue(console: DeviceConsole, uid: str) -> tuple[bool, bool]:
     """(still queued, dead) for the object `uid`."""
-    queued = any(item.get("sop_instance_uid") == uid for item in console.call("queue", "list", 100))
-    dead = any(item.get("sop_instance_uid") == uid for item in console.call("queue", "dead"))
+    queued = any(_uid(item) == uid for item in console.call("queue", "list", 100))
+    dead = any(_uid(item) == uid for item in console.call("queue", "dead"))
     return queued, dead
 
 
