@@ -8,14 +8,14 @@ Public API: `Pattern(fmt, width, height, bits_stored=None)`;
   `frame` in the input format, in order (zero-copy, for the device);
 - `.row(y, frame)` -> bytes of that row (allocates; for hosts and tests).
 
-The pattern repeats every PERIOD pixels across. Row y of frame f is the base period rotated left by
-(y + 3 * f) pixels (pixel pairs for YUYV). The base is built once (at most 1.5 KB), so a row costs no
-per-pixel work and no copy, whatever the width.
+The pattern repeats every PERIOD_BYTES // (bytes per pixel) pixels across. Row y of frame f is the
+base period rotated left by (y + 3 * f) pixels (pixel pairs for YUYV). The base is built once (at
+most 2 KB), so a row costs no per-pixel work and no copy, whatever the width.
 """
 
 from modgate.dicom.pixels import layout
 
-PERIOD = 512
+PERIOD_BYTES = 2048
 
 
 def _base_pixel(fmt, i, width, maxv):
@@ -43,8 +43,10 @@ class Pattern:
         self.width = width
         self.height = height
         self._row_bytes = lay.input_row_bytes
-        period = width if width <= PERIOD else PERIOD
         unit = 2 if fmt == "YUYV" else 1  # YUYV rotates by whole Y0 Cb Y1 Cr groups
+        period = PERIOD_BYTES // (lay.input_row_bytes // width) // unit * unit
+        if period > width:
+            period = width
         step = (lay.input_row_bytes // width) * unit  # bytes per rotation unit
         self._units = period // unit
         self._step = step

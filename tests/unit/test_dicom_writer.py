@@ -6,7 +6,7 @@ import unittest
 
 import support
 from modgate.compat import MICROPYTHON
-from modgate.dicom import iods, part10, pixels, uids
+from modgate.dicom import attrs, iods, part10, pixels, uids
 from modgate.dicom.writer import ObjectWriter
 from modgate.errors import ConfigError, EncodeError
 from modgate.port import fs
@@ -90,7 +90,7 @@ class TestLayout(unittest.TestCase):
 
     def test_attribute_tables_sorted(self):
         # attributes() merges the tables, so each must be in ascending tag order (PS3.5 7.1).
-        for table in [iods._COMMON] + list(iods._TABLES.values()):
+        for table in [attrs._COMMON] + list(attrs._TABLES.values()):
             tags = [int(line[:8], 16) for line in table.split("\n")]
             self.assertEqual(tags, sorted(tags))
         lay = pixels.layout("GRAY16", 4, 4)
@@ -164,7 +164,7 @@ class TestPattern(unittest.TestCase):
         p = Pattern("RGB888", 1500, 2)
         row = p.row(1)
         self.assertEqual(len(row), 4500)
-        self.assertEqual(row[:1536], row[1536:3072])
+        self.assertEqual(row[:2046], row[2046:4092])  # 682 pixels of 3 bytes
 
 
 class TestWriter(unittest.TestCase):

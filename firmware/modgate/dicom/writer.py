@@ -18,11 +18,16 @@ import struct
 from modgate.dicom import iods, part10, pixels
 from modgate.errors import EncodeError
 
+# Pixel bytes are gathered into blocks this big: MicroPython's unix files are unbuffered, so one
+# write per 1 KB row would be one system call per row.
+BLOCK = 2048
+_CHUNK_UNITS = 256  # conversion granularity: RGB565 256 px -> 768 B, YUYV 256 pairs -> 1.5 KB
+
+
 # Maximum value lengths in characters (PS3.5 Table 6.2-1); longer context values are cut.
 _MAX = {"AE": 16, "CS": 16, "DS": 16, "IS": 12, "LO": 64, "SH": 16, "PN": 64, "DA": 8, "TM": 16,
         "UI": 64, "LT": 10240, "ST": 1024}
 _CLEAN = ("PN", "LO", "SH")  # single-valued free text: no backslash (VM 1), no control characters
-_CHUNK_UNITS = 256  # conversion granularity: RGB565 256 px -> 768 B, YUYV 256 pairs -> 1.5 KB
 
 
 def _clean(text):
@@ -36,7 +41,7 @@ def _clean(text):
 
 def _text_value(vr, value):
     if vr in _CLEAN:
-        value = _clean(value)
+        value = _clean(value).strip()  # leading and trailing spaces are insignificant (PS3.5 6.2)
     elif vr == "CS":
         value = value.upper()
     elif vr == "DA" and value and not (len(value) == 8 and value.isdigit()):
@@ -60,6 +65,13 @@ def _text_value(vr, value):
     return raw
 
 
+def _ascii(text):
+    for ch in text:
+        if ord(ch) > 127:
+            return False
+    return True
+
+
 class ObjectWriter:
     def __init__(self, stream, iod_name, layout, context, uid_gen):
         self.iod = iods.choose(iod_name, layout.fmt, False)
@@ -72,6 +84,7 @@ class ObjectWriter:
         self.frames = 0
         self.bytes_written = 0
         self._frame_bytes = 0
+        self._frame_limit = layout.input_frame_bytes
         self._frames_pos = None
         # In the multi-frame SC IODs Frame Increment Pointer is Type 1C, absent with one frame, and so
         # is the Frame Time it points to (PS3.3 C.8.6.3, C.7.6.5). If the series closes after one
@@ -93,6 +106,11 @@ class ObjectWriter:
             self._carry_n = 0
             self._out = bytearray(_CHUNK_UNITS * self._unit_out)
             self._out_mv = memoryview(self._out)
+        try:
+            self._block = bytearray(BLOCK)  # before begin() fragments the heap
+        except MemoryError:
+            self._block = None  # no room: write each piece straight through (slower, still right)
+        self._fill = 0
 
     def _write(self, data):
         self._stream.write(data)
@@ -169,16 +187,18 @@ class ObjectWriter:
         return n + (n & 1)
 
     def write_pixels(self, buf):
-        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
-        n = len(mv)
-        if self._frame_bytes + n > self.layout.input_frame_bytes:
+        # The hot path: a few comparisons, then the caller's buffer goes to the stream untouched.
+        n = len(buf)
+        filled = self._frame_bytes + n
+        if filled > self._frame_limit:
+            if self.frames and not self.iod["multi_frame"]:
+                raise EncodeError("%s is single-frame: a second frame is not supported" % self.iod_name)
             raise EncodeError("more pixel bytes than one %s frame; call end_frame()" % self.layout.fmt)
-        if self.frames and not self.iod["multi_frame"]:
-            raise EncodeError("%s is single-frame: a second frame is not supported" % self.iod_name)
-        self._frame_bytes += n
+        self._frame_bytes = filled
         if self._convert is None:
-            self._write(mv)
+            self._put(buf, n)
             return
+        mv = buf if isinstance(buf, memoryview) else memoryview(buf)
         unit_in = self._unit_in
         if self._carry_n:
             take = unit_in - self._carry_n
@@ -191,19 +211,45 @@ class ObjectWriter:
             if self._carry_n < unit_in:
                 return
             self._convert(self._carry, 1, self._out)
-            self._write(self._out_mv[:self._unit_out])
+            self._put(self._out_mv[:self._unit_out], self._unit_out)
             self._carry_n = 0
         units = n // unit_in
         i = 0
         while units:
             k = units if units < _CHUNK_UNITS else _CHUNK_UNITS
             self._convert(mv[i:i + k * unit_in], k, self._out)
-            self._write(self._out_mv[:k * self._unit_out])
+            self._put(self._out_mv[:k * self._unit_out], k * self._unit_out)
             i += k * unit_in
             units -= k
         if i < n:
             self._carry[0:n - i] = mv[i:n]
             self._carry_n = n - i
+
+    def _put(self, buf, n):
+        self.bytes_written += n
+        if self._block is None:
+            self._stream.write(buf)
+            return
+        fill = self._fill
+        if fill + n <= BLOCK:
+            self._block[fill:fill + n] = buf
+            fill += n
+            if fill == BLOCK:
+                self._stream.write(self._block)
+                fill = 0
+            self._fill = fill
+            return
+        self._flush_block()
+        if n >= BLOCK:
+            self._stream.write(buf)
+        else:
+            self._block[0:n] = buf
+            self._fill = n
+
+    def _flush_block(self):
+        if self._fill:
+            self._stream.write(memoryview(self._block)[:self._fill])
+            self._fill = 0
 
     def end_frame(self):
         if self._frame_bytes != self.layout.input_frame_bytes:
@@ -211,12 +257,15 @@ class ObjectWriter:
                 self.frames + 1, self._frame_bytes, self.layout.input_frame_bytes))
         self.frames += 1
         self._frame_bytes = 0
+        if not self.iod["multi_frame"]:
+            self._frame_limit = 0  # a single-frame IOD takes no second frame
 
     def finish(self):
         if self._frame_bytes:
             raise EncodeError("frame %d incomplete at finish" % (self.frames + 1))
         if not self.frames:
             raise EncodeError("no frame was written")
+        self._flush_block()
         total = self.frames * self.layout.stored_frame_bytes
         if total & 1:
             self._write(b"\x00")  # OB padded to even length (PS3.5 7.1.1)
@@ -247,9 +296,3 @@ class ObjectWriter:
         self._frames_pos = None  # it moved; it holds "1" already
         s.seek(0, 2)
 
-
-def _ascii(text):
-    for ch in text:
-        if ord(ch) > 127:
-            return False
-    return True

@@ -12,6 +12,7 @@ import sys
 
 from modgate.errors import ModgateError
 
+USAGE = "usage: main.py encode --iod NAME --format FMT --size WxH [--frames N] --out FILE [...]"
 _OPTS = ("--iod", "--format", "--size", "--frames", "--out", "--bits-stored", "--uid-root", "--serial",
          "--boot-count", "--study-uid", "--series-uid")
 
@@ -46,6 +47,9 @@ def run(opts):
     from modgate.dicom import writer
 
     gc.collect()
+    from modgate.dicom import attrs  # noqa: F401 - loaded now (iods.attributes), not mid-object
+
+    gc.collect()
     from modgate.port import clock, fs
 
     gc.collect()
@@ -60,6 +64,8 @@ def run(opts):
     from modgate.dicom import iods, pixels
 
     lay = pixels.layout(opts["--format"], opts["width"], opts["height"], opts["bits"])
+    gc.collect()
+    pixels.converter(lay.fmt)  # loads the conversion kernels (native code) while the heap is tidy
     iods.choose(opts["--iod"], lay.fmt, opts["frames"] > 1)
     boot = opts.get("--boot-count")
     # Without a boot count, time makes a one-off job's UIDs differ from every earlier run.
@@ -99,7 +105,7 @@ def main(argv):
     try:
         opts = parse(argv)
     except ValueError as exc:
-        sys.stderr.write("encode: " + str(exc) + "\n" + __doc__.split("\n\n")[0] + "\n")
+        sys.stderr.write("encode: " + str(exc) + "\n" + USAGE + "\n")
         return 2
     try:
         result = run(opts)
