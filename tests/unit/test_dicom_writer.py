@@ -225,6 +225,15 @@ class TestWriter(unittest.TestCase):
         self.assertEqual(els[0x00100030][1], b"")  # Type 2, unknown: present and empty
         self.assertEqual(els[0x00080020][1], b"20261127")
 
+    def test_unset_clock_still_valid_and_logged(self):
+        from modgate import log
+
+        data, _ = encode("sc", "GRAY8", 2, 2, ctx=context(now=(2000, 1, 1, 0, 0, 5), clock_set=False))
+        els = elements(data)
+        self.assertEqual(els[0x00080020][1], b"20000101")
+        self.assertEqual(els[0x00080030][1], b"000005")
+        self.assertTrue([line for line in log.tail(5) if "clock is not set" in str(line)])
+
     def test_misuse_is_refused(self):
         lay = pixels.layout("GRAY8", 2, 2)
         w = ObjectWriter(io.BytesIO(), "sc", lay, context(), uids.UidGenerator(None, "1", 1))
