@@ -157,3 +157,42 @@ def test_heap_in_use_does_not_grow_with_objects(tmp_path: Path) -> None:
         forty = heap_after(40, peer.port)
     # The only growth allowed is the 39 extra argv strings (~70 bytes each) the job holds.
     assert forty - one < 39 * 100, (one, forty)
+
+
+def test_peer_max_pdu_0_means_unlimited(tmp_path: Path) -> None:
+    """A peer advertising 0 (no limit, PS3.8 D.1) gets our own maximum, and a normal answer works."""
+    from peers import store_rsp
+
+    sizes: list[int] = []
+
+    def script(conn: socket.socket, peer: HostilePeer) -> None:
+        _, rq = read_pdu(conn)
+        conn.sendall(associate_ac(rq, max_pdu=0))
+        context_id = message_id = 0
+        while True:
+            pdu_type, body = read_pdu(conn)
+            assert pdu_type == 4
+            sizes.append(len(body))
+            offset = 0
+            while offset < len(body):
+                length, context_id, control = struct.unpack_from(">LBB", body, offset)
+                if control & 1:  # the command: Message ID (0000,0110) US
+                    at = body.index(b"\x00\x00\x10\x01", offset) + 8
+                    message_id = struct.unpack_from("<H", body, at)[0]
+                offset += 4 + length
+            if control == 2:
+                break
+        conn.sendall(store_rsp(message_id, context_id, 0))
+        pdu_type, _ = read_pdu(conn)
+        peer.events.append(("pdu", pdu_type, b""))
+        conn.sendall(pdu_bytes(6, bytes(4)))  # A-RELEASE-RP
+        peer.wait_closed(conn)
+
+    src = make_sc(tmp_path / "a.dcm", 256, 256, seed=12)
+    with HostilePeer(script) as peer:
+        proc = run_device("send", ["-pdu", "8192", "-aec", "PEER", "127.0.0.1", str(peer.port), str(src)],
+                          "micropython", heap=HEAP, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK 0x0000"), proc.stdout
+    assert max(sizes) == 8192 and len(sizes) > 10, sizes  # our own maximum, fully used
+    assert ("pdu", 5, b"") in peer.events  # then an orderly A-RELEASE-RQ
