@@ -196,3 +196,16 @@ def test_peer_max_pdu_0_means_unlimited(tmp_path: Path) -> None:
     assert proc.stdout.startswith("OK 0x0000"), proc.stdout
     assert max(sizes) == 8192 and len(sizes) > 10, sizes  # our own maximum, fully used
     assert ("pdu", 5, b"") in peer.events  # then an orderly A-RELEASE-RQ
+
+
+def test_peer_vanishing_mid_transfer(tmp_path: Path) -> None:
+    """The peer closes (no A-ABORT) after the first P-DATA: a failed write, never a crash."""
+    def script(conn: socket.socket, peer: HostilePeer) -> None:
+        _, rq = read_pdu(conn)
+        conn.sendall(associate_ac(rq, max_pdu=4096))
+        read_pdu(conn)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST on close
+
+    proc, _, elapsed = run_against(script, tmp_path)
+    assert "failed" in proc.stdout or "closed" in proc.stdout, proc.stdout
+    assert elapsed < 15
