@@ -14,13 +14,8 @@ from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import iods, pixels
 from modgate.dicom.writer import ObjectWriter
 from modgate.errors import EncodeError, FrameError, ModgateError, SpoolFull
+from modgate.ingest.frameproto import NAK_REFUSED, NAK_SERIES, NAK_STORAGE
 from modgate.port import fs
-
-# NAK reason codes shared with the frame protocol (docs/frame-protocol.md).
-NAK_UNSUPPORTED = 3
-NAK_BUSY = 5
-NAK_INTERNAL = 7
-NAK_SEQUENCE = 8
 
 _COPY_CHUNK = 4096
 
@@ -89,6 +84,22 @@ class _SeriesFrameTarget:
         fs.remove(self.tmp)
 
 
+class _SeriesEndTarget:
+    """A bare series end marker (no payload): closes the series without adding a frame."""
+
+    def __init__(self, series):
+        self.series = series
+
+    def write(self, chunk):
+        raise FrameError("a bare series end carries no pixels", NAK_SERIES)
+
+    def commit(self):
+        return self.series.sop_instance_uid
+
+    def abort(self):
+        pass
+
+
 class _Series:
     def __init__(self, folder, info, layout):
         self.folder = folder
@@ -127,7 +138,7 @@ class Acquirer:
 
     def begin_frame(self, header):
         if self.spool.busy():
-            raise FrameError("spool above its high watermark", NAK_BUSY)
+            raise SpoolFull("spool above its high watermark")
         kind = header["kind"]
         if kind == "single" or self.settings.get("grouping") == "frame":
             return self._begin_single(header)
@@ -136,15 +147,16 @@ class Acquirer:
     def commit_frame(self, target):
         try:
             uid = target.commit()
-        except SpoolFull as exc:
-            raise FrameError(str(exc), NAK_BUSY)
+        except SpoolFull:
+            target.abort()
+            raise
         except (EncodeError, OSError) as exc:
             target.abort()
-            raise FrameError("frame not stored: " + str(exc), NAK_INTERNAL)
+            raise FrameError("frame not stored: " + str(exc), NAK_STORAGE)
         self.frames_acked += 1
         if isinstance(target, _SingleTarget):
             self.objects_committed += 1
-        elif target.series.info.get("end_seen"):
+        elif target.series.info.get("end_seen") and target.series.info["series_key"] in self.open_series:
             self._close_series(target.series, "series end marker")
         return uid
 
@@ -208,7 +220,7 @@ class Acquirer:
         except (EncodeError, OSError) as exc:
             stream.close()
             self.spool.abort(incoming)
-            raise FrameError(str(exc), NAK_UNSUPPORTED)
+            raise FrameError(str(exc), NAK_REFUSED)
         meta = _meta(iod_name, writer, context)
         return _SingleTarget(self.spool, incoming, stream, writer, meta)
 
@@ -229,6 +241,11 @@ class Acquirer:
     def _begin_series_frame(self, header):
         key = str(header.get("source", "")) + ":" + str(header.get("series_id", 0))
         series = self.open_series.get(key)
+        if header["kind"] == "series_end" and not header.get("payload_length"):
+            if series is None:
+                raise FrameError("series end for a series that is not open", NAK_SERIES)
+            series.info["end_seen"] = True
+            return _SeriesEndTarget(series)
         if header["kind"] == "series_start" and series is not None:
             log.warn("acquire", "series %s restarted before its end; closing the earlier one" % key)
             self._close_series(series, "restarted")
@@ -240,7 +257,7 @@ class Acquirer:
             series.info["height"],
             series.info["format"],
         ):
-            raise FrameError("frame geometry differs from its series", NAK_SEQUENCE)
+            raise FrameError("frame geometry differs from its series", NAK_SERIES)
         if header["kind"] == "series_end":
             series.info["end_seen"] = True
         return _SeriesFrameTarget(series, series.frames)
@@ -335,7 +352,7 @@ def _layout_for(header):
             header["pixel_format"], header["width"], header["height"], header.get("bits_stored")
         )
     except EncodeError as exc:
-        raise FrameError(str(exc), NAK_UNSUPPORTED)
+        raise FrameError(str(exc), NAK_REFUSED)
 
 
 # A series becomes the multi-frame member of the configured IOD's family (PS3.3 A.8.2-A.8.5, A.7).
@@ -357,7 +374,7 @@ def _choose_iod(configured, header, multi_frame):
     try:
         iods.choose(name, fmt, multi_frame)
     except EncodeError as exc:
-        raise FrameError(str(exc), NAK_UNSUPPORTED)
+        raise FrameError(str(exc), NAK_REFUSED)
     return name
 
 

@@ -270,33 +270,11 @@ class Device:
     def pending_patient(self):
         return dict(self.contexts.pending_patient)
 
-    def send_test_pattern(self, fmt="GRAY8", width=256, height=256):
+    def send_test_pattern(self):
         """Commission without a modality: one test-pattern frame through the real acquisition path."""
-        from modgate.testpattern import Pattern
+        from modgate.ingest.testsource import send_test_pattern
 
-        pattern = Pattern(fmt, width, height)
-        header = {
-            "version": 1,
-            "kind": "single",
-            "sequence": 0,
-            "series_id": 0,
-            "frame_index": 0,
-            "width": width,
-            "height": height,
-            "pixel_format": fmt,
-            "bits_stored": None,
-            "payload_length": pattern.layout.input_frame_bytes,
-            "source": "testpattern",
-            "context": {"series_description": "modgate test pattern"},
-        }
-        target = self.acquirer.begin_frame(header)
-        try:
-            for y in range(height):
-                pattern.write_row(y, 0, target.write)
-        except Exception:
-            self.acquirer.abort_frame(target)
-            raise
-        uid = self.acquirer.commit_frame(target)
+        uid = send_test_pattern(self.acquirer, self.config)
         log.info("app", "test pattern stored as " + uid)
         return uid
 

@@ -86,9 +86,10 @@ class Loop:
         self.uart_link = None
         if ports.get("frame_uart") is not None:
             from modgate.ingest.link import FrameLink
+            from modgate.port.uart import open_serial
 
             self.uart_link = FrameLink(
-                ports["frame_uart"],
+                open_serial(ports["frame_uart"]),
                 device.acquirer,
                 "uart",
                 close_on_idle=False,
