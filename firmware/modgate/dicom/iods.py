@@ -17,10 +17,11 @@ referring_physician, study_instance_uid, series_instance_uid (Type 1: the caller
 study_id, series_number, instance_number, modality, station_name, institution_name, model_name,
 device_serial, software_version, body_part, now=(Y, M, D, h, m, s), clock_set.
 Modality-specific: conversion_type (SC, default "DI"), burned_in_annotation ("NO"),
-frame_time_ms (multi-frame, default 100), image_laterality (DX, default "U"), detector_type (DX,
-Type 2), patient_orientation (DX, required: e.g. "A\\F"), imager_pixel_spacing (DX, "row\\col" mm,
-default "0.1\\0.1"),
+frame_time_ms (multi-frame, default 100), image_comments (multi-frame, default "modgate"),
+image_laterality (DX, default "U"), detector_type (DX, Type 2), patient_orientation (DX, required,
+e.g. "A\\F"), imager_pixel_spacing (DX, "row\\col" mm, default "0.1\\0.1"),
 pixel_intensity_relationship (DX, "LIN"), laterality (General Series, Type 2C, written empty).
+Modality (SC IODs only, default "OT"); the modality IODs fix their own (DX, US, XC).
 """
 
 from modgate.errors import EncodeError

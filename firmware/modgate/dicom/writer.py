@@ -2,11 +2,13 @@
 
 Public API:
 - `ObjectWriter(stream, iod_name, layout, context, uid_gen)`; `stream` is a binary file open for
-  writing (seekable for multi-frame: Number of Frames and the Pixel Data length are patched in place).
+  writing; multi-frame IODs need it seekable (Number of Frames and the Pixel Data length are patched
+  in place by finish(); a one-frame multi-frame SC drops its Frame Increment Pointer in place).
   - `.begin()`: preamble, File Meta Information and every element up to the Pixel Data header.
   - `.write_pixels(buf)`: input-format bytes (bytes, bytearray or memoryview) in any chunking.
-    GRAY8/GRAY16/RGB888 go to the stream untouched; RGB565 is expanded to RGB and YUYV expanded
-    to YBR_FULL through one reused buffer.
+    GRAY8/GRAY16/RGB888 are stored as they come (gathered into a 2 KB block, or written straight
+    through when the piece is bigger); RGB565 is expanded to RGB and YUYV to YBR_FULL through one
+    reused buffer. Raises EncodeError on more bytes than a frame, or a second single-frame frame.
   - `.end_frame()`: closes the current frame (raises EncodeError unless exactly one frame came).
   - `.finish()` -> SOP Instance UID: pads to even length, patches the counts, flushes.
   - `.sop_instance_uid`, `.frames`, `.bytes_written`.
