@@ -91,7 +91,8 @@ class _SeriesEndTarget:
         self.series = series
 
     def write(self, chunk):
-        raise FrameError("a bare series end carries no pixels", NAK_SERIES)
+        if len(chunk):
+            raise FrameError("a bare series end carries no pixels", NAK_SERIES)
 
     def commit(self):
         return self.series.sop_instance_uid
@@ -167,12 +168,11 @@ class Acquirer:
         prefix = str(source_id) + ":"
         for key in [k for k in self.single_series if k.startswith(prefix)]:
             del self.single_series[key]
-        for series in list(self.open_series.values()):
+        for series in self.open_series.values():
             if series.info.get("source") == source_id:
-                series.touched = ticks_ms() - self.settings.get("series_timeout_ms", 30000) // 2
                 log.warn(
                     "acquire",
-                    "source %s lost with series %s open (%d frames); closing after timeout"
+                    "source %s lost with series %s open (%d frames); it closes after the series timeout"
                     % (source_id, series.info["series_key"], series.frames),
                 )
 
@@ -181,7 +181,7 @@ class Acquirer:
         timeout = self.settings.get("series_timeout_ms", 30000)
         now = ticks_ms()
         for series in list(self.open_series.values()):
-            if ticks_diff(now, series.touched) > timeout:
+            if ticks_diff(now, series.touched) >= timeout:
                 log.warn(
                     "acquire",
                     "series %s timed out after %d frames; delivering what arrived"
@@ -364,7 +364,6 @@ _MULTI_FRAME_OF = {
     ("us", "GRAY8"): "us-mf",
     ("us", "RGB888"): "us-mf",
     ("us", "RGB565"): "us-mf",
-    ("us", "YUYV"): "us-mf",
 }
 
 

@@ -16,7 +16,32 @@ from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
-PDU_SLACK = 64  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
+PDU_SLACK = 64
+# What a frame's context may set (docs/frame-protocol.md); equipment identity is the device's own.
+HEADER_CONTEXT_KEYS = (
+    "patient_name",
+    "patient_id",
+    "patient_birth_date",
+    "patient_sex",
+    "accession_number",
+    "study_instance_uid",
+    "series_instance_uid",
+    "study_description",
+    "series_description",
+    "referring_physician",
+    "body_part",
+    "modality",
+    "institution_name",
+    "station_name",
+)
+# The console's `patient next` field names -> writer context keys.
+PATIENT_FIELD_KEYS = {
+    "name": "patient_name",
+    "id": "patient_id",
+    "birth_date": "patient_birth_date",
+    "sex": "patient_sex",
+    "accession": "accession_number",
+}  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
 SERIAL_FILE = "serial"
 
 
@@ -47,8 +72,9 @@ class Contexts:
         for key, value in self.pending_patient.items():
             context[key] = value
         if header_context:
-            for key, value in header_context.items():
-                if key in context or key.endswith("_uid") or key == "accession_number":
+            for key in HEADER_CONTEXT_KEYS:
+                value = header_context.get(key)
+                if isinstance(value, str):
                     context[key] = value
         key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))
         if context.get("study_instance_uid"):
@@ -263,12 +289,13 @@ class Device:
         log.info("clock", "time set to " + _iso(when))
 
     def next_patient(self, fields):
-        self.contexts.pending_patient = dict(fields)
+        self.contexts.pending_patient = dict((PATIENT_FIELD_KEYS.get(k, k), v) for k, v in fields.items())
         self.contexts.study_uid = None
         log.info("acquire", "next patient set (%d fields)" % len(fields))
 
     def pending_patient(self):
-        return dict(self.contexts.pending_patient)
+        names = dict((v, k) for k, v in PATIENT_FIELD_KEYS.items())
+        return dict((names.get(k, k), v) for k, v in self.contexts.pending_patient.items())
 
     def send_test_pattern(self):
         """Commission without a modality: one test-pattern frame through the real acquisition path."""

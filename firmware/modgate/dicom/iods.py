@@ -30,10 +30,6 @@ _ALL = ("GRAY8", "GRAY16", "RGB888", "RGB565", "YUYV")
 # US: 8 bits per sample; uncompressed colour only as RGB (PS3.3 C.8.5.6.1.2, .1.3), so no YUYV.
 _US_FORMATS = ("GRAY8", "RGB888", "RGB565")
 
-_ALL = ("GRAY8", "GRAY16", "RGB888", "RGB565", "YUYV")
-# US: 8 bits per sample; uncompressed colour only as RGB (PS3.3 C.8.5.6.1.2, .1.3), so no YUYV.
-_US_FORMATS = ("GRAY8", "RGB888", "RGB565")
-
 
 def _iod(uid, title, multi_frame, formats, modality, tables):
     return {"sop_class_uid": uid, "title": title, "multi_frame": multi_frame, "formats": formats,
