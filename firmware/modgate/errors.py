@@ -14,11 +14,14 @@ class EncodeError(ModgateError):
 
 
 class DeliveryError(ModgateError):
-    """Delivery to a destination failed. `transient` says whether retrying may help."""
+    """Delivery to a destination failed. `transient` says whether retrying may help; `scope` is
+    "object" when this object was refused, "destination" when the destination refused us (an
+    association rejected), which says nothing about the object."""
 
-    def __init__(self, message, transient=True):
+    def __init__(self, message, transient=True, scope="object"):
         super().__init__(message)
         self.transient = transient
+        self.scope = scope
 
 
 class LinkTimeout(ModgateError):

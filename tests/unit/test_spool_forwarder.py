@@ -43,6 +43,8 @@ class Session:
             raise LinkTimeout("no reply")
         if mode == "reject":
             raise DeliveryError("status 0xA900 dataset does not match SOP class", False)
+        if mode == "refuse-association":
+            raise DeliveryError("rejected permanent: calling AE title not recognised", False, "destination")
         self.archive.got.setdefault(self.dest, []).append(data)
         if mode == "warning":
             return 0xB000, "warning", "coercion"
@@ -257,6 +259,22 @@ class TestDeadLetters(ForwarderTest):
         self.run_steps()
         self.assertEqual(self.archive.got["a"], [b"o0", b"o1"])
         self.assertEqual(self.spool.stats()["depth"], 0)
+
+    def test_permanent_association_reject_holds_the_queue_without_dead_letters(self):
+        self.archive.mode["a"] = "refuse-association"
+        self.put(b"o0")
+        self.put(b"o1")
+        self.run_steps()
+        self.assertEqual(self.spool.dead(), [])  # the objects are not to blame
+        self.assertEqual(self.archive.got["b"], [b"o0", b"o1"])
+        status = self.spool.stats()["destinations"]["a"]
+        self.assertIn("rejected permanent", status["last_error"])
+        self.assertEqual(status["pending"], 2)
+        self.assertGreater(status["next_retry_s"], 0)
+        self.archive.mode["a"] = "ok"  # configuration fixed; the held queue goes out in order
+        self.clock.ms += POLICY["max_backoff_ms"] + 1
+        self.run_steps()
+        self.assertEqual(self.archive.got["a"], [b"o0", b"o1"])
 
     def test_removed_destination_is_not_served(self):
         self.put(b"x")

@@ -198,7 +198,7 @@ class StoreSession:
                             self.max_pdu, self.timeouts, self.buf)
         if not assoc.open(self.impl[0], self.impl[1]):
             message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
-            raise DeliveryError(message, transient)
+            raise DeliveryError(message, transient, "destination")
         self.assoc = assoc
         self.objects = 0
         return assoc

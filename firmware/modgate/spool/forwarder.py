@@ -91,7 +91,10 @@ class Forwarder:
             if klass not in ("success", "warning"):
                 raise DeliveryError(message or ("status " + str(status)), klass == "transient")
         except DeliveryError as exc:
-            self._failed(name, state, eid, now, str(exc), exc.transient)
+            if exc.scope == "destination" and not exc.transient:
+                self._refused(name, state, now, str(exc))
+            else:
+                self._failed(name, state, eid, now, str(exc), exc.transient)
             return
         except (ModgateError, OSError) as exc:
             # Link timeouts, resets and the like: the network may come back.
@@ -122,6 +125,17 @@ class Forwarder:
             return
         log.warn(_SRC, "%s: entry %d failed (%s); attempt %d, retry in %d ms" % (
             name, eid, message, attempts, delay))
+
+    def _refused(self, name, state, now, message):
+        """The destination refused the association for good (e.g. our AE title unknown there):
+        no object is to blame, so none is dead-lettered; its queue waits at the longest backoff
+        until someone fixes the configuration (PS3.8 9.3.4: rejected-permanent)."""
+        state["last_error"] = message
+        state["attempts"] -= 1
+        self._drop(name)
+        state["next_retry"] = ticks_add(now, self.max_ms)
+        log.error(_SRC, "%s refuses associations (%s); holding its queue, next try in %d ms" % (
+            name, message, self.max_ms))
 
     def _dead(self, name, state, eid, reason):
         state["last_error"] = reason
