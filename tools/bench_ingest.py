@@ -6,9 +6,9 @@ usage: python tools/bench_ingest.py [--runtime micropython|qemu-armhf ...] [--fr
 Stage `ingest` (what exists today): the real frame input (TcpInput, FrameLink, FrameReceiver)
 on the chosen runtime in front of tests/e2e/ingest_device.py's file sink (each frame written,
 fsynced and renamed before its ACK). It measures the frame input alone.
-Stage `archive` (TODO, the lead wires it once the app exists): the emulator's `run` job with
-acquire -> DICOM writer -> spool -> C-STORE, and the clock stops when the last object is stored at
-the archive (dcmtk storescp with TCP_NODELAY=1), not at the last ACK.
+Stage `archive`: the whole device, the emulated board's `run` job under the board heap, with
+acquire -> DICOM writer -> spool -> C-STORE; the clock stops when the last object is stored at the
+archive (dcmtk storescp with TCP_NODELAY=1), not at the last ACK.
 Not a timed test: run it by hand (inside tools/netns) and copy the table into docs/benchmarks.md.
 """
 
@@ -39,9 +39,26 @@ def bench_ingest(runtime: str, frames: int, size: str, fmt: str, chunk: int) -> 
         env = dict(os.environ, PYTHONPATH=str(REPO / "host"))
         started = time.monotonic()
         proc = subprocess.run(
-            [sys.executable, "-m", "modgate_host.cli", "simulate-modality", "--to", f"tcp://127.0.0.1:{port}",
-             "--frames", str(frames), "--size", size, "--format", fmt, "--report", str(report), "--quiet"],
-            env=env, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "modgate_host.cli",
+                "simulate-modality",
+                "--to",
+                f"tcp://127.0.0.1:{port}",
+                "--frames",
+                str(frames),
+                "--size",
+                size,
+                "--format",
+                fmt,
+                "--report",
+                str(report),
+                "--quiet",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
         )
         wall = time.monotonic() - started
         dev.stop()
@@ -63,6 +80,64 @@ def bench_ingest(runtime: str, frames: int, size: str, fmt: str, chunk: int) -> 
     }
 
 
+def bench_archive(board: str, frames: int, size: str, fmt: str) -> dict[str, object]:
+    sys.path.insert(0, str(REPO / "tests"))
+    import peers
+    from device_harness import wait_for_files
+    from modgate_host.emulator import Emulator
+
+    with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
+        folder = Path(tmp)
+        (folder / "archive").mkdir()
+        report = folder / "report.json"
+        with (
+            peers.dcmtk_storescp(["+xa"], out_dir=folder / "archive", aet="ARCHIVE") as archive,
+            Emulator(board, folder / "flash", dests=[f"ARCHIVE@127.0.0.1:{archive.port}"]) as device,
+        ):
+            started = time.monotonic()
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "modgate_host.cli",
+                    "simulate-modality",
+                    "--to",
+                    device.frames_url,
+                    "--frames",
+                    str(frames),
+                    "--size",
+                    size,
+                    "--format",
+                    fmt,
+                    "--report",
+                    str(report),
+                    "--quiet",
+                    "--retry-for",
+                    "120",
+                ],
+                capture_output=True,
+                text=True,
+            )
+            data = json.loads(report.read_text())
+            acked = len(data["acked"])
+            wait_for_files(folder / "archive", acked, timeout=600)
+            elapsed = time.monotonic() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"simulator failed: {proc.stdout}{proc.stderr}")
+    return {
+        "runtime": {"unix": "micropython", "qemu-armhf": "qemu-armhf"}[board],
+        "stage": "archive",
+        "frames": frames,
+        "acked": acked,
+        "busy": data["busy"],
+        "frame": f"{size} {fmt}",
+        "chunk_bytes": 4096,
+        "seconds": round(elapsed, 2),
+        "frames_per_s": round(acked / elapsed, 1),
+        "mb_per_s": round(acked * _frame_bytes(size, fmt) / elapsed / 1e6, 1),
+    }
+
+
 def _frame_bytes(size: str, fmt: str) -> int:
     w, _, h = size.partition("x")
     return int(w) * int(h) * {"GRAY8": 1, "GRAY16": 2, "RGB888": 3, "RGB565": 2, "YUYV": 2}[fmt]
@@ -77,22 +152,25 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=16384)
     parser.add_argument("--stage", choices=("ingest", "archive"), default="ingest")
     args = parser.parse_args()
-    if args.stage == "archive":
-        print("stage 'archive' needs the app's run job; not wired yet (see the docstring)", file=sys.stderr)
-        return 2
     rows = []
     for runtime in args.runtime or ["micropython", "qemu-armhf"]:
         if not available(runtime):
             print(f"skipping {runtime}: not installed", file=sys.stderr)
             continue
         frames = args.frames if runtime != "qemu-armhf" else max(10, args.frames // 4)
-        rows.append(bench_ingest(runtime, frames, args.size, args.format, args.chunk))
+        if args.stage == "archive":
+            board = "unix" if runtime == "micropython" else runtime
+            rows.append(bench_archive(board, frames, args.size, args.format))
+        else:
+            rows.append(bench_ingest(runtime, frames, args.size, args.format, args.chunk))
         print(json.dumps(rows[-1]))
     print("\n| runtime | stage | frame | chunk | frames | frames/s | MB/s |")
     print("|---|---|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['runtime']} | {r['stage']} | {r['frame']} | {r['chunk_bytes']} | {r['acked']} | "
-              f"{r['frames_per_s']} | {r['mb_per_s']} |")
+        print(
+            f"| {r['runtime']} | {r['stage']} | {r['frame']} | {r['chunk_bytes']} | {r['acked']} | "
+            f"{r['frames_per_s']} | {r['mb_per_s']} |"
+        )
     return 0
 
 
