@@ -26,6 +26,8 @@ sys.path.insert(0, str(ROOT / "host"))
 
 from modgate_host.emulator import Emulator, free_port  # noqa: E402
 from modgate_host.receiver import Receiver  # noqa: E402
+from modgate_host.report import Check, contact_sheet, received_rows, write_report  # noqa: E402
+from modgate_host.validation import validate_file  # noqa: E402
 
 OUT = ROOT / "out" / "demo"
 ARCHIVE_AET = "ARCHIVE"
@@ -120,12 +122,28 @@ def orthanc_archive(port: int, http_port: int):  # type: ignore[no-untyped-def]
                 break
             except OSError:
                 time.sleep(0.2)
-        yield lambda path: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}").read())
+
+        def rest(path: str, raw: bool = False) -> Any:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{http_port}{path}", timeout=30).read()
+            return body if raw else json.loads(body)
+
+        yield rest
     finally:
         proc.terminate()
         proc.wait(timeout=20)
         log.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def fetch_from_orthanc(rest, folder: Path) -> list[Path]:  # type: ignore[no-untyped-def]
+    """Every instance Orthanc holds, as Part 10 files (its REST API: /instances/{id}/file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for instance in rest("/instances"):
+        path = folder / f"{instance}.dcm"
+        path.write_bytes(rest(f"/instances/{instance}/file", raw=True))
+        paths.append(path)
+    return paths
 
 
 def main() -> int:
@@ -196,7 +214,7 @@ def main() -> int:
         print()
         elapsed = time.monotonic() - started
         sent = 6 + 24 + 2
-        valid = sum(1 for r in receiver.received if r.ok) if receiver is not None else None
+        valid = sum(1 for r in receiver.received if r.ok) if receiver is not None else 0
         summary = {
             "frames_sent": sent,
             "frames_acknowledged": len(singles["acked"]) + len(cine["acked"]) + 2,
@@ -213,11 +231,26 @@ def main() -> int:
             print(f"   {key:28} {value}")
         (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         if receiver is not None:
-            from modgate_host.report import write_report
-
-            html = write_report(OUT, receiver.received, title="modgate demo", summary=summary)
-            print(f"   report: {html}")
-        ok = delivered >= expected and (valid is None or valid == delivered)
+            paths = [r.path for r in receiver.received]
+            rows = received_rows(receiver.received)
+        else:
+            assert orthanc_rest is not None
+            paths = fetch_from_orthanc(orthanc_rest, archive_dir)
+            rows = [{"file": p.name, "bytes": p.stat().st_size} for p in paths]
+            valid = sum(1 for p in paths if validate_file(p).ok)
+            summary["objects_validated"] = valid
+        checks = [
+            Check(
+                "every acknowledged frame reached the archive",
+                delivered >= expected,
+                f"{delivered} of {expected} objects",
+            ),
+            Check("every object passes pydicom and dciodvfy", valid == delivered, f"{valid} of {delivered}"),
+        ]
+        sheet = contact_sheet(paths, OUT / "contact-sheet.png")
+        html = write_report(OUT / "report.html", f"emulated board {args.board}", checks, summary, rows, sheet)
+        print(f"   contact sheet: {sheet}\n   report: {html}")
+        ok = all(c.ok for c in checks)
     print("\ndemo " + ("PASSED" if ok else "FAILED") + f" in {time.monotonic() - started:.1f} s")
     return 0 if ok else 1
 

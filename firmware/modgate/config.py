@@ -17,6 +17,7 @@ from modgate import log
 from modgate.errors import ConfigError
 from modgate.net import aetitle
 from modgate.port import entropy, fs
+from modgate.spool import routing
 
 SECRET = 1
 PRIVILEGED = 2
@@ -38,6 +39,8 @@ SCHEMA = (
     ("acse_timeout_ms", "int", 10000, (100, 600000), _P, "Association accept/release timeout"),
     ("dimse_timeout_ms", "int", 30000, (100, 3600000), _P, "DIMSE response timeout"),
     ("idle_timeout_ms", "int", 10000, (0, 3600000), _P, "Release an idle association after this"),
+    ("artim_timeout_ms", "int", 2000, (100, 600000), _P, "ARTIM timer, PS3.8 9.1.5"),
+    ("max_objects_per_association", "int", 500, (1, 100000), _P, "Objects before an orderly release"),
     ("frames_port", "port", 5555, None, _P, "TCP port of the frame input"),
     ("frames_max_bytes", "int", 16777216, (1024, 1073741824), _P, "Largest frame accepted"),
     ("frames_idle_timeout_ms", "int", 30000, (100, 3600000), _P, "Drop a silent frame connection"),
@@ -57,9 +60,17 @@ SCHEMA = (
     ("spool_high_pct", "int", 90, (1, 100), _P, "Refuse new frames above this fill"),
     ("spool_low_pct", "int", 75, (0, 99), _P, "Accept again below this fill"),
     ("dead_max_items", "int", 100, (0, 100000), _P, "Dead letters kept"),
+    (
+        "spool_max_items",
+        "int",
+        64,
+        (8, 100000),
+        _P,
+        "Objects queued at once (~55 B of RAM each); BUSY when full",
+    ),
     ("filedrop_dir", "path", "drop", 64, _P, "Folder watched for frame files"),
     ("filedrop_enabled", "bool", False, None, _P, "Watch filedrop_dir"),
-    ("routing", "choice", "all", ("all", "failover"), _P, "all: every destination; failover: first OK"),
+    ("routing", "routes", None, 16, _P, "Rules [{dest, modality?, iod?}]; a dest without one gets all"),
     ("destinations", "dests", None, 8, _P, "List of {name, aet, host, port}"),
     ("console_json", "bool", False, None, 0, "Console replies in JSON by default"),
     ("unlock_window_s", "int", 600, (10, 86400), _P, "How long `unlock PIN` opens privileged commands"),
@@ -91,6 +102,8 @@ def default(key):
     e = entry(key)
     if e[1] == "dests":
         return [dict(d) for d in DEFAULT_DESTINATIONS]
+    if e[1] == "routes":
+        return []
     return e[2]
 
 
@@ -265,6 +278,8 @@ def _parse(e, value):
             if names.count(n) > 1:
                 _fail(key, "destination name '" + n + "' used twice")
         return out
+    if kind == "routes":
+        return _routes(key, value, limit)
     if kind == "port":
         return validate_port(value, key)
     if not isinstance(value, str):
@@ -294,6 +309,22 @@ def _parse(e, value):
             _fail(key, "path must be non-empty and may not contain '..'")
         return value
     return _printable(key, value, limit)  # "text"
+
+
+def _routes(key, value, limit):
+    """Routing rules (modgate.spool.routing): a JSON list of {dest, modality?, iod?, sop_class_uid?}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else []
+        except ValueError:
+            _fail(key, "expected a JSON list of rules {dest, modality?, iod?}")
+    if not isinstance(value, list) or len(value) > limit:
+        _fail(key, "expected a list of at most %d rules" % limit)
+    try:
+        routing.check(value)
+    except ValueError as exc:
+        _fail(key, str(exc))
+    return [dict(rule) for rule in value]
 
 
 def hash_pin(pin, salt=None):

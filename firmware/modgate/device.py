@@ -108,14 +108,15 @@ class Device:
         self.uid_gen = self._uid_generator()
         self.contexts = Contexts(self)
         self.clock_warned = False
-        self.sessions = {}
         self.spool = Spool(
             fs.join(self.state_dir, "spool"),
             self.config.get("spool_budget_bytes"),
             high_pct=self.config.get("spool_high_pct"),
             low_pct=self.config.get("spool_low_pct"),
             dead_max_items=self.config.get("dead_max_items"),
+            routing=self.config.get("routing"),
             destinations=self._destination_names(),
+            max_items=self.config.get("spool_max_items"),
         )
         self.spool.recover()
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
@@ -141,9 +142,7 @@ class Device:
         return uids.UidGenerator("" if root == "2.25" else root, self.serial, self.boot_count)
 
     def release_sessions(self):
-        for session in self.sessions.values():
-            session.release()
-        self.sessions = {}
+        self.forwarder.close()
 
     def shutdown(self):
         """Orderly stop before a reboot: release associations (the queue is already on flash)."""
@@ -180,6 +179,8 @@ class Device:
             "acse_timeout_ms": cfg.get("acse_timeout_ms"),
             "dimse_timeout_ms": cfg.get("dimse_timeout_ms"),
             "idle_timeout_ms": cfg.get("idle_timeout_ms"),
+            "artim_timeout_ms": cfg.get("artim_timeout_ms"),
+            "max_objects_per_association": cfg.get("max_objects_per_association"),
         }
 
     def _destination(self, name):
@@ -189,15 +190,13 @@ class Device:
         raise ModgateError("no destination named " + repr(name))
 
     def _session_for(self, name):
+        """A new session for destination `name` (the forwarder keeps it while it is in use)."""
         from modgate.net.scu import StoreSession
 
-        session = self.sessions.get(name)
-        if session is None:
-            settings = self.network_settings()
-            settings["buffer"] = self.pdu_buffer
-            session = StoreSession(self._destination(name), settings)
-            self.pdu_buffer = session.buf
-            self.sessions[name] = session
+        settings = self.network_settings()
+        settings["buffer"] = self.pdu_buffer
+        session = StoreSession(self._destination(name), settings)
+        self.pdu_buffer = session.buf
         return session
 
     def note_clock_unset(self):
@@ -247,17 +246,18 @@ class Device:
         if len(kept) == len(dests):
             raise ConfigError("no destination named " + repr(name))
         self.config.set("destinations", kept)
-        session = self.sessions.pop(name, None)
-        if session is not None:
-            session.release()
         self._destinations_changed()
 
     def _destinations_changed(self):
-        self.spool.set_destinations(self._destination_names())
+        # A replaced destination must not keep talking to its old address: drop every session.
+        self.release_sessions()
+        self.spool.set_destinations(self._destination_names(), self.config.get("routing"))
 
     def echo(self, name):
+        self._destination(name)  # a clear error for an unknown name
         try:
-            return self._session_for(name).echo()
+            # Through the forwarder's session: one association per destination, one PDU buffer.
+            return self.forwarder.session(name).echo()
         except DeliveryError as exc:
             raise ModgateError("C-ECHO to " + name + " failed: " + str(exc))
 

@@ -79,6 +79,20 @@ def contact_sheet(
     return out_png
 
 
+def received_rows(received: Sequence[Any]) -> list[dict[str, Any]]:
+    """Report rows for the receiver's `Received` records."""
+    return [
+        {
+            "time": r.when,
+            "from": r.calling_aet,
+            "sop instance uid": r.sop_instance_uid,
+            "bytes": r.size,
+            "valid": "yes" if r.ok else "NO: " + "; ".join(r.problems[:2]),
+        }
+        for r in received
+    ]
+
+
 def _table(rows: Sequence[Sequence[Any]], head: Sequence[str]) -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)

@@ -104,13 +104,21 @@ def test_implementation_identifiers_and_fixed_parameters(tables: dict[str, list[
         "Implementation Class UID": part10.IMPLEMENTATION_CLASS_UID,
         "Implementation Version Name": part10.IMPLEMENTATION_VERSION_NAME,
         "Maximum PDU length received (default, `max_pdu`)": str(config.default("max_pdu")),
-        "ARTIM timeout, ms (fixed)": str(scu.DEFAULTS["artim_timeout_ms"]),
-        "Objects per association before an orderly release (fixed)": str(
-            scu.DEFAULTS["max_objects_per_association"]
+        "ARTIM timeout, ms (default, `artim_timeout_ms`)": str(config.default("artim_timeout_ms")),
+        "Objects per association before an orderly release (default, `max_objects_per_association`)": str(
+            config.default("max_objects_per_association")
         ),
     }
     # The session's own fallbacks must agree with the configuration defaults the statement cites.
-    for key in ("max_pdu", "connect_timeout_ms", "acse_timeout_ms", "dimse_timeout_ms", "idle_timeout_ms"):
+    for key in (
+        "max_pdu",
+        "connect_timeout_ms",
+        "acse_timeout_ms",
+        "dimse_timeout_ms",
+        "idle_timeout_ms",
+        "artim_timeout_ms",
+        "max_objects_per_association",
+    ):
         assert scu.DEFAULTS[key] == config.default(key), key
 
 
@@ -136,8 +144,16 @@ def test_status_table_is_the_classification_table_in_order(tables: dict[str, lis
 
 @pytest.mark.parametrize(
     "code, klass",
-    [(0x0000, "success"), (0xB000, "warning"), (0xA701, "transient"), (0xA900, "permanent"),
-     (0xC123, "permanent"), (0x0122, "permanent"), (0xFF01, "transient"), (0x1234, "transient")],
+    [
+        (0x0000, "success"),
+        (0xB000, "warning"),
+        (0xA701, "transient"),
+        (0xA900, "permanent"),
+        (0xC123, "permanent"),
+        (0x0122, "permanent"),
+        (0xFF01, "transient"),
+        (0x1234, "transient"),
+    ],
 )
 def test_documented_examples_classify_as_stated(tables: dict[str, list[Row]], code: int, klass: str) -> None:
     """The first documented row that matches a code names the class the firmware gives it."""
@@ -176,9 +192,21 @@ def test_configuration_table_matches_the_schema(tables: dict[str, list[Row]]) ->
     for r in rows:
         _check_setting_row(r["Setting"], r["Default"], r["Range or choices"])
     keys = {r["Setting"] for r in rows}
-    must = {"ae_title", "max_pdu", "connect_timeout_ms", "acse_timeout_ms", "dimse_timeout_ms",
-            "idle_timeout_ms", "uid_root", "device_serial", "modality", "iod", "grouping",
-            "retry_max_attempts", "dead_max_items"}
+    must = {
+        "ae_title",
+        "max_pdu",
+        "connect_timeout_ms",
+        "acse_timeout_ms",
+        "dimse_timeout_ms",
+        "idle_timeout_ms",
+        "uid_root",
+        "device_serial",
+        "modality",
+        "iod",
+        "grouping",
+        "retry_max_attempts",
+        "dead_max_items",
+    }
     assert must <= keys, f"settings the statement must document: {sorted(must - keys)}"
     iod_choices = set(config.entry("iod")[3])
     assert iod_choices <= set(iods.IODS), "every configurable IOD is one the encoder knows"

@@ -24,6 +24,7 @@ class FakeDevice:
     def __init__(self, config_path):
         self.config = Config(config_path).load()
         self.reboots = 0
+        self.applied = 0
         self.sent = []
         self.patient = {}
         self.clock = (2026, 1, 2, 3, 4, 5)
@@ -51,6 +52,9 @@ class FakeDevice:
         ]
         self.unreachable = set()
         self.log = ["2026-01-02T03:04:05Z INFO app: line %d" % i for i in range(100)]
+
+    def apply_config(self):
+        self.applied += 1
 
     def status(self):
         return {

@@ -90,6 +90,7 @@ class TestCommands(ConsoleCase):
         self.assertEqual(
             json.loads(fs.read_bytes(self.device.config.path))["institution_name"], "St. Mary Hospital"
         )
+        self.assertEqual(self.device.applied, 1)  # saved settings take effect without a reboot
         self.ok("config reset")
         self.assertEqual(self.ok("config get institution_name")["value"], "")
         self.refused("config get nope", "invalid")

@@ -117,7 +117,10 @@ def cmd_config_set(shell, words):
 def cmd_config_save(shell, words):
     _need(words, 0, "config save")
     shell.device.config.save()
-    return {"saved": True}
+    # Destinations, routing, network, retry and identity apply now; the frame input's port and
+    # the file drop are set up at boot.
+    shell.device.apply_config()
+    return {"saved": True, "applied": True}
 
 
 def cmd_config_reset(shell, words):

@@ -86,7 +86,7 @@ class Forwarder:
             return
         state["attempts"] += 1
         try:
-            session = self._session(name)
+            session = self.session(name)
             status, klass, message = session.store(spool.data_path(eid))
             if klass not in ("success", "warning"):
                 raise DeliveryError(message or ("status " + str(status)), klass == "transient")
@@ -144,7 +144,8 @@ class Forwarder:
         state["next_retry"] = None
         self.spool.mark_dead(eid, name, reason)
 
-    def _session(self, name):
+    def session(self, name):
+        """The destination's session, opened on first use and kept while it is in use."""
         session = self._sessions.get(name)
         if session is None:
             session = self.factory(name)

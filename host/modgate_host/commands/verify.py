@@ -17,7 +17,7 @@ from typing import Any
 from modgate_host.commands.device import add_port_arguments
 from modgate_host.progress import Progress
 from modgate_host.receiver import Receiver
-from modgate_host.report import Check, contact_sheet, write_report
+from modgate_host.report import Check, contact_sheet, received_rows, write_report
 from modgate_host.transport import DeviceConsole, DeviceError, TransportError
 
 ECHO_TIMEOUT_S = 60.0
@@ -147,16 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if receiver is not None:
             receiver.stop()
     sheet = contact_sheet([r.path for r in received], out / "contact-sheet.png") if received else None
-    rows = [
-        {
-            "time": r.when,
-            "from": r.calling_aet,
-            "sop instance uid": r.sop_instance_uid,
-            "bytes": r.size,
-            "valid": "yes" if r.ok else "NO: " + "; ".join(r.problems[:2]),
-        }
-        for r in received
-    ]
+    rows = received_rows(received)
     report = write_report(out / "report.html", args.port, checks, facts, rows, sheet)
     for c in checks:
         print(f"{'PASS' if c.ok else 'FAIL'}  {c.name}" + (f": {c.detail}" if c.detail else ""))
