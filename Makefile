@@ -29,8 +29,12 @@ test: lint test-python test-micropython
 demo: setup
 	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS))
 
+# Benchmarks are tools, not timed tests: each prints a table for docs/benchmarks.md.
 bench: setup
-	$(NETNS) $(PY) tools/bench.py
+	$(PY) tools/bench_footprint.py
+	$(PY) tools/bench_encode.py
+	$(NETNS) $(PY) tools/bench_send.py
+	$(NETNS) $(PY) tools/bench_ingest.py --stage archive
 
 clean:
 	rm -rf out build .pytest_cache .mypy_cache .ruff_cache
