@@ -1,5 +1,5 @@
-"""Viper (native) pixel kernels, imported by pixels.py on MicroPython only; same contracts as the
-pure-Python versions there. CPython cannot import this module (no `micropython` module)."""
+"""Viper (native) pixel kernels, loaded by pixels.kernels() on MicroPython only; same contracts as
+the pure-Python versions in convert.py. CPython cannot import this module (no `micropython` module)."""
 
 import micropython
 
@@ -42,3 +42,42 @@ def yuyv_to_ybr_full(src, ngroups: int, dst):
         d[j + 5] = cr
         i += 4
         j += 6
+
+
+# Row kernels for file drop (modgate.ingest.filedrop): byte order, BGR rows, palettes.
+
+
+@micropython.viper
+def swap_pairs(buf, n: int):
+    b = ptr8(buf)  # noqa: F821 - viper builtin
+    i = 0
+    while i < n:
+        t = b[i]
+        b[i] = b[i + 1]
+        b[i + 1] = t
+        i += 2
+
+
+@micropython.viper
+def bgr_to_rgb(src, npix: int, step: int, dst):
+    s = ptr8(src)  # noqa: F821
+    d = ptr8(dst)  # noqa: F821
+    i = 0
+    j = 0
+    end = npix * step
+    while i < end:
+        d[j] = s[i + 2]
+        d[j + 1] = s[i + 1]
+        d[j + 2] = s[i]
+        i += step
+        j += 3
+
+
+@micropython.viper
+def map_bytes(buf, n: int, table):
+    b = ptr8(buf)  # noqa: F821
+    t = ptr8(table)  # noqa: F821
+    i = 0
+    while i < n:
+        b[i] = t[b[i]]
+        i += 1

@@ -29,3 +29,25 @@ def yuyv_to_ybr_full(src, ngroups, dst):
         dst[j + 4] = cb
         dst[j + 5] = cr
         j += 6
+
+
+def swap_pairs(buf, n):
+    """Swap the bytes of each 16-bit sample in buf[:n] (big-endian file rows to little-endian)."""
+    for i in range(0, n, 2):
+        buf[i], buf[i + 1] = buf[i + 1], buf[i]
+
+
+def bgr_to_rgb(src, npix, step, dst):
+    """BGR pixels `step` bytes apart in src (BMP rows) to packed RGB in dst."""
+    j = 0
+    for i in range(0, npix * step, step):
+        dst[j] = src[i + 2]
+        dst[j + 1] = src[i + 1]
+        dst[j + 2] = src[i]
+        j += 3
+
+
+def map_bytes(buf, n, table):
+    """Replace each byte of buf[:n] by its entry in `table` (a 256-byte palette map)."""
+    for i in range(n):
+        buf[i] = table[buf[i]]

@@ -71,16 +71,22 @@ def layout(fmt, width, height, bits_stored=None):
     raise EncodeError("pixel format %s is not supported (one of %s)" % (fmt, ", ".join(FORMATS)))
 
 
+def load_kernels():
+    """The pixel kernels module: native (viper) on MicroPython, where a per-pixel loop in bytecode is
+    far too slow, else the pure-Python convert.py. Imported only when a format needs a kernel."""
+    try:
+        from modgate.dicom import _viper as kernels
+    except (ImportError, SyntaxError, NameError):  # pragma: no cover - CPython, or a port without viper
+        from modgate.dicom import convert as kernels
+    return kernels
+
+
 def converter(fmt):
     """(function, input unit bytes, output unit bytes) converting `fmt` to its stored form, or None
     when the input is stored as is. The kernels are imported only when a format needs them."""
     if fmt not in ("RGB565", "YUYV"):
         return None
-    try:
-        # Native (viper) kernels on MicroPython: a per-pixel loop in bytecode is far too slow there.
-        from modgate.dicom import _viper as kernels
-    except (ImportError, SyntaxError, NameError):  # pragma: no cover - CPython, or a port without viper
-        from modgate.dicom import convert as kernels
+    kernels = load_kernels()
     if fmt == "RGB565":
         return kernels.rgb565_to_rgb, 2, 3
     return kernels.yuyv_to_ybr_full, 4, 6

@@ -17,13 +17,9 @@ import json
 import struct
 
 from modgate import log
+from modgate.dicom import pixels
 from modgate.errors import FrameError
 from modgate.port import fs
-
-try:
-    from modgate.ingest import _rowops_viper as _ops
-except (ImportError, SyntaxError, NameError):  # pragma: no cover - CPython, or a port without viper
-    _ops = None
 
 IMAGE_EXTS = (".pgm", ".ppm", ".bmp", ".raw")
 _BPP = {"GRAY8": 1, "GRAY16": 2, "RGB888": 3, "RGB565": 2, "YUYV": 2}
@@ -33,30 +29,11 @@ class BadImage(Exception):
     """The file is not an image file drop accepts; the message says why."""
 
 
-# -- row kernels (pure Python; the viper versions replace them on MicroPython) -----------------
-
-def _swap_pairs(buf, n):
-    for i in range(0, n, 2):
-        buf[i], buf[i + 1] = buf[i + 1], buf[i]
-
-
-def _bgr_to_rgb(src, npix, step, dst):
-    j = 0
-    for i in range(0, npix * step, step):
-        dst[j] = src[i + 2]
-        dst[j + 1] = src[i + 1]
-        dst[j + 2] = src[i]
-        j += 3
-
-
-def _map_bytes(buf, n, table):
-    for i in range(n):
-        buf[i] = table[buf[i]]
-
-
-swap_pairs = _ops.swap_pairs if _ops else _swap_pairs
-bgr_to_rgb = _ops.bgr_to_rgb if _ops else _bgr_to_rgb
-map_bytes = _ops.map_bytes if _ops else _map_bytes
+# Row kernels (byte swap, BGR to RGB, palette map): native on MicroPython, shared with dicom.
+_kernels = pixels.load_kernels()
+swap_pairs = _kernels.swap_pairs
+bgr_to_rgb = _kernels.bgr_to_rgb
+map_bytes = _kernels.map_bytes
 
 
 # -- readers: open(path) -> an object with fmt, width, height, bits_stored, rows(buf) ------------
