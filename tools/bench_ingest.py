@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "host"))
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 from ingest_harness import Device  # noqa: E402
+from modgate_host.commands.simulate_modality import run_in_subprocess  # noqa: E402
 from modgate_host.runtimes import available  # noqa: E402
 
 
@@ -36,35 +36,12 @@ def bench_ingest(runtime: str, frames: int, size: str, fmt: str, chunk: int) -> 
         folder = Path(tmp)
         dev = Device(runtime, "tcp", str(port), folder, "--chunk", str(chunk), "--run-ms", "3600000")
         report = folder / "report.json"
-        env = dict(os.environ, PYTHONPATH=str(REPO / "host"))
         started = time.monotonic()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "modgate_host.cli",
-                "simulate-modality",
-                "--to",
-                f"tcp://127.0.0.1:{port}",
-                "--frames",
-                str(frames),
-                "--size",
-                size,
-                "--format",
-                fmt,
-                "--report",
-                str(report),
-                "--quiet",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
+        data = run_in_subprocess(f"tcp://127.0.0.1:{port}", report, frames, size, fmt)
         wall = time.monotonic() - started
         dev.stop()
-        if proc.returncode != 0:
-            raise SystemExit(f"simulator failed: {proc.stdout}{proc.stderr}\n{dev.log()}")
-        data = json.loads(report.read_text())
+        if data["returncode"] != 0:
+            raise SystemExit(f"simulator failed: {data['output']}\n{dev.log()}")
     acked = len(data["acked"])
     return {
         "runtime": runtime,
@@ -95,35 +72,12 @@ def bench_archive(board: str, frames: int, size: str, fmt: str) -> dict[str, obj
             Emulator(board, folder / "flash", dests=[f"ARCHIVE@127.0.0.1:{archive.port}"]) as device,
         ):
             started = time.monotonic()
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "modgate_host.cli",
-                    "simulate-modality",
-                    "--to",
-                    device.frames_url,
-                    "--frames",
-                    str(frames),
-                    "--size",
-                    size,
-                    "--format",
-                    fmt,
-                    "--report",
-                    str(report),
-                    "--quiet",
-                    "--retry-for",
-                    "120",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            data = json.loads(report.read_text())
+            data = run_in_subprocess(device.frames_url, report, frames, size, fmt, "--retry-for", "120")
             acked = len(data["acked"])
             wait_for_files(folder / "archive", acked, timeout=600)
             elapsed = time.monotonic() - started
-        if proc.returncode != 0:
-            raise SystemExit(f"simulator failed: {proc.stdout}{proc.stderr}")
+        if data["returncode"] != 0:
+            raise SystemExit(f"simulator failed: {data['output']}")
     return {
         "runtime": {"unix": "micropython", "qemu-armhf": "qemu-armhf"}[board],
         "stage": "archive",

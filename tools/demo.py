@@ -24,6 +24,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))
 
+from modgate_host.commands.simulate_modality import run_in_subprocess  # noqa: E402
 from modgate_host.emulator import Emulator, free_port  # noqa: E402
 from modgate_host.receiver import Receiver  # noqa: E402
 from modgate_host.report import Check, contact_sheet, received_rows, write_report  # noqa: E402
@@ -39,26 +40,8 @@ def step(text: str) -> None:
 
 
 def simulate(frames_url: str, name: str, frames: int, size: str, fmt: str, *extra: str) -> dict[str, Any]:
-    report = OUT / f"{name}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "modgate_host.cli",
-        "simulate-modality",
-        "--to",
-        frames_url,
-        "--frames",
-        str(frames),
-        "--size",
-        size,
-        "--format",
-        fmt,
-        "--report",
-        str(report),
-        *extra,
-    ]
-    subprocess.run(cmd, check=False, timeout=300)
-    data: dict[str, Any] = json.loads(report.read_text())
+    data: dict[str, Any] = run_in_subprocess(frames_url, OUT / f"{name}.json", frames, size, fmt, *extra)
+    print(data["output"].strip())
     return data
 
 

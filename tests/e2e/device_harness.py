@@ -3,46 +3,15 @@ real MicroPython), the host's legacy-modality simulator, and checks of what reac
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
+from modgate_host.commands.simulate_modality import run_in_subprocess as simulate  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
-MODGATE = [sys.executable, "-m", "modgate_host.cli"]
-
-
-def simulate(
-    frames_url: str, report: Path, frames: int, size: str, fmt: str, *extra: str, timeout: float = 300
-) -> dict[str, Any]:
-    """Run `modgate simulate-modality` to completion and return its JSON report."""
-    cmd = [
-        *MODGATE,
-        "simulate-modality",
-        "--to",
-        frames_url,
-        "--frames",
-        str(frames),
-        "--size",
-        size,
-        "--format",
-        fmt,
-        "--report",
-        str(report),
-        "--quiet",
-        *extra,
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    assert report.exists(), f"simulator wrote no report: {proc.stdout}\n{proc.stderr}"
-    data: dict[str, Any] = json.loads(report.read_text())
-    data["returncode"] = proc.returncode
-    data["output"] = proc.stdout + proc.stderr
-    return data
 
 
 def wait_for_files(folder: Path, count: int, timeout: float = 60.0) -> list[Path]:

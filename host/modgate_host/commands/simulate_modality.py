@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -54,28 +55,46 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--size", default="512x512", help="WxH (default 512x512)")
     p.add_argument("--format", default="GRAY16", choices=sorted(PIXEL_FORMATS), help="pixel format")
     p.add_argument("--bits", type=int, default=None, help="bits stored for GRAY16 (default 16)")
-    p.add_argument("--series", type=int, default=0, metavar="K",
-                   help="group frames into series of K (series markers); default: single frames")
-    p.add_argument("--rate", type=float, default=0.0, metavar="FPS",
-                   help="frames per second (default: flat out)")
-    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
-                   help="fraction of frames damaged on the wire")
+    p.add_argument(
+        "--series",
+        type=int,
+        default=0,
+        metavar="K",
+        help="group frames into series of K (series markers); default: single frames",
+    )
+    p.add_argument(
+        "--rate", type=float, default=0.0, metavar="FPS", help="frames per second (default: flat out)"
+    )
+    p.add_argument(
+        "--faults", type=float, default=0.0, metavar="RATE", help="fraction of frames damaged on the wire"
+    )
     p.add_argument("--seed", type=int, default=1, help="seed for the fault choice (default 1)")
-    p.add_argument("--retry-for", type=float, default=0.0, metavar="SECONDS",
-                   help="after a dropped connection, reconnect and resend for up to this long")
-    p.add_argument("--response-timeout", type=float, default=10.0, metavar="SECONDS",
-                   help="wait this long for an answer before resending (default 10)")
+    p.add_argument(
+        "--retry-for",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after a dropped connection, reconnect and resend for up to this long",
+    )
+    p.add_argument(
+        "--response-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait this long for an answer before resending (default 10)",
+    )
     p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
     p.add_argument("--context", default=None, help="JSON object sent as the study/patient context")
-    p.add_argument("--sequence-start", type=int, default=None,
-                   help="first sequence number (default random)")
-    p.add_argument("--report", type=Path, default=None, metavar="FILE.json",
-                   help="write the JSON report here")
+    p.add_argument("--sequence-start", type=int, default=None, help="first sequence number (default random)")
+    p.add_argument(
+        "--report", type=Path, default=None, metavar="FILE.json", help="write the JSON report here"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 # -- pixel content ------------------------------------------------------------------------------
+
 
 def pattern_rows(fmt: str, width: int, height: int, bits: int | None) -> Callable[[int], Iterator[bytes]]:
     """rows(frame) for the firmware's deterministic test pattern, or a local one if it is absent."""
@@ -105,11 +124,12 @@ def pattern_rows(fmt: str, width: int, height: int, bits: int | None) -> Callabl
 
 # -- transport -----------------------------------------------------------------------------------
 
+
 def serial_url(to: str) -> str:
     if to.startswith("tcp://"):
-        return "socket://" + to[len("tcp://"):]
+        return "socket://" + to[len("tcp://") :]
     if to.startswith("serial://"):
-        return to[len("serial://"):]
+        return to[len("serial://") :]
     raise ValueError(f"--to must be tcp://HOST:PORT or serial:///dev/ttyX, not {to!r}")
 
 
@@ -164,6 +184,7 @@ class Device:
 
 
 # -- the run -------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -281,8 +302,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{args.frames} frames in {elapsed:.2f} s ({args.frames / elapsed if elapsed else 0:.1f} frames/s): "
         f"ACK {len(out.acked)}, NAK {len(out.nacked)} ({len(expected_nak)} damaged on purpose), "
-        f"BUSY {out.busy}"
-        + (f", reconnects {out.reconnects}" if out.reconnects else "")
+        f"BUSY {out.busy}" + (f", reconnects {out.reconnects}" if out.reconnects else "")
     )
     if args.report:
         report = {
@@ -349,3 +369,35 @@ def deliver(
             wire = message
             continue
         return True
+
+
+def run_in_subprocess(
+    frames_url: str, report: Path, frames: int, size: str, fmt: str, *extra: str, timeout_s: float = 300
+) -> dict[str, Any]:
+    """Play the modality as its own process (as a real one is) and return its report, plus its
+    exit code and output; for the demo, the benchmarks and the end-to-end tests."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "modgate_host.cli",
+        "simulate-modality",
+        "--to",
+        frames_url,
+        "--frames",
+        str(frames),
+        "--size",
+        size,
+        "--format",
+        fmt,
+        "--report",
+        str(report),
+        "--quiet",
+        *extra,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if not report.exists():
+        raise RuntimeError(f"simulate-modality wrote no report: {proc.stdout}{proc.stderr}")
+    data: dict[str, Any] = json.loads(report.read_text())
+    data["returncode"] = proc.returncode
+    data["output"] = proc.stdout + proc.stderr
+    return data
