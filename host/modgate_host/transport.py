@@ -72,10 +72,18 @@ def quote(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def open_port(port: str, baudrate: int = DEFAULT_BAUD, timeout_s: float = _READ_SLICE_S) -> Any:
-    """A raw pyserial port for `port` (path or URL); TransportError when it cannot be opened."""
+def open_port(
+    port: str,
+    baudrate: int = DEFAULT_BAUD,
+    timeout_s: float = _READ_SLICE_S,
+    write_timeout_s: float | None = None,
+) -> Any:
+    """A raw pyserial port for `port` (path or URL); TransportError when it cannot be opened.
+    pyserial's errors are OSErrors, so users of the port catch OSError."""
     try:
-        return serial.serial_for_url(port, baudrate=baudrate, timeout=timeout_s)
+        return serial.serial_for_url(
+            port, baudrate=baudrate, timeout=timeout_s, write_timeout=write_timeout_s
+        )
     except (serial.SerialException, OSError, ValueError) as exc:
         raise TransportError(f"cannot open {port}: {exc}") from exc
 

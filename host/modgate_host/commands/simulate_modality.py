@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import serial
-
 from modgate_host.frameproto import (
     ACK,
     BUSY,
@@ -35,6 +33,7 @@ from modgate_host.frameproto import (
     encode_frame,
 )
 from modgate_host.runtimes import FIRMWARE
+from modgate_host.transport import TransportError, open_port
 
 FAULT_KINDS = ("crc", "truncate", "garbage")
 
@@ -144,8 +143,8 @@ class Device:
 
     def open(self) -> None:
         try:
-            self.port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=0.05, write_timeout=30)
-        except (serial.SerialException, OSError, ValueError) as exc:
+            self.port = open_port(self.url, self.baud, timeout_s=0.05, write_timeout_s=30)
+        except TransportError as exc:
             raise LinkDown(str(exc)) from exc
         self.parser = ResponseParser()
 
@@ -153,7 +152,7 @@ class Device:
         if self.port is not None:
             try:
                 self.port.close()
-            except (serial.SerialException, OSError):
+            except OSError:
                 pass
             self.port = None
 
@@ -163,7 +162,7 @@ class Device:
         try:
             self.port.write(data)
             self.port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except OSError as exc:
             raise LinkDown(str(exc)) from exc
 
     def wait_for(self, sequence: int, timeout_s: float) -> Response | None:
@@ -175,7 +174,7 @@ class Device:
                 data = self.port.read(1)
                 if data:
                     data += self.port.read(self.port.in_waiting or 0)
-            except (serial.SerialException, OSError, AttributeError) as exc:
+            except (OSError, AttributeError) as exc:
                 raise LinkDown(str(exc)) from exc
             for r in self.parser.feed(data):
                 if r.sequence == sequence:
