@@ -82,6 +82,8 @@ class Loop:
             cfg.get("frames_port"),
             max_frame_bytes=cfg.get("frames_max_bytes"),
             idle_timeout_ms=cfg.get("frames_idle_timeout_ms"),
+            # Larger reads mean fewer wake-ups per frame; the board data says what its RAM allows.
+            chunk_bytes=ports["board"].get("frame_chunk_bytes", 4096),
         )
         self.uart_link = None
         if ports.get("frame_uart") is not None:
