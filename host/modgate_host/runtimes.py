@@ -25,14 +25,19 @@ class RuntimeUnavailable(RuntimeError):
     """The requested runtime is not installed here; `make setup` installs it."""
 
 
-def _micropython_unix() -> str:
-    beside = Path(sys.executable).with_name("micropython")
+def venv_tool(name: str) -> str | None:
+    """A command `make setup` installs into the .venv: beside this Python, else on PATH."""
+    beside = Path(sys.executable).with_name(name)
     if beside.exists():
         return str(beside)
-    found = shutil.which("micropython")
-    if found:
-        return found
-    raise RuntimeUnavailable("x86-64 MicroPython not found (run `make setup`)")
+    return shutil.which(name)
+
+
+def _micropython_unix() -> str:
+    found = venv_tool("micropython")
+    if found is None:
+        raise RuntimeUnavailable("x86-64 MicroPython not found (run `make setup`)")
+    return found
 
 
 def _armhf_sysroot() -> Path:
