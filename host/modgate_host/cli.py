@@ -34,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modgate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"modgate_host.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"modgate_host.commands.{name}":
-                continue  # not built yet
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"modgate_host.commands.{name}").add_parser(sub)
     return parser
 
 

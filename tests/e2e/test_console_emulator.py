@@ -3,7 +3,6 @@ plus the host CLI against the same emulated board."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -22,12 +21,7 @@ from modgate_host.receiver import Receiver
 from modgate_host.runtimes import REPO
 from modgate_host.transport import DeviceConsole, open_port
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        importlib.util.find_spec("modgate_host.commands.emulate") is None, reason="emulate not built yet"
-    ),
-]
+pytestmark = [pytest.mark.e2e]
 
 MODGATE = [sys.executable, "-m", "modgate_host.cli"]
 PIN = "3141"
