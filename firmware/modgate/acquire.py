@@ -211,7 +211,9 @@ class Acquirer:
         iod_name = _choose_iod(self.settings.get("iod", "sc"), header, multi_frame=False)
         context = self.contexts.for_acquisition(header.get("context"))
         if not context.get("series_instance_uid"):
-            context["series_instance_uid"] = self._series_uid_for(header, context)
+            uid, number = self._series_place(header, context)
+            context["series_instance_uid"] = uid
+            context["instance_number"] = str(number)
         incoming = self.spool.begin(layout.stored_frame_bytes + 4096)
         stream = fs.open_file(incoming.path, "wb")
         try:
@@ -224,18 +226,20 @@ class Acquirer:
         meta = _meta(iod_name, writer, context)
         return _SingleTarget(self.spool, incoming, stream, writer, meta)
 
-    def _series_uid_for(self, header, context):
-        """Single frames from one source connection, of one study, form one series."""
+    def _series_place(self, header, context):
+        """(Series Instance UID, Instance Number) of a single frame: the frames from one source
+        connection, of one study, form one series and are numbered in arrival order."""
         key = "%s:%s:%s" % (
             header.get("source", ""),
             context["study_instance_uid"],
             header.get("series_id", 0) if header["kind"] != "single" else "",
         )
-        uid = self.single_series.get(key)
-        if uid is None:
-            uid = self.uid_gen.new()
-            self.single_series[key] = uid
-        return uid
+        place = self.single_series.get(key)
+        if place is None:
+            place = [self.uid_gen.new(), 0]
+            self.single_series[key] = place
+        place[1] += 1
+        return place[0], place[1]
 
     # --- series ---------------------------------------------------------------------------------
     def _begin_series_frame(self, header):

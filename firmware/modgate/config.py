@@ -48,6 +48,7 @@ SCHEMA = (
     ("series_timeout_ms", "int", 60000, (0, 86400000), _P, "Gap that starts a new series"),
     ("iod", "choice", "sc", ("sc", "dx", "us", "vl-photo"), _P, "IOD written for each frame"),
     ("modality", "modality", "OT", 16, _P, "Modality (0008,0060), CS"),
+    ("patient_orientation", "text", "", 16, _P, "Patient Orientation for DX, e.g. A\\F (C.8.11.3)"),
     ("default_patient_name", "pn", "", 64, _P, "Patient's Name when none was given, PN"),
     ("default_patient_id", "text", "", 64, _P, "Patient ID when none was given, LO"),
     ("default_patient_birth_date", "date", "", 8, _P, "Patient's Birth Date, YYYYMMDD or empty"),

@@ -65,6 +65,7 @@ class Contexts:
             "institution_name": cfg.get("institution_name"),
             "station_name": cfg.get("station_name"),
             "modality": cfg.get("modality"),
+            "patient_orientation": cfg.get("patient_orientation"),
             "model_name": self.device.board.get("name", "modgate"),
             "device_serial": self.device.serial,
             "software_version": VERSION,

@@ -79,6 +79,13 @@ class TestAcquirer(unittest.TestCase):
         self.assertEqual(meta["sop_class_uid"], "1.2.840.10008.5.1.4.1.1.7")
         self.assertIn(bytes(range(15)), data)
 
+    def test_single_frames_of_a_source_share_a_series_and_count_up(self):
+        first = self.send(header(), bytes(15))
+        second = self.send(header(index=1), bytes(15))
+        objects = self.stored()
+        self.assertIn(b"\x20\x00\x13\x00IS\x02\x001 ", objects[first][1])  # (0020,0013) IS "1 "
+        self.assertIn(b"\x20\x00\x13\x00IS\x02\x002 ", objects[second][1])  # (0020,0013) IS "2 "
+
     def test_series_becomes_one_multiframe_object_at_its_end(self):
         frames = [bytes([i]) * 15 for i in range(3)]
         uids_seen = set()
