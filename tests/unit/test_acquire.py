@@ -123,6 +123,19 @@ class TestAcquirer(unittest.TestCase):
         self.assertEqual(caught.exception.code, NAK_REFUSED)
         self.assertEqual(self.stored(), {})
 
+    def test_dx_takes_patient_orientation_from_the_context(self):
+        contexts = Contexts(self.uid_gen)
+        plain = contexts.for_acquisition
+
+        contexts.for_acquisition = lambda extra: dict(plain(extra), patient_orientation="A\\F")
+        sink = Acquirer(self.spool, self.uid_gen, contexts, {"grouping": "series", "iod": "dx"}, self.dir)
+        target = sink.begin_frame(header(fmt="GRAY16"))
+        target.write(memoryview(bytes(30)))
+        uid = sink.commit_frame(target)
+        meta, data = self.stored()[uid]
+        self.assertEqual(meta["sop_class_uid"], "1.2.840.10008.5.1.4.1.1.1.1")
+        self.assertIn(b"A\\F", data)
+
     def test_aborted_frame_leaves_nothing_behind(self):
         target = self.sink.begin_frame(header())
         target.write(memoryview(b"\x00" * 7))
