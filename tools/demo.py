@@ -197,7 +197,15 @@ def main() -> int:
         print()
         elapsed = time.monotonic() - started
         sent = 6 + 24 + 2
-        valid = sum(1 for r in receiver.received if r.ok) if receiver is not None else 0
+        if receiver is not None:
+            paths = [r.path for r in receiver.received]
+            rows = received_rows(receiver.received)
+            valid = sum(1 for r in receiver.received if r.ok)
+        else:
+            assert orthanc_rest is not None
+            paths = fetch_from_orthanc(orthanc_rest, archive_dir)
+            rows = [{"file": p.name, "bytes": p.stat().st_size} for p in paths]
+            valid = sum(1 for p in paths if validate_file(p).ok)
         summary = {
             "frames_sent": sent,
             "frames_acknowledged": len(singles["acked"]) + len(cine["acked"]) + 2,
@@ -213,15 +221,6 @@ def main() -> int:
         for key, value in summary.items():
             print(f"   {key:28} {value}")
         (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        if receiver is not None:
-            paths = [r.path for r in receiver.received]
-            rows = received_rows(receiver.received)
-        else:
-            assert orthanc_rest is not None
-            paths = fetch_from_orthanc(orthanc_rest, archive_dir)
-            rows = [{"file": p.name, "bytes": p.stat().st_size} for p in paths]
-            valid = sum(1 for p in paths if validate_file(p).ok)
-            summary["objects_validated"] = valid
         checks = [
             Check(
                 "every acknowledged frame reached the archive",
