@@ -1,12 +1,8 @@
 """The frame-protocol TCP input: a listener on a configured port serving several sources at once."""
 
-import select
-
 from modgate import log
 from modgate.ingest.link import FrameLink
 from modgate.port import sockets
-
-_POLLIN = select.POLLIN
 
 
 class TcpInput:
@@ -24,7 +20,7 @@ class TcpInput:
         self.link_options = link_options
         self.recent = []  # shared duplicate-suppression memory of every link
         self.links = []
-        self._poller = select.poll()
+        self._poller = sockets.Poller()
         self._owners = {}  # poll result key -> link (or None for the listener)
         self._watch(self.listener.sock, None)
         log.info("ingest", "frame input listening on " + host + ":" + str(port))
@@ -58,7 +54,7 @@ class TcpInput:
 
     def _watch(self, obj, link):
         # CPython's poll reports file descriptors, MicroPython's the registered object: map both.
-        self._poller.register(obj, _POLLIN)
+        self._poller.register(obj)
         self._owners[obj] = link
         fileno = getattr(obj, "fileno", None)
         if fileno is not None:

@@ -118,6 +118,25 @@ def _peer_name(addr):
     return "?"
 
 
+class Poller:
+    """Waits on several streams (sockets, ttys) at once, for input; the ingest's TCP input uses it.
+
+    `poll` returns (key, events) pairs where key is what the runtime reports: the registered
+    object on MicroPython, its file descriptor on CPython."""
+
+    def __init__(self):
+        self._poll = select.poll()
+
+    def register(self, obj):
+        self._poll.register(obj, _POLLIN)
+
+    def unregister(self, obj):
+        self._poll.unregister(obj)
+
+    def poll(self, timeout_ms):
+        return self._poll.poll(timeout_ms)
+
+
 def connect(host, port, timeout_ms):
     """Open a TCP connection within `timeout_ms`; LinkTimeout or LinkClosed (refused) otherwise."""
     peer = host + ":" + str(port)
