@@ -16,7 +16,7 @@ from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
-PDU_SLACK = 64
+PDU_SLACK = 64  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
 # What a frame's context may set (docs/frame-protocol.md); equipment identity is the device's own.
 HEADER_CONTEXT_KEYS = (
     "patient_name",
@@ -41,7 +41,7 @@ PATIENT_FIELD_KEYS = {
     "birth_date": "patient_birth_date",
     "sex": "patient_sex",
     "accession": "accession_number",
-}  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
+}
 SERIAL_FILE = "serial"
 
 
@@ -131,6 +131,9 @@ class Device:
         """Make saved configuration changes take effect without a reboot."""
         self.release_sessions()
         self.serial = self.config.get("device_serial") or self.serial
+        # A new generator starts its sequence again: take a new boot count first, so no UID of
+        # this boot can come out twice (PS3.5 9.1), whatever root or serial was set.
+        self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
         self.uid_gen = self._uid_generator()
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self._acquire_settings()
