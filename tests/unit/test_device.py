@@ -2,11 +2,10 @@
 
 import unittest
 
+import support
 from modgate.device import Device
 from modgate.dicom.dsreader import read_meta
 from modgate.port import fs
-
-import support
 
 
 def ports(state_dir):
