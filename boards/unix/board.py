@@ -92,7 +92,8 @@ def start(argv):
         "console_in": StdinReader(sys.stdin),
         "console_poll": sys.stdin,
         "console_out": getattr(sys.stdout, "buffer", sys.stdout),
-        "frame_uart": None,
+        # The emulator's frame "UART": a pty path (`modgate emulate --frames-serial`), or none.
+        "frame_uart": options.get("frame-tty"),
         "net_up": _net_up,
         "watchdog": None,
         "rtc_set": None,

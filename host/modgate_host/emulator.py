@@ -57,6 +57,7 @@ class Emulator:
         heap: str | None = None,
         runtime: str | None = None,
         log_echo: IO[str] | None = None,
+        frames_serial: bool = False,
     ) -> None:
         if board not in BOARD_RUNTIME:
             raise EmulatorError(f"board {board!r} cannot be emulated; choose from {', '.join(BOARD_RUNTIME)}")
@@ -76,6 +77,11 @@ class Emulator:
         self._log_thread: threading.Thread | None = None
         self.log_path = self.state / "device.log"
         self.device = Path()
+        # A frame "UART": two linked ptys (socat), one for the firmware, one for the modality.
+        self.frames_serial = frames_serial
+        self._socat: subprocess.Popen[bytes] | None = None
+        self.frames_tty = ""
+        self._frame_device_tty = ""
 
     @property
     def frames_url(self) -> str:
@@ -83,7 +89,32 @@ class Emulator:
 
     def ready_line(self) -> dict[str, object]:
         assert self.proc is not None
-        return {"console": self.console_path, "frames": self.frames_url, "pid": self.proc.pid}
+        line: dict[str, object] = {
+            "console": self.console_path,
+            "frames": self.frames_url,
+            "pid": self.proc.pid,
+        }
+        if self.frames_tty:
+            line["frames_serial"] = self.frames_tty
+        return line
+
+    def _link_frame_ptys(self) -> str:
+        """Start socat with two linked raw ptys; returns the firmware's end, keeps the modality's."""
+        device_end, modality_end = self.state / "frames-device.tty", self.state / "frames-modality.tty"
+        for link in (device_end, modality_end):
+            link.unlink(missing_ok=True)
+        self._socat = subprocess.Popen(
+            ["socat", f"pty,raw,echo=0,link={device_end}", f"pty,raw,echo=0,link={modality_end}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while not (device_end.exists() and modality_end.exists()):
+            if self._socat.poll() is not None or time.monotonic() > deadline:
+                raise EmulatorError("socat could not link the frame ptys (apt-get install socat)")
+            time.sleep(0.02)
+        self.frames_tty = os.path.realpath(modality_end)
+        return os.path.realpath(device_end)
 
     def command(self) -> list[str]:
         args = ["--state", str(self.state), "--frames-port", str(self.frames_port)]
@@ -91,12 +122,16 @@ class Emulator:
             args += ["--config", str(self.config)]
         for dest in self.dests:
             args += ["--dest", dest]
+        if self.frames_serial:
+            args += ["--frame-tty", self._frame_device_tty]
         return [*runtimes.interpreter(self.runtime, self.heap), str(self.device / "main.py"), "run", *args]
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
         self.state.mkdir(parents=True, exist_ok=True)
         # The board's frozen .mpy tree, as `modgate build` makes it: the code a real board runs.
         self.device = build.build_if_stale(self.board)
+        if self.frames_serial and self._socat is None:
+            self._frame_device_tty = self._link_frame_ptys()
         if self.master_fd < 0:
             self.master_fd, self.slave_fd = os.openpty()
             tty.setraw(self.slave_fd)
@@ -179,6 +214,10 @@ class Emulator:
 
     def close(self) -> None:
         self.stop()
+        if self._socat is not None:
+            self._socat.terminate()
+            self._socat.wait(timeout=10)
+            self._socat = None
         for fd in (self.master_fd, self.slave_fd):
             if fd >= 0:
                 os.close(fd)

@@ -100,6 +100,28 @@ def test_series_becomes_one_multiframe_object(board: str, tmp_path: Path) -> Non
         assert_valid(path)
 
 
+@pytest.mark.parametrize("board", BOARDS)
+def test_frames_over_the_serial_line_reach_the_archive(board: str, tmp_path: Path) -> None:
+    """The board's frame UART (a pty pair in the emulator): a short series and a single frame."""
+    with (
+        peers.dcmtk_storescp(["+xa"], out_dir=folder(tmp_path / "archive"), aet="ARCHIVE") as archive,
+        Emulator(
+            board, tmp_path / "flash", dests=[f"ARCHIVE@127.0.0.1:{archive.port}"], frames_serial=True
+        ) as device,
+    ):
+        line = device.ready_line()
+        url = "serial://" + str(line["frames_serial"])
+        series = simulate(url, tmp_path / "series.json", 3, "24x16", "GRAY8", "--series", "3")
+        single = simulate(url, tmp_path / "single.json", 1, "24x16", "GRAY8")
+        assert series["returncode"] == 0 and single["returncode"] == 0, series["output"] + single["output"]
+        uids = {a["sop_instance_uid"] for a in series["acked"] + single["acked"]}
+        objects = wait_for_uids(tmp_path / "archive", uids)
+    [mf_uid] = {a["sop_instance_uid"] for a in series["acked"]}
+    assert int(objects[mf_uid].NumberOfFrames) == 3
+    for i in range(3):
+        assert np.array_equal(objects[mf_uid].pixel_array[i], expected_frame("GRAY8", 24, 16, i))
+
+
 def test_archive_down_then_up_delivers_everything(tmp_path: Path) -> None:
     """Frames are acknowledged while the archive is unreachable, then delivered when it comes up."""
     port = peers.free_port()

@@ -27,6 +27,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--dest", action="append", default=[], metavar="AET@HOST:PORT", help="an archive")
     p.add_argument("--frames-port", type=int, default=0, help="frame input TCP port (0 picks a free one)")
     p.add_argument("--heap", help="MicroPython heap size (default: the board's budget)")
+    p.add_argument(
+        "--frames-serial",
+        action="store_true",
+        help="also give the board a frame UART: a pty pair, the modality's end printed as frames_serial",
+    )
     p.add_argument("--verbose", action="store_true", help="echo the device log on stderr")
     p.set_defaults(func=run)
 
@@ -40,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         frames_port=args.frames_port,
         heap=args.heap,
         log_echo=sys.stderr if args.verbose else None,
+        frames_serial=args.frames_serial,
     )
     stopping = False
 
