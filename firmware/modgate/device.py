@@ -131,19 +131,18 @@ class Device:
         """Make saved configuration changes take effect without a reboot."""
         self.release_sessions()
         self.serial = self.config.get("device_serial") or self.serial
-        # A new generator starts its sequence again: take a new boot count first, so no UID of
-        # this boot can come out twice (PS3.5 9.1), whatever root or serial was set.
-        self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
-        self.uid_gen = self._uid_generator()
+        # The new generator goes on from the old one's sequence, so no UID of this boot can come
+        # out twice (PS3.5 9.1), whatever root or serial was set.
+        self.uid_gen = self._uid_generator(self.uid_gen.sequence)
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self._acquire_settings()
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
         self._destinations_changed()
 
-    def _uid_generator(self):
+    def _uid_generator(self, sequence=0):
         root = self.config.get("uid_root")
         # "2.25" in the configuration means the UUID-derived form (PS3.5 B.2), not a prefix.
-        return uids.UidGenerator("" if root == "2.25" else root, self.serial, self.boot_count)
+        return uids.UidGenerator("" if root == "2.25" else root, self.serial, self.boot_count, sequence)
 
     def release_sessions(self):
         self.forwarder.close()

@@ -1,7 +1,8 @@
 """UID generation (PS3.5 9, B.2): unique across reboots and devices, at most 64 characters.
 
 Public API:
-- `UidGenerator(root, serial, boot_count)`; `.new()` -> str. With a root: `<root>.<serial>.<boot>.<seq>`;
+- `UidGenerator(root, serial, boot_count, sequence=0)`; `.new()` -> str; `.sequence` counts them.
+  With a root: `<root>.<serial>.<boot>.<seq>`;
   with root None or "": `2.25.<integer>` (PS3.5 B.2) whose 128 bits hold serial, boot and sequence.
   `serial` is the device serial (digits, or letters and digits read as base 36); `boot_count` the
   flash-kept counter the app bumps once per boot (`next_boot_count`), so sequences never repeat.
@@ -41,13 +42,15 @@ def serial_number(serial):
 
 
 class UidGenerator:
-    def __init__(self, root, serial, boot_count):
+    def __init__(self, root, serial, boot_count, sequence=0):
+        """`sequence`: UIDs already issued in this boot by an earlier generator (settings changed),
+        so the new one never reissues a (boot, sequence) pair, whatever root or serial it has."""
         self.serial = serial_number(serial)
         self.boot = int(boot_count)
         if self.boot < 0:
             raise ConfigError("boot count must not be negative")
         self.root = root.rstrip(".") if root else ""
-        self._seq = 0
+        self.sequence = sequence
         if self.root:
             if not valid(self.root):
                 raise ConfigError("uid_root %s is not a valid UID root (PS3.5 9.1)" % self.root)
@@ -63,15 +66,15 @@ class UidGenerator:
 
     def new(self):
         """The next UID of this boot."""
-        self._seq += 1
+        self.sequence += 1
         if self._prefix is not None:
-            uid = self._prefix + str(self._seq)
+            uid = self._prefix + str(self.sequence)
             if len(uid) > MAX_LEN:
                 raise ConfigError("UID sequence exhausted for this boot")
             return uid
-        if self._seq >> _SEQ_BITS:
+        if self.sequence >> _SEQ_BITS:
             raise ConfigError("UID sequence exhausted for this boot")
-        return "2.25." + str(self._high | self._seq)
+        return "2.25." + str(self._high | self.sequence)
 
 
 def next_boot_count(path):
