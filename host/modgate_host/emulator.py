@@ -44,6 +44,25 @@ def board_heap(board: str) -> str:
     return str(int(data["emulated_heap_bytes"]))
 
 
+def link_ptys(one: Path, other: Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:
+    """Two raw ptys joined by socat, like the two ends of a serial cable, at the paths `one` and
+    `other` (symbolic links to /dev/pts/N). Stop the returned process to unplug the cable."""
+    for link in (one, other):
+        link.unlink(missing_ok=True)
+    proc = subprocess.Popen(
+        ["socat", f"pty,raw,echo=0,link={one}", f"pty,raw,echo=0,link={other}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout_s
+    while not (one.exists() and other.exists()):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise EmulatorError("socat could not link two ptys (apt-get install socat)")
+        time.sleep(0.02)
+    return proc
+
+
 class Emulator:
     """One emulated board. `start()` returns once the firmware logged that it is ready."""
 
@@ -99,20 +118,9 @@ class Emulator:
         return line
 
     def _link_frame_ptys(self) -> str:
-        """Start socat with two linked raw ptys; returns the firmware's end, keeps the modality's."""
+        """Link the frame UART's ptys; returns the firmware's end, keeps the modality's."""
         device_end, modality_end = self.state / "frames-device.tty", self.state / "frames-modality.tty"
-        for link in (device_end, modality_end):
-            link.unlink(missing_ok=True)
-        self._socat = subprocess.Popen(
-            ["socat", f"pty,raw,echo=0,link={device_end}", f"pty,raw,echo=0,link={modality_end}"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not (device_end.exists() and modality_end.exists()):
-            if self._socat.poll() is not None or time.monotonic() > deadline:
-                raise EmulatorError("socat could not link the frame ptys (apt-get install socat)")
-            time.sleep(0.02)
+        self._socat = link_ptys(device_end, modality_end)
         self.frames_tty = os.path.realpath(modality_end)
         return os.path.realpath(device_end)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from ingest_harness import Device, simulate
 from modgate.testpattern import Pattern
 from modgate_host import frameproto as hp
+from modgate_host.emulator import link_ptys
 from modgate_host.runtimes import available
 
 RUNTIMES = [pytest.param(rt, marks=pytest.mark.skipif(not available(rt), reason=f"{rt} not installed"))
@@ -135,15 +135,8 @@ def test_tcp_source_vanishes_mid_series(runtime: str, folder: Path) -> None:
 
 
 def socat_pair(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:
-    if not shutil.which("socat"):
-        pytest.skip("socat not installed")
-    a, b = str(folder / "ttyDEV"), str(folder / "ttySRC")
-    proc = subprocess.Popen(["socat", f"pty,raw,echo=0,link={a}", f"pty,raw,echo=0,link={b}"])
-    for _ in range(100):
-        if os.path.exists(a) and os.path.exists(b):
-            break
-        time.sleep(0.05)
-    return proc, a, b
+    a, b = folder / "ttyDEV", folder / "ttySRC"
+    return link_ptys(a, b), str(a), str(b)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
