@@ -24,6 +24,16 @@ def test_warning_is_delivered_and_logged(tmp_path: Path) -> None:
     assert len(peer.received) == 1
 
 
+def test_duplicate_instance_counts_as_delivered(tmp_path: Path) -> None:
+    # A resend after a lost C-STORE-RSP: the archive already holds our UID, so the copy may go.
+    src = make_sc(tmp_path / "a.dcm")
+    with pynetdicom_scp([0x0111]) as peer:
+        proc = send(peer.port, src)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("WARNING 0x0111 "), proc.stdout
+    assert "already holds" in proc.stdout + proc.stderr
+
+
 def test_out_of_resources_is_transient_then_success(tmp_path: Path) -> None:
     src = make_sc(tmp_path / "a.dcm")
     with pynetdicom_scp([0xA700, 0x0000]) as peer:

@@ -13,6 +13,7 @@ class TestStatus(unittest.TestCase):
             0xA700: "transient", 0xA7FF: "transient", 0x0213: "transient", 0x0110: "transient",
             0xA900: "permanent", 0xC000: "permanent", 0xCFFF: "permanent", 0x0122: "permanent",
             0x0124: "permanent", 0xA801: "permanent", 0xFF00: "transient", 0x1234: "transient",
+            0x0111: "warning",
         }
         for code, klass in cases.items():
             self.assertEqual(status.classify(code)[0], klass, hex(code))

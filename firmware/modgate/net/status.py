@@ -27,7 +27,9 @@ STATUS_CLASSES = (
     (0xFF00, 0xA900, PERMANENT, "PS3.4 B.2.3 data set does not match SOP class: the object must change"),
     (0xF000, 0xC000, PERMANENT, "PS3.4 B.2.3 cannot understand: the same bytes will fail again"),
     (0xFFFF, 0x0110, TRANSIENT, "PS3.7 C.4.2 processing failure: a fault on the archive's side"),
-    (0xFFFF, 0x0111, PERMANENT, "PS3.7 C.4.5 duplicate SOP instance: the archive refuses this UID"),
+    # Our UIDs are unique per device, so an archive that already holds this UID holds our own
+    # earlier copy, whose answer was lost (a power cut or a dropped link before the C-STORE-RSP).
+    (0xFFFF, 0x0111, WARNING, "PS3.7 C.4.5 duplicate SOP instance: the archive already holds it"),
     (0xFFFF, 0x0117, PERMANENT, "PS3.7 C.4.8 invalid object instance: the object must change"),
     (0xFFFF, 0x0122, PERMANENT, "PS3.7 C.4.17 SOP class not supported: configuration must change"),
     (0xFFFF, 0x0124, PERMANENT, "PS3.7 C.4.18 not authorised: configuration must change"),
