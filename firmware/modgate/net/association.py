@@ -152,7 +152,7 @@ class Association:
         """Local A-ABORT (Evt15 -> AA-1): record why, send it, wait for the close (ARTIM)."""
         self._fail(message, transient)
         if self.fsm.state in (1, 2, 13):
-            self._close()
+            self.close()
             return
         self.fsm.fire("Evt15")
         if self.fsm.state == 13:
@@ -204,7 +204,7 @@ class Association:
     def AE_4(self, _):
         result, source, reason = pdu.decode_reject(self.buf)
         self._fail("association " + pdu.reject_text(result, source, reason), result != pdu.REJECT_PERMANENT)
-        self._close()
+        self.close()
         return 1
 
     def DT_1(self, nbytes):
@@ -224,7 +224,7 @@ class Association:
         return 8
 
     def AR_3(self, _):
-        self._close()
+        self.close()
         return 1
 
     def AR_4(self, _):
@@ -233,7 +233,7 @@ class Association:
         return 13
 
     def AR_5(self, _):
-        self._close()
+        self.close()
         return 1
 
     def AR_6(self, _):
@@ -253,22 +253,22 @@ class Association:
         return 13
 
     def AA_2(self, _):
-        self._close()
+        self.close()
         return 1
 
     def AA_3(self, _):
         source, reason = pdu.decode_abort(self.buf)
         self._fail("association " + pdu.abort_text(source, reason), True)
-        self._close()
+        self.close()
         return 1
 
     def AA_4(self, _):
         self._fail("connection to " + self.peer + " closed by the peer", True)
-        self._close()
+        self.close()
         return 1
 
     def AA_5(self, _):
-        self._close()
+        self.close()
         return 1
 
     def AA_6(self, _):
@@ -349,7 +349,8 @@ class Association:
                 event = "Evt18"
             self.fsm.fire(event)
 
-    def _close(self):
+    def close(self):
+        """Drop the transport now, whatever the state; closing twice is harmless."""
         if self.conn is not None:
             self.conn.close()
 

@@ -179,7 +179,12 @@ class StoreSession:
         assoc = self.assoc
         self.assoc = None
         if assoc is not None:
-            assoc.abort("aborted by the device", True)
+            try:
+                assoc.abort("aborted by the device", True)
+            finally:
+                # Even when the abort itself runs out of memory the socket must go: a
+                # single-threaded archive (storescp without --fork) serves nobody else meanwhile.
+                assoc.close()
 
     def idle_expired(self):
         """True when an open association has been idle longer than idle_timeout_ms."""
@@ -196,11 +201,13 @@ class StoreSession:
                 return assoc
         assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
                             self.max_pdu, self.timeouts, self.buf)
-        if not assoc.open(self.impl[0], self.impl[1]):
-            message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
-            raise DeliveryError(message, transient, "destination")
+        # Held before the handshake, so an out-of-memory inside it still aborts and closes it.
         self.assoc = assoc
         self.objects = 0
+        if not assoc.open(self.impl[0], self.impl[1]):
+            self.assoc = None
+            message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
+            raise DeliveryError(message, transient, "destination")
         return assoc
 
     def _context_for(self, sop_class, syntaxes):
