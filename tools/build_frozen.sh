@@ -6,19 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/versions.env
+. tools/private_apt.sh
 TOOLCHAIN="$PWD/.toolchain"
 src="$TOOLCHAIN/micropython-src-$MP_DEBIAN_VERSION"
 if [ ! -f "$src/py/mpconfig.h" ]; then
   echo "build_frozen: fetching the MicroPython $MP_DEBIAN_VERSION source from Debian $MP_DEBIAN_SUITE" >&2
   apt_dir="$TOOLCHAIN/apt-src"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/download"
-  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-  [ -n "$uri" ] || uri="http://deb.debian.org/debian"
-  echo "deb-src [trusted=yes] $uri $MP_DEBIAN_SUITE main" > "$apt_dir/sources.list"
-  opts=(-o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache" -o Debug::NoLocking=1)
-  apt-get "${opts[@]}" update -qq
-  (cd "$apt_dir/download" && rm -f ./* && apt-get "${opts[@]}" source --download-only "micropython=$MP_DEBIAN_VERSION+ds-1" >/dev/null 2>&1)
+  mkdir -p "$apt_dir/download"
+  private_apt "$apt_dir" deb-src
+  (cd "$apt_dir/download" && rm -f ./* && apt-get "${APT_PRIVATE[@]}" source --download-only "micropython=$MP_DEBIAN_VERSION+ds-1" >/dev/null 2>&1)
   rm -rf "$src" && mkdir -p "$src"
   tar -xf "$apt_dir"/download/micropython_*.orig.tar.* -C "$src" --strip-components=1
   # Debian strips the submodules; the build only checks that micropython-lib is there, and our

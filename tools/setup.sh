@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/versions.env
+. tools/private_apt.sh
 TOOLCHAIN="$PWD/.toolchain"
 mkdir -p "$TOOLCHAIN"
 
@@ -37,17 +38,10 @@ for arch in $MP_DEBIAN_ARCHS; do
   fi
   echo "setup: fetching MicroPython $MP_DEBIAN_VERSION for $arch from Debian $MP_DEBIAN_SUITE"
   apt_dir="$TOOLCHAIN/apt"
-  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs-$arch"
-  uri="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-  [ -n "$uri" ] || uri="$(awk '/^deb / && !/security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
-  [ -n "$uri" ] || uri="http://deb.debian.org/debian"
-  echo "deb [trusted=yes] $uri $MP_DEBIAN_SUITE main" > "$apt_dir/sources.list"
-  opts=(-o Dir::Etc::SourceList="$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
-        -o Dir::State::Lists="$apt_dir/lists" -o Dir::Cache="$apt_dir/cache"
-        -o APT::Architectures="amd64,$arch" -o Debug::NoLocking=1)
-  apt-get "${opts[@]}" update -qq
+  mkdir -p "$apt_dir/debs-$arch"
+  private_apt "$apt_dir" deb -o APT::Architectures="amd64,$arch"
   (cd "$apt_dir/debs-$arch" && rm -f ./*.deb &&
-     apt-get "${opts[@]}" download $(for p in $MP_DEBIAN_PACKAGES; do echo "$p:$arch"; done) >/dev/null)
+     apt-get "${APT_PRIVATE[@]}" download $(for p in $MP_DEBIAN_PACKAGES; do echo "$p:$arch"; done) >/dev/null)
   rm -rf "$sysroot" && mkdir -p "$sysroot"
   for deb in "$apt_dir/debs-$arch"/*.deb; do dpkg -x "$deb" "$sysroot"; done
   got="$(cd "$apt_dir/debs-$arch" && ls micropython_*.deb)"
