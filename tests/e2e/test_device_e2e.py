@@ -17,6 +17,7 @@ from device_harness import by_instance, expected_frame, simulate, wait_for_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import peers  # noqa: E402
+from modgate_host.commands.simulate_modality import simulate_command  # noqa: E402
 from modgate_host.emulator import Emulator  # noqa: E402
 from modgate_host.validation import validate_file  # noqa: E402
 
@@ -150,25 +151,8 @@ def test_power_cut_loses_no_acknowledged_frame(board: str, tmp_path: Path) -> No
             for trial in range(trials):
                 device.start()
                 report_path = tmp_path / f"r{trial}.json"
-                cmd = [
-                    sys.executable,
-                    "-m",
-                    "modgate_host.cli",
-                    "simulate-modality",
-                    "--to",
-                    device.frames_url,
-                    "--frames",
-                    "12",
-                    "--size",
-                    "48x40",
-                    "--format",
-                    "GRAY8",
-                    "--quiet",
-                    "--report",
-                    str(report_path),
-                    "--sequence-start",
-                    str(trial * 1000),
-                ]
+                cmd = simulate_command(device.frames_url, report_path, 12, "48x40", "GRAY8",
+                                       "--sequence-start", str(trial * 1000))
                 connected = device.log_tail(10000).count("source connected")
                 sim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 until = time.monotonic() + 30

@@ -375,7 +375,21 @@ def run_in_subprocess(
 ) -> dict[str, Any]:
     """Play the modality as its own process (as a real one is) and return its report, plus its
     exit code and output; for the demo, the benchmarks and the end-to-end tests."""
-    cmd = [
+    cmd = simulate_command(frames_url, report, frames, size, fmt, *extra)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    if not report.exists():
+        raise RuntimeError(f"simulate-modality wrote no report: {proc.stdout}{proc.stderr}")
+    data: dict[str, Any] = json.loads(report.read_text())
+    data["returncode"] = proc.returncode
+    data["output"] = proc.stdout + proc.stderr
+    return data
+
+
+def simulate_command(
+    frames_url: str, report: Path, frames: int, size: str, fmt: str, *extra: str
+) -> list[str]:
+    """argv of a quiet `modgate simulate-modality` writing its JSON report to `report`."""
+    return [
         sys.executable,
         "-m",
         "modgate_host.cli",
@@ -393,10 +407,3 @@ def run_in_subprocess(
         "--quiet",
         *extra,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-    if not report.exists():
-        raise RuntimeError(f"simulate-modality wrote no report: {proc.stdout}{proc.stderr}")
-    data: dict[str, Any] = json.loads(report.read_text())
-    data["returncode"] = proc.returncode
-    data["output"] = proc.stdout + proc.stderr
-    return data
