@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from peers import make_sc, pynetdicom_scp, run_device
 
 
@@ -14,24 +15,23 @@ def send(port: int, *files: Path, extra: tuple[str, ...] = ()) -> Any:
     return run_device("send", [*extra, "-aec", "PYSCP", "127.0.0.1", str(port), *map(str, files)])
 
 
-def test_warning_is_delivered_and_logged(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (0xB000, "coercion"),
+        # A resend after a lost C-STORE-RSP: the archive already holds our UID, so the copy may go.
+        (0x0111, "already holds"),
+    ],
+)
+def test_warning_is_delivered_and_logged(tmp_path: Path, code: int, reason: str) -> None:
     src = make_sc(tmp_path / "a.dcm")
-    with pynetdicom_scp([0xB000]) as peer:
+    with pynetdicom_scp([code]) as peer:
         proc = send(peer.port, src)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("WARNING 0xB000 "), proc.stdout
+    assert proc.stdout.startswith(f"WARNING 0x{code:04X} "), proc.stdout
+    assert reason in proc.stdout + proc.stderr
     assert "warning" in proc.stderr
     assert len(peer.received) == 1
-
-
-def test_duplicate_instance_counts_as_delivered(tmp_path: Path) -> None:
-    # A resend after a lost C-STORE-RSP: the archive already holds our UID, so the copy may go.
-    src = make_sc(tmp_path / "a.dcm")
-    with pynetdicom_scp([0x0111]) as peer:
-        proc = send(peer.port, src)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.startswith("WARNING 0x0111 "), proc.stdout
-    assert "already holds" in proc.stdout + proc.stderr
 
 
 def test_out_of_resources_is_transient_then_success(tmp_path: Path) -> None:
