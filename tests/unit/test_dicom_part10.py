@@ -115,6 +115,17 @@ class TestDatasetReader(unittest.TestCase):
             reader = part10.DatasetReader(f, meta, part10.IMPLICIT_VR_LE, bytearray(16))
             self.assertEqual(drain(reader, chunk), expected)
 
+    def test_length_is_counted_without_reading_and_rewinds(self):
+        """length() is what readinto then gives, in either syntax: a P-DATA-TF header states the
+        fragment's length before its bytes (the SCU streams PDUs larger than its buffer)."""
+        ds, expected = self.dataset()
+        f = part10_file(ds)
+        meta = part10.read_meta(f)
+        for syntax, want in ((part10.EXPLICIT_VR_LE, ds), (part10.IMPLICIT_VR_LE, expected)):
+            reader = part10.DatasetReader(f, meta, syntax, bytearray(16))
+            self.assertEqual(reader.length(), len(want))
+            self.assertEqual(drain(reader, 13), want)
+
     def test_unsupported_target(self):
         f = part10_file(b"")
         meta = part10.read_meta(f)

@@ -78,15 +78,43 @@ class DatasetReader:
         else:
             raise EncodeError("cannot stream " + source + " as " + transfer_syntax_uid)
         self._f = f
-        f.seek(meta["dataset_offset"])
-        self._pos = meta["dataset_offset"]  # source offset, to close defined-length SQ/items
+        self._start = meta["dataset_offset"]
         self._buf = buf if buf is not None and len(buf) >= 16 else bytearray(16)
         self._hdr = memoryview(self._buf)
+        self._rewind()
+
+    def _rewind(self):
+        self._f.seek(self._start)
+        self._pos = self._start  # source offset, to close defined-length SQ/items
         self._hdr_start = 0
         self._hdr_end = 0
         self._value_left = 0
         self._ends = []  # (source end offset, delimiter tag) of open defined-length SQ/items
         self._eof = False
+
+    def length(self):
+        """Bytes readinto will give from the start, found without reading any value, and the
+        reader rewound. A P-DATA-TF states its fragment's length before the bytes (PS3.8 9.3.1),
+        so a sender streaming from a small buffer needs the total first."""
+        if not self._recode:
+            end = self._f.seek(0, 2)
+            self._f.seek(self._start)
+            return end - self._start
+        total = 0
+        while True:
+            if self._hdr_start < self._hdr_end:
+                total += self._hdr_end - self._hdr_start
+                self._hdr_start = self._hdr_end
+            elif self._value_left:
+                # Values pass through unchanged: count them, skip them.
+                total += self._value_left
+                self._pos += self._value_left
+                self._f.seek(self._pos)
+                self._value_left = 0
+            elif self._eof or not self._next_header():
+                break
+        self._rewind()
+        return total
 
     def readinto(self, mv):
         """Fill `mv` with the next data set bytes; returns the count, 0 once the data set is done."""

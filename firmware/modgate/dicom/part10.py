@@ -7,7 +7,8 @@ Public API (the network layer and the writer call these):
 - `read_meta(f)` -> dict(sop_class_uid, sop_instance_uid, transfer_syntax_uid, dataset_offset);
   leaves `f` positioned at the first data set byte. Raises EncodeError when `f` is no Part 10 file.
 - `DatasetReader(f, meta, transfer_syntax_uid, buf=None)`: `.readinto(memoryview) -> n` (0 at the end)
-  gives the data set bytes in `transfer_syntax_uid` (Explicit or Implicit VR LE). Memory is bounded:
+  gives the data set bytes in `transfer_syntax_uid` (Explicit or Implicit VR LE); `.length()` is their
+  total, counted without reading values (the reader is rewound). Memory is bounded:
   values (pixel data included) are copied from the file straight into the caller's buffer; only
   element headers pass through a 16-byte scratch (`buf` if given, at least 16 bytes).
 """

@@ -88,6 +88,12 @@ class Association:
         self.fsm.fire("Evt9", nbytes)
         return not self._check_broken()
 
+    def send_rest(self, nbytes):
+        """Send buf[0:nbytes], the next part of the P-DATA-TF whose start send_pdu sent (a PDU
+        larger than the buffer goes out in several writes). False when the association ended."""
+        self._send(nbytes)
+        return not self._check_broken()
+
     def next_pdata(self, timeout_ms, what):
         """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended."""
         until = deadline(timeout_ms)
@@ -194,8 +200,9 @@ class Association:
                 self.accepted[(abstract_of[context_id], syntax)] = context_id
         peer_max = ac["max_pdu"]
         self.peer_max = peer_max
-        ours = self.max_pdu + pdu.HEADER
-        self.pdu_size = ours if peer_max == 0 or peer_max + pdu.HEADER > ours else peer_max + pdu.HEADER
+        # We send PDUs as large as the peer receives (PS3.8 D.1): fewer PDUs, fewer headers for it
+        # to parse. Our buffer need not hold one (scu streams it). No limit (0): our own maximum.
+        self.pdu_size = (peer_max or self.max_pdu) + pdu.HEADER
         self.peer_implementation = ac["implementation_uid"]
         log.info("net", "associated with %s: %d of %d contexts accepted, peer max PDU %d, sending %d"
                  % (self.peer, len(self.accepted), len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
@@ -422,10 +429,10 @@ class Association:
 
 
 def buffer_size(max_pdu, contexts, impl_uid, impl_version):
-    """Bytes of the one buffer an association needs: our largest PDU plus one look-ahead byte,
-    or the A-ASSOCIATE-RQ if that is larger."""
+    """Bytes of the one buffer an association needs: the largest PDU we receive (our max PDU),
+    or the A-ASSOCIATE-RQ if that is larger. What we send is streamed through it."""
     size = items.rq_size(contexts, impl_uid, impl_version)
-    need = max_pdu + pdu.HEADER + 1
+    need = max_pdu + pdu.HEADER
     return need if need > size else size
 
 

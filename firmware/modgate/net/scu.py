@@ -296,47 +296,58 @@ class StoreSession:
     def _stream(self, assoc, reader, context_id, start):
         """Send the command PDV already at buf[6:start] and the data set, PDU by PDU.
 
-        The first data fragment shares the command's PDU. Each fill asks the reader for one byte
-        more than the fragment holds: if it comes, this fragment is not the last (PS3.8 E.2 needs
-        the last-fragment bit set up front) and that byte opens the next fragment.
+        The first data fragment shares the command's PDU. Each PDU is as large as the peer
+        accepts, which may exceed the buffer: its header states the fragment's length up front
+        (PS3.8 9.3.1, E.2), so the data set's length is counted first, and the PDU's bytes go out
+        in buffer-sized writes. The buffer only has to hold what we receive (our max PDU).
         """
         buf = self.buf
         mv = memoryview(buf)
+        cap = len(buf)
         limit = assoc.pdu_size
+        try:
+            left = reader.length()
+        except (EncodeError, OSError) as exc:
+            raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
         if limit - start - pdu.PDV_HEADER < 1:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
             if not assoc.send_pdu(start):
                 self._lost()
             start = pdu.HEADER
-        carry = 0
         while True:
-            payload = start + pdu.PDV_HEADER
-            room = limit - payload
-            got = carry
-            want = room + 1
-            try:
-                while got < want:
-                    k = reader.readinto(mv[payload + got:payload + want])
-                    if not k:
-                        break
-                    got += k
-            except (EncodeError, OSError) as exc:
-                self.assoc = None
-                assoc.abort("stored object unreadable: " + str(exc), False)
-                raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
-            last = got <= room
-            frag = got if last else room
-            pack_pdv_header(buf, start, frag, context_id, pdu.CONTROL_LAST if last else 0)
-            end = payload + frag
-            pdu.pack_header(buf, pdu.P_DATA_TF, end - pdu.HEADER)
-            if not assoc.send_pdu(end):
-                self._lost()
-            if last:
+            room = limit - start - pdu.PDV_HEADER
+            frag = left if left <= room else room
+            left -= frag
+            pack_pdv_header(buf, start, frag, context_id, 0 if left else pdu.CONTROL_LAST)
+            pdu.pack_header(buf, pdu.P_DATA_TF, start + pdu.PDV_HEADER + frag - pdu.HEADER)
+            at = start + pdu.PDV_HEADER
+            first = True
+            while first or frag:
+                n = cap - at if cap - at < frag else frag
+                self._fill(assoc, reader, mv, at, at + n)
+                frag -= n
+                sent = assoc.send_pdu(at + n) if first else assoc.send_rest(at + n)
+                if not sent:
+                    self._lost()
+                first = False
+                at = 0
+            if not left:
                 return
-            buf[pdu.PDATA_OVERHEAD] = buf[end]
-            carry = 1
             start = pdu.HEADER
+
+    def _fill(self, assoc, reader, mv, start, end):
+        """Read the next data set bytes into buf[start:end], exactly: the PDU header promised them."""
+        try:
+            while start < end:
+                k = reader.readinto(mv[start:end])
+                if not k:
+                    raise EncodeError("data set ended before the length counted for it")
+                start += k
+        except (EncodeError, OSError) as exc:
+            self.assoc = None
+            assoc.abort("stored object unreadable: " + str(exc), False)
+            raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
 
     def _response(self, command, message_id, context_id, what):
         """Collect the response command set (fragments in order) and check it answers us."""
