@@ -344,10 +344,18 @@ def _well_formed_hash(value):
 class Config:
     """The device's settings. `get` returns typed values; `set` validates the console's text."""
 
-    def __init__(self, path):
+    def __init__(self, path, board_defaults=None):
         self.path = path
         self.dirty = False
         self._values = {}
+        # A board's data may change a default its RAM or hardware calls for (board.json
+        # "config_defaults", e.g. a smaller max_pdu on a 64 KB heap); a bad one is ignored.
+        self._board_defaults = {}
+        for key in board_defaults or {}:
+            try:
+                self._board_defaults[key] = _parse(entry(key), board_defaults[key])
+            except ConfigError as exc:
+                log.warn("config", "board default ignored: " + str(exc))
 
     def load(self):
         """Read the file; a missing or corrupt file, or a bad value, falls back to defaults."""
@@ -384,6 +392,8 @@ class Config:
         if key in self._values:
             value = self._values[key]
             return [dict(d) for d in value] if isinstance(value, list) else value
+        if key in self._board_defaults:
+            return self._board_defaults[key]
         return default(key)
 
     def set(self, key, value):

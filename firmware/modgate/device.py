@@ -16,7 +16,7 @@ from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
-PDU_SLACK = 64  # PDU header and look-ahead byte beyond max_pdu (net.association.buffer_size)
+PDU_SLACK = 64  # the PDU header beyond max_pdu, with room to spare (net.association.buffer_size)
 # What a frame's context may set (docs/frame-protocol.md); equipment identity is the device's own.
 HEADER_CONTEXT_KEYS = (
     "patient_name",
@@ -98,7 +98,7 @@ class Device:
         self.board = ports.get("board") or {}
         self.state_dir = ports["state_dir"]
         fs.makedirs(self.state_dir)
-        self.config = Config(fs.join(self.state_dir, "config.json"))
+        self.config = Config(fs.join(self.state_dir, "config.json"), self.board.get("config_defaults"))
         self.config.load()
         # The PDU buffer is the device's largest block: take it now, while the heap is unfragmented,
         # and share it between destinations (the loop talks to one at a time).

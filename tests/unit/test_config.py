@@ -151,6 +151,16 @@ class TestFile(unittest.TestCase):
         self.assertEqual(conf.get("ae_title"), "MODGATE")
         self.assertFalse(conf.dirty)
 
+    def test_board_defaults_replace_defaults_not_saved_values(self):
+        """board.json "config_defaults" (a small max PDU on a 64 KB heap); a bad one is ignored."""
+        conf = Config(self.path, {"max_pdu": 4096, "log_level": "loud"}).load()
+        self.assertEqual(conf.get("max_pdu"), 4096)
+        self.assertEqual(conf.get("log_level"), config.default("log_level"))
+        conf.set("max_pdu", "8192")
+        conf.save()
+        again = Config(self.path, {"max_pdu": 4096}).load()
+        self.assertEqual(again.get("max_pdu"), 8192)
+
     def test_save_load_round_trip_and_dirty(self):
         conf = Config(self.path).load()
         conf.set("ae_title", "ROOM2")
