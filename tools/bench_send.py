@@ -1,11 +1,13 @@
 """Benchmark the device's C-STORE SCU against dcmtk storescu and pynetdicom storescu.
 
 usage: tools/netns .venv/bin/python tools/bench_send.py [--runtime micropython] [--runtime qemu-armhf]
-       [--heap 128k] [--small 200] [--large 10] [--work DIR]
+       [--heap 64k] [--small 200] [--large 10] [--work DIR]
 
 Makes 200 x 256 KB and 10 x 8 MB Secondary Capture files (pydicom), starts dcmtk
 `storescp --ignore` (TCP_NODELAY=1) and sends each set with every sender, in the same run, on the
-same files. Prints objects/s, MB/s and the ratio to dcmtk storescu as a Markdown table.
+same files. The device is given each set's folder (its `send` job reads the names one at a time,
+as storescu's +sd), the desktop tools the file list. Prints objects/s, MB/s and the ratio to dcmtk
+storescu as a Markdown table.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def make_set(folder: Path, count: int, rows: int, cols: int) -> list[Path]:
     files = sorted(folder.glob("*.dcm"))
     if len(files) == count:
         return files
+    for old in files:  # the device is given the folder: it must hold this set only
+        old.unlink()
     return [make_sc(folder / f"{i:04d}.dcm", rows, cols, seed=i) for i in range(count)]
 
 
@@ -42,9 +46,9 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, st
     return elapsed, proc.stdout
 
 
-def device(runtime: str, heap: str | None, port: int, files: list[Path]) -> tuple[float, str]:
+def device(runtime: str, heap: str | None, port: int, folder: Path) -> tuple[float, str]:
     start = time.monotonic()
-    proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(port), *map(str, files)],
+    proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(port), str(folder)],
                       runtime, heap=heap, timeout=3600)
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
@@ -55,7 +59,7 @@ def device(runtime: str, heap: str | None, port: int, files: list[Path]) -> tupl
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime", action="append", choices=("micropython", "qemu-armhf", "cpython"))
-    parser.add_argument("--heap", default="160k")
+    parser.add_argument("--heap", default="64k")
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "modgate-bench")
@@ -71,7 +75,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     with dcmtk_storescp(["--ignore"]) as peer:
         port = str(peer.port)
-        for runtime in runtimes:  # build the device tree and warm caches outside the timings
+        for runtime in runtimes:  # build the images and warm caches outside the timings
             run_device("echo", ["-aec", "STORESCP", "127.0.0.1", port], runtime,
                        heap=None if runtime == "cpython" else args.heap)
         for name, files in sets:
@@ -86,7 +90,7 @@ def main() -> int:
             for runtime in runtimes:
                 heap = None if runtime == "cpython" else args.heap
                 label = f"modgate on {runtime}" + (f" (-X heapsize={heap})" if heap else "")
-                results.append((label, device(runtime, heap, peer.port, files)[0]))
+                results.append((label, device(runtime, heap, peer.port, files[0].parent)[0]))
             base = results[0][1]
             for label, seconds in results:
                 print(f"| {name} | {label} | {seconds:.2f} | {len(files) / seconds:.1f} | "

@@ -75,6 +75,26 @@ def test_peer_max_pdu_4096_is_honoured(tmp_path: Path) -> None:
     assert same_pixels(src, ds)
 
 
+@pytest.mark.parametrize("syntax", ["+xe", "+xi"])
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_pdus_as_large_as_the_peer_accepts_stream_from_a_small_buffer(tmp_path: Path, runtime: str,
+                                                                      syntax: str) -> None:
+    """Our max PDU (the buffer) is 4096; the peer accepts 131072: each PDU goes out at the peer's
+    size in several writes, with its length stated up front, in either syntax (Implicit VR is
+    counted before it is re-encoded)."""
+    src = make_sc(tmp_path / "big.dcm", 512, 300, seed=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp([syntax, "-pdu", "131072"], out) as peer:
+        proc = run_device("send", ["-v", "-pdu", "4096", "-aec", "STORESCP", "127.0.0.1", str(peer.port),
+                                   str(src)], runtime)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "peer max PDU 131072, sending 131072" in proc.stderr, proc.stderr
+    [ds] = received(out)
+    assert ds.file_meta.TransferSyntaxUID == (IMPLICIT if syntax == "+xi" else "1.2.840.10008.1.2.1")
+    assert same_pixels(src, ds)
+
+
 def test_refusing_peer_gives_one_clear_line_and_exit_1(tmp_path: Path) -> None:
     src = make_sc(tmp_path / "a.dcm")
     with dcmtk_storescp(["--refuse"]) as peer:
@@ -97,3 +117,19 @@ def test_nobody_listening_is_a_transient_failure(tmp_path: Path) -> None:
     proc = run_device("send", ["--timeouts", "2000,2000,2000", "127.0.0.1", str(free_port()), str(src)])
     assert proc.returncode == 1
     assert proc.stdout.startswith("FAILED transient"), proc.stdout
+
+
+def test_a_folder_argument_sends_every_file_in_it(tmp_path: Path) -> None:
+    """As storescu's +sd: the job reads the folder's names one at a time (no argv per file)."""
+    folder = tmp_path / "set"
+    folder.mkdir()
+    files = [make_sc(folder / f"{i}.dcm", 16, 16 + i, seed=i) for i in range(4)]
+    (folder / "sub").mkdir()  # not descended into
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp(["+xe"], out) as peer:
+        proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(peer.port), str(folder)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUMMARY 4 sent, 0 failed" in proc.stdout, proc.stdout
+    got = {ds.SOPInstanceUID for ds in received(out)}
+    assert got == {pydicom.dcmread(f).SOPInstanceUID for f in files}

@@ -1,7 +1,9 @@
 """Job `send`: the device's C-STORE SCU on Part 10 files (host `modgate send`), flags as storescu's.
 
 usage: main.py send [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE] [-v]
-       [--max-objects N] HOST PORT FILE...
+       [--max-objects N] HOST PORT FILE|FOLDER...
+A FOLDER sends each file in it, in the folder's own order (as storescu's +sd): the names are read
+one at a time, so a large set costs no heap, where as many arguments would.
 Prints one line per file: `OK|WARNING|FAILED <status|transient|permanent> <file> <message>`, then
 a summary line with objects/s, MB/s and the heap in use after a collection. Exit 0 when every file
 was delivered, 1 when any failed, 2 on usage errors. Files share one association (as storescu's).
@@ -70,13 +72,13 @@ def main(argv):
         dest, settings = session_args(opts, rest[0], rest[1])
     except ValueError as exc:
         sys.stderr.write("send: " + str(exc) + "\n")
-        sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE...\n")
+        sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE|FOLDER...\n")
         return 2
     # The log lines go to stderr; the ring (for a console's `log tail`) needs few in a job.
     log.configure(ring_size=4, level="debug" if opts.get("-v") else "info")
     # The PDU buffer first, while the heap is one free block; then the passing peak of loading
     # the SOP class list; then the network stack.
-    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 7)
+    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)  # + the PDU header
     paths = rest[2:]
     # Files of SOP classes the device never makes are proposed when met (storescu proposes
     # what its files need, too); a pre-scan would read every file's meta twice.
@@ -93,8 +95,10 @@ def main(argv):
         return 2
     failed = 0
     total = 0
+    count = 0
     start = ticks_ms()
-    for path in paths:
+    for path in _files(paths):
+        count += 1
         try:
             code, klass, message = session.store(path)
             print(("OK " if klass == "success" else "WARNING ") + "0x%04X " % code + path + " " + message)
@@ -113,5 +117,17 @@ def main(argv):
     used = _heap()
     elapsed = ticks_diff(ticks_ms(), start) or 1
     print("SUMMARY %d sent, %d failed, %d ms, %.1f objects/s, %.2f MB/s, heap in use %d" % (
-        len(paths) - failed, failed, elapsed, len(paths) * 1000.0 / elapsed, total / 1000.0 / elapsed, used))
+        count - failed, failed, elapsed, count * 1000.0 / elapsed, total / 1000.0 / elapsed, used))
     return 1 if failed else 0
+
+
+def _files(paths):
+    """Each FILE argument, and each file in each FOLDER argument."""
+    for path in paths:
+        if not fs.isdir(path):
+            yield path
+            continue
+        for name in fs.iterdir(path):
+            inner = fs.join(path, name)
+            if not fs.isdir(inner):
+                yield inner

@@ -2,30 +2,24 @@
 
 Flags follow dcmtk's storescu: -aet (our AE title), -aec (the called AE title), -pdu (max PDU we
 receive), -to/-ta/-td (connect, ACSE and DIMSE timeouts in seconds). `--runtime` picks where the
-device code runs; `--heap 64k` limits its heap, and then the firmware runs from its compiled .mpy
-tree, as on a board (compiling sources needs more RAM than running them).
+device code runs: on the MicroPython runtimes, the board's firmware image with the code frozen in,
+as on a board, so `--heap 64k` limits the device's data as a board's RAM does.
 Prints the device's line per file; exit 0 when every file was delivered, 1 if any failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from modgate_host.runtimes import RUNTIMES, RuntimeUnavailable, environment, firmware_command, interpreter
-
-BOARD_OF = {"cpython": "unix", "micropython": "unix", "qemu-armhf": "qemu-armhf"}
+from modgate_host.runtimes import RUNTIMES, RuntimeUnavailable, firmware_process
 
 
 def add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runtime", choices=RUNTIMES, default="micropython", help="where the device code runs")
-    p.add_argument("--heap", help="MicroPython heap limit, e.g. 64k (runs the compiled .mpy tree)")
+    p.add_argument("--heap", help="MicroPython heap limit, e.g. 64k (a board's RAM for data)")
     p.add_argument("-aet", "--aetitle", default="MODGATE", help="our (calling) AE title")
     p.add_argument("-aec", "--call", default="ANY-SCP", help="the peer's (called) AE title")
     p.add_argument("-pdu", "--max-pdu", type=int, help="max PDU length we receive (4096..131072)")
@@ -40,7 +34,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser("send", help="send Part 10 files with the device's C-STORE SCU")
     add_common(p)
-    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("files", nargs="+", type=Path, help="Part 10 files, or folders of them (as storescu +sd)")
     p.add_argument("--max-objects", type=int, help="objects per association before an A-RELEASE")
     p.set_defaults(func=run)
 
@@ -58,27 +52,10 @@ def job_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-@contextmanager
-def device_command(runtime: str, job: str, job_argv: list[str], heap: str | None) -> Iterator[
-        tuple[list[str], dict[str, str]]]:
-    """(argv, env) running firmware job `job`: from sources, or from a fresh .mpy tree with a heap cap."""
-    board = BOARD_OF[runtime]
-    if heap is None or runtime == "cpython":
-        yield firmware_command(runtime, job, *job_argv), environment(runtime, board)
-        return
-    from modgate_host.build import build
-
-    with tempfile.TemporaryDirectory(prefix="mgdev-") as tmp:
-        device = build(board, Path(tmp)).device_dir
-        env = dict(os.environ)
-        env["MICROPYPATH"] = str(device)
-        yield [*interpreter(runtime, heap), str(device / "main.py"), job, *job_argv], env
-
-
 def run_job(runtime: str, job: str, job_argv: list[str], heap: str | None) -> int:
     try:
-        with device_command(runtime, job, job_argv, heap) as (argv, env):
-            proc = subprocess.run(argv, env=env)
+        argv, env = firmware_process(runtime, job, *job_argv, heap=heap)
+        proc = subprocess.run(argv, env=env)
     except RuntimeUnavailable as exc:
         print(f"modgate: {exc}", file=sys.stderr)
         return 2
