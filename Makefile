@@ -24,7 +24,7 @@ test-micropython: setup
 	$(NETNS) $(PY) tools/mptest.py
 
 test: lint test-python test-micropython
-	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm"
+	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm; devices: firmware images (MicroPython 1.25.0, firmware frozen) x86-64 and armhf under qemu-arm"
 
 demo: setup
 	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS))

@@ -365,33 +365,21 @@ def make_sc(path: Path, rows: int = 64, cols: int = 64, seed: int = 0) -> Path:
     return path
 
 
-def run_device(job: str, args: list[str], runtime: str = "micropython", heap: str | None = None,
+# The heap of the smallest supported board (pico-w's 64 KB, boards/README.md): every device job in
+# the tests runs with it.
+DEVICE_HEAP = "64k"
+
+
+def run_device(job: str, args: list[str], runtime: str = "micropython", heap: str | None = DEVICE_HEAP,
                timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run firmware job `send`/`echo` on `runtime` (from the .mpy tree when `heap` is given)."""
+    """Run firmware job `send`/`echo` on `runtime`: on MicroPython, the board's firmware image with
+    the smallest board's heap, unless told otherwise."""
     import sys
 
     root = Path(__file__).resolve().parents[1]
     if str(root / "host") not in sys.path:
         sys.path.insert(0, str(root / "host"))
-    from modgate_host.commands.send import BOARD_OF, device_command
-    from modgate_host.runtimes import interpreter
+    from modgate_host.runtimes import firmware_process
 
-    if heap is None or runtime == "cpython":
-        with device_command(runtime, job, args, heap) as (argv, env):
-            return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-    device = _device_tree(BOARD_OF[runtime])  # built once per test session
-    argv = [*interpreter(runtime, heap), str(device / "main.py"), job, *args]
-    env = dict(os.environ, MICROPYPATH=str(device))
+    argv, env = firmware_process(runtime, job, *args, heap=heap)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-_TREES: dict[str, Path] = {}
-
-
-def _device_tree(board: str) -> Path:
-    if board not in _TREES:
-        from modgate_host.build import build
-
-        out = Path(tempfile.mkdtemp(prefix="mgdev-"))
-        _TREES[board] = build(board, out).device_dir
-    return _TREES[board]

@@ -22,45 +22,45 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host import runtimes  # noqa: E402
+from modgate_host import image, runtimes  # noqa: E402
 from modgate_host.build import (  # noqa: E402
     FOOTPRINT_TARGET_BYTES,
     LAYERS,
     BuildError,
     board_ids,
     build,
-    build_if_stale,
     load_board,
 )
 
 DOCS = runtimes.REPO / "docs" / "benchmarks.md"
-EMULATED = {"unix": "micropython", "qemu-armhf": "qemu-armhf"}
+EMULATED = {board: runtime for runtime, board in image.BOARD_OF_RUNTIME.items()}
 READY_TIMEOUT_S = 60.0
 IDLE_HEAP_TARGET = 24 * 1024
 READY_TARGET_S = 0.5
 HEAP_FREE = re.compile(rb"heap_free=(-?\d+)")
 
 
-def resident_heap(board: str, device: Path, files: list[str]) -> int | None:
-    """Heap bytes the firmware's modules take once all are imported from the .mpy tree (big heap)."""
+def resident_heap(board: str, files: list[str]) -> int | None:
+    """Heap bytes the firmware's modules take once all are imported from the board's image."""
     names = []
     for path in files:
         if path.startswith("modgate/") and path.endswith(".mpy"):
             name = path[: -len(".mpy")].replace("/", ".")
             names.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
-    return modules_heap(board, device, names)
+    return modules_heap(board, names)
 
 
-def modules_heap(board: str, device: Path, names: list[str]) -> int | None:
-    """Heap bytes the modules `names` take once imported from the .mpy tree (in a big heap)."""
+def modules_heap(board: str, names: list[str]) -> int | None:
+    """Heap bytes the modules `names` take once imported from the board's image (frozen, as on a
+    board: module objects and their tables, no bytecode), in a big heap."""
     script = (
         "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
         f"for name in {names!r}:\n    __import__(name)\n"
         "gc.collect()\nprint(gc.mem_alloc() - base)\n"
     )
-    env = dict(os.environ, MICROPYPATH=str(device))
-    cmd = [*runtimes.interpreter(EMULATED[board], heap="4m"), "-c", script]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [*image.interpreter(board, heap="4m"), "-c", script]
+    proc = subprocess.run(cmd, env=image.environment(), capture_output=True, text=True, timeout=300,
+                          cwd=tempfile.gettempdir())
     return int(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
@@ -85,7 +85,7 @@ def boot_once(board: str, heap: int | None = None) -> tuple[float, int | None]:
     budget = heap or int(board_heap(board))
     with tempfile.TemporaryDirectory(prefix="mgbench-") as state:
         emu = Emulator(board, Path(state), heap=str(budget))
-        build_if_stale(board)  # build outside the timed part
+        image.image(board)  # build outside the timed part
         start = time.perf_counter()
         try:
             emu.start()
@@ -135,11 +135,11 @@ def boot_stats(board: str, runs: int) -> dict[str, object]:
         except (RuntimeError, OSError, subprocess.TimeoutExpired):
             pass
         return stats
-    code = modules_heap(board, build_if_stale(board), list(BOOT_MODULES)) or 0
-    idles = [idle - code for _, idle in samples if idle is not None]
+    idles = [idle for _, idle in samples if idle is not None]
     return {
         "ready_s": statistics.median(t for t, _ in samples),
         "idle_heap": max(idles) if idles else None,
+        "boot_modules": modules_heap(board, list(BOOT_MODULES)),
     }
 
 
@@ -164,8 +164,8 @@ def report(rows: dict[str, dict[str, object]]) -> str:
     out.append("| total | " + " | ".join(str(rows[b]["total"]) for b in boards) + " |")
     out += [
         "",
-        "| emulated board | data heap budget | emulated heap | modules resident (all imported) |"
-        " idle data heap after boot | boot to ready |",
+        "| emulated board | heap budget | emulated heap | modules resident (all imported) |"
+        " idle heap after boot (module objects at boot) | boot to ready |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for board in boards:
@@ -180,20 +180,21 @@ def report(rows: dict[str, dict[str, object]]) -> str:
         elif "error" in boot:
             idle, ready = "not measured", f"not measured: {boot['error']}"
         else:
-            idle = kb(boot.get("idle_heap"))  # type: ignore[arg-type]
+            idle = f"{kb(boot.get('idle_heap'))} ({kb(boot.get('boot_modules'))})"  # type: ignore[arg-type]
             ready = "n/a" if boot.get("ready_s") is None else f"{boot['ready_s']:.3f} s"
         resident = row.get("resident")
         emulated = int(str(load_board(board)["emulated_heap_bytes"]))
         out.append(f"| {board} | {kb(row['heap'])} | {kb(emulated)} | {kb(resident)} | {idle} | {ready} |")  # type: ignore[arg-type]
     out += [
         "",
-        "Modules imported from `.mpy` on a file system live in the GC heap (only frozen modules run from"
-        " flash), so *modules resident* is what a board pays if everything is imported. The emulators"
-        " run with the data budget plus that code (board.json `emulated_heap_bytes`); *idle data heap* is"
-        " the heap in use at the ready line minus the modules the boot imports (16 KB of it is the PDU"
-        " buffer, reserved at boot while the heap is unfragmented). *Boot to ready*: from starting the"
-        " firmware (the emulator's entry point, .mpy tree already built) to its ready log line. The"
-        " 32-bit armhf figures model the boards (x86-64 objects are wider).",
+        "The emulators run the board's firmware image: MicroPython with the firmware frozen in"
+        " (`tools/build_frozen.sh`), as a board carries it, so bytecode stays in the image (\"flash\")"
+        " and the heap holds module objects and data only. *Modules resident* is the heap every"
+        " firmware module's objects take once imported; *idle heap after boot* is all the heap in use"
+        " at the ready line (the PDU buffer, reserved at boot while the heap is unfragmented, included),"
+        " with the module objects the boot imported in brackets. *Boot to ready*: from starting the"
+        " firmware (the emulator's entry point, image already built) to its ready log line. The"
+        " 32-bit armhf figures model the boards (x86-64 objects are twice as wide).",
         "",
     ]
     return "\n".join(out)
@@ -233,8 +234,8 @@ def main() -> int:
                 "total": fp.total(),
                 "heap": result.board["heap_budget_bytes"],
             }
-            if board in EMULATED and runtimes.available(EMULATED[board]):
-                row["resident"] = resident_heap(board, result.device_dir, result.files)
+            if board in EMULATED:
+                row["resident"] = resident_heap(board, result.files)
                 if not args.no_boot:
                     row["boot"] = boot_stats(board, args.runs)
             rows[board] = row

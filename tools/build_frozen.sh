@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Build the MicroPython unix port (x86-64) from Debian's source of MP_DEBIAN_VERSION with the
-# firmware frozen into it, the way a real board's image carries it: bytecode in the executable
-# ("flash"), so the GC heap holds only data. Used by tools/bench_frozen_heap.py; not part of
-# `make setup` yet. Prints the interpreter's path. Needs gcc and make.
+# usage: tools/build_frozen.sh BOARD OUT
+# Build an emulated board's firmware image: MicroPython's unix port from Debian's source of
+# MP_DEBIAN_VERSION (the armhf package's version) with firmware/modgate, the board module and
+# main.py frozen in, the way a real board's image carries them: bytecode in the executable
+# ("flash"), so the GC heap holds only data. The board's data (board.json) gives the mpy-cross
+# architecture and the cross compiler (`image_cross_compile`, empty for the host's own).
+# Writes OUT/micropython. Needs gcc, make and, for armhf, gcc-arm-linux-gnueabihf (make setup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+board="$1"; out="$2"
 . tools/versions.env
 . tools/private_apt.sh
 TOOLCHAIN="$PWD/.toolchain"
@@ -14,17 +18,38 @@ if [ ! -f "$src/py/mpconfig.h" ]; then
   apt_dir="$TOOLCHAIN/apt-src"
   mkdir -p "$apt_dir/download"
   private_apt "$apt_dir" deb-src
-  (cd "$apt_dir/download" && rm -f ./* && apt-get "${APT_PRIVATE[@]}" source --download-only "micropython=$MP_DEBIAN_VERSION+ds-1" >/dev/null 2>&1)
-  rm -rf "$src" && mkdir -p "$src"
-  tar -xf "$apt_dir"/download/micropython_*.orig.tar.* -C "$src" --strip-components=1
+  (cd "$apt_dir/download" && rm -f ./* &&
+     apt-get "${APT_PRIVATE[@]}" source --download-only "micropython=$MP_DEBIAN_VERSION+ds-1" >/dev/null 2>&1)
+  rm -rf "$src.tmp" && mkdir -p "$src.tmp"
+  tar -xf "$apt_dir"/download/micropython_*.orig.tar.* -C "$src.tmp" --strip-components=1
   # Debian strips the submodules; the build only checks that micropython-lib is there, and our
   # manifest needs nothing from it.
-  touch "$src/lib/micropython-lib/README.md"
+  touch "$src.tmp/lib/micropython-lib/README.md"
+  rm -rf "$src" && mv "$src.tmp" "$src"
 fi
-manifest="$TOOLCHAIN/frozen-manifest.py"
-echo "package(\"modgate\", base_path=\"$PWD/firmware\")" > "$manifest"
+
+board_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or '')" \
+  "boards/$board/board.json" "$1"; }
+arch="$(board_field mpy_cross_arch)"
+cross="$(board_field image_cross_compile)"
+[ -n "$arch" ] || { echo "build_frozen: boards/$board/board.json has no mpy_cross_arch" >&2; exit 2; }
+
+mkdir -p "$out"
+# The board's data goes in with its code: an image has no board folder to read board.json from.
+python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
+  "boards/$board/board.json" > "$out/board_data.py"
+manifest="$out/manifest.py"
+cat > "$manifest" <<EOF
+module("board_data.py", base_path="$out")
+package("modgate", base_path="$PWD/firmware")
+module("main.py", base_path="$PWD/firmware")
+module("board.py", base_path="$PWD/boards/$board")
+EOF
 make -s -C "$src/mpy-cross" -j2 >&2
-make -s -C "$src/ports/unix" -j2 VARIANT=standard MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 \
-  MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 MICROPY_PY_FFI=0 \
-  FROZEN_MANIFEST="$manifest" MPY_CROSS_FLAGS=-march=x64 >&2
-echo "$src/ports/unix/build-standard/micropython"
+# No btree, ssl or ffi: the firmware uses none of them, and they would need more cross libraries.
+make -s -C "$src/ports/unix" -j2 VARIANT=standard BUILD="build-$board" CROSS_COMPILE="$cross" \
+  MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 MICROPY_PY_FFI=0 \
+  FROZEN_MANIFEST="$manifest" MPY_CROSS_FLAGS="-march=$arch" >&2
+cp "$src/ports/unix/build-$board/micropython" "$out/micropython.tmp"
+mv "$out/micropython.tmp" "$out/micropython"
+echo "$out/micropython"

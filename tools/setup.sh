@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up for a fresh Debian 12 machine: Debian packages, the .venv with the host package,
-# and the two real MicroPython builds in .toolchain/. A second run only checks and exits.
+# the real MicroPython builds and the emulated boards' firmware images in .toolchain/. A second run
+# only checks and exits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . tools/versions.env
@@ -48,4 +49,7 @@ for arch in $MP_DEBIAN_ARCHS; do
   case "$got" in *"$MP_DEBIAN_VERSION"*) ;; *) echo "setup: expected micropython $MP_DEBIAN_VERSION, got $got" >&2; exit 1;; esac
   echo "$MP_DEBIAN_VERSION" > "$sysroot.stamp"
 done
+# The emulated boards' firmware images (the firmware frozen into MicroPython, as on a board):
+# built here so the first test does not wait for them; rebuilt later only when a source changes.
+.venv/bin/python -m modgate_host.image unix qemu-armhf | sed 's/^/setup: /'
 echo "setup: ready ($(.venv/bin/micropython -c 'import sys; print(sys.implementation.name, sys.version)' 2>/dev/null || echo '?'))"

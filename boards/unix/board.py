@@ -22,7 +22,15 @@ def _folder():
 
 
 def load_data(folder=None):
-    """board.json beside this module."""
+    """board.json beside this module; in a firmware image, the copy frozen into it with the
+    code (`board_data`, written by tools/build_frozen.sh), since the image has no folder."""
+    if folder is None:
+        try:
+            from board_data import DATA
+
+            return DATA
+        except ImportError:
+            pass
     with open((folder or _folder()) + "/board.json") as f:
         return json.load(f)
 

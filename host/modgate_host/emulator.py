@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from modgate_host import build, runtimes
+from modgate_host import image, runtimes
 
-BOARD_RUNTIME = {"unix": "micropython", "qemu-armhf": "qemu-armhf"}
+BOARD_RUNTIME = {board: runtime for runtime, board in image.BOARD_OF_RUNTIME.items()}
 READY = re.compile(r"app: ready frames=(\S+)")
 REBOOT_EXIT_CODE = 75
 READY_TIMEOUT_S = 60.0
@@ -74,14 +74,12 @@ class Emulator:
         dests: Sequence[str] = (),
         frames_port: int = 0,
         heap: str | None = None,
-        runtime: str | None = None,
         log_echo: IO[str] | None = None,
         frames_serial: bool = False,
     ) -> None:
         if board not in BOARD_RUNTIME:
             raise EmulatorError(f"board {board!r} cannot be emulated; choose from {', '.join(BOARD_RUNTIME)}")
         self.board = board
-        self.runtime = runtime or BOARD_RUNTIME[board]
         self.state = Path(state)
         self.config = config
         self.dests = list(dests)
@@ -95,7 +93,6 @@ class Emulator:
         self._ready = threading.Event()
         self._log_thread: threading.Thread | None = None
         self.log_path = self.state / "device.log"
-        self.device = Path()
         # A frame "UART": two linked ptys (socat), one for the firmware, one for the modality.
         self.frames_serial = frames_serial
         self._socat: subprocess.Popen[bytes] | None = None
@@ -132,12 +129,13 @@ class Emulator:
             args += ["--dest", dest]
         if self.frames_serial:
             args += ["--frame-tty", self._frame_device_tty]
-        return [*runtimes.interpreter(self.runtime, self.heap), str(self.device / "main.py"), "run", *args]
+        return image.command(self.board, "run", *args, heap=self.heap)
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
         self.state.mkdir(parents=True, exist_ok=True)
-        # The board's frozen .mpy tree, as `modgate build` makes it: the code a real board runs.
-        self.device = build.build_if_stale(self.board)
+        # The board's firmware image, code frozen in as on a real board (built once, outside the
+        # ready timeout).
+        image.image(self.board)
         if self.frames_serial and self._socat is None:
             self._frame_device_tty = self._link_frame_ptys()
         if self.master_fd < 0:
@@ -150,7 +148,7 @@ class Emulator:
             stdin=self.master_fd,
             stdout=self.master_fd,
             stderr=subprocess.PIPE,
-            env={**os.environ, "MICROPYPATH": str(self.device)},
+            env=image.environment(),
             cwd=str(self.state),
         )
         self._log_thread = threading.Thread(target=self._pump_log, args=(self.proc,), daemon=True)

@@ -73,9 +73,19 @@ def environment(runtime: str, board: str = "unix") -> dict[str, str]:
     return env
 
 
-def firmware_command(runtime: str, job: str, *args: str, heap: str | None = None) -> list[str]:
-    """argv that runs `firmware/main.py JOB ARGS...`, the entry point a real board's main.py uses."""
-    return [*interpreter(runtime, heap), str(ENTRY), job, *args]
+def firmware_process(runtime: str, job: str, *args: str, heap: str | None = None) -> tuple[
+        list[str], dict[str, str]]:
+    """(argv, env) that run firmware job `job` through main.py, the entry point a board boots:
+    from the sources on CPython, from the board's firmware image (code frozen in, as on a board;
+    see image.py) on the MicroPython runtimes."""
+    if runtime == "cpython":
+        return [*interpreter(runtime), str(ENTRY), job, *args], environment(runtime)
+    from modgate_host import image
+
+    board = image.BOARD_OF_RUNTIME.get(runtime)
+    if board is None:
+        raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    return image.command(board, job, *args, heap=heap), image.environment()
 
 
 def available(runtime: str) -> bool:

@@ -106,6 +106,12 @@ class TestBoardData(unittest.TestCase):
             data = board_data(board_id)
             self.assertEqual(data["heap_budget_bytes"], floor)
             self.assertEqual(data["heap_budget_from"], smallest)
+        # The 32-bit emulator runs at exactly the floor, with the floor board's RAM-driven defaults
+        # (the x86-64 one has twice the heap: its objects are twice as wide).
+        armhf = board_data("qemu-armhf")
+        self.assertEqual(armhf["emulated_heap_bytes"], floor)
+        self.assertEqual(armhf["config_defaults"], board_data(smallest)["config_defaults"])
+        self.assertEqual(board_data("unix")["emulated_heap_bytes"], 2 * floor)
 
     def test_the_watchdog_fits_the_rp2040(self):
         self.assertLessEqual(board_data("pico-w")["watchdog_ms"], 8388)

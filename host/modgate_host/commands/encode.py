@@ -18,8 +18,7 @@ from modgate_host.runtimes import (
     FIRMWARE,
     RUNTIMES,
     RuntimeUnavailable,
-    environment,
-    firmware_command,
+    firmware_process,
 )
 
 IODS = ("sc", "mf-gray8", "mf-gray16", "mf-rgb", "dx", "us", "us-mf", "vl-photo")
@@ -74,8 +73,8 @@ def encode(iod: str, fmt: str, width: int, height: int, out: Path, *, frames: in
         args += ["--bits-stored", str(bits_stored)]
     if uid_root:
         args += ["--uid-root", uid_root]
-    cmd = firmware_command(runtime, "encode", *args, heap=heap if runtime != "cpython" else None)
-    proc = subprocess.run(cmd, env=environment(runtime), capture_output=True, text=True, timeout=timeout)
+    cmd, env = firmware_process(runtime, "encode", *args, heap=heap)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(proc.stderr.strip() or f"encode job exited {proc.returncode}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,102 @@
+"""Firmware images of the emulated boards: MicroPython's unix port with the firmware frozen in.
+
+A real board's image carries the firmware frozen: bytecode in flash, only module objects and data
+in the GC heap. The emulators run the same way, so their heap limit means what a board's does:
+`tools/build_frozen.sh` builds the unix port (x86-64, or armhf with the cross compiler named in
+board.json) with firmware/modgate, main.py, the board module and the board's data frozen in.
+Every device process on a MicroPython runtime (emulate, send, echo, encode, the demo, the
+end-to-end tests and the benchmarks) starts from here; firmware unit tests run the sources.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, TOOLCHAIN, RuntimeUnavailable
+
+IMAGES = TOOLCHAIN / "images"
+BUILD_SCRIPT = REPO / "tools" / "build_frozen.sh"
+# The board whose image each MicroPython runtime runs (board.json "runtime").
+BOARD_OF_RUNTIME = {"micropython": "unix", "qemu-armhf": "qemu-armhf"}
+
+
+def _board_data(board_id: str) -> dict[str, object]:
+    data: dict[str, object] = json.loads((BOARDS / board_id / "board.json").read_text())
+    return data
+
+
+def _sources(board_id: str) -> list[Path]:
+    """Every file whose content is in the image: a change to any of them rebuilds it."""
+    files = sorted((FIRMWARE / "modgate").rglob("*.py"))
+    files += [FIRMWARE / "main.py", BOARDS / board_id / "board.py", BOARDS / board_id / "board.json"]
+    files += [BUILD_SCRIPT, REPO / "tools" / "versions.env"]
+    return files
+
+
+def _digest(board_id: str) -> str:
+    digest = hashlib.sha256()
+    for path in _sources(board_id):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def image(board_id: str) -> Path:
+    """The board's interpreter with the firmware frozen in, rebuilt when a source changed.
+    Concurrent callers (parallel tests, a demo beside a test run) wait for one build."""
+    out = IMAGES / board_id
+    out.mkdir(parents=True, exist_ok=True)
+    executable, stamp = out / "micropython", out / "sources.sha256"
+    want = _digest(board_id)
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if executable.exists() and stamp.exists() and stamp.read_text() == want:
+            return executable
+        proc = subprocess.run(["bash", str(BUILD_SCRIPT), board_id, str(out)], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
+            raise RuntimeUnavailable(f"building the {board_id} firmware image failed:\n{tail}")
+        tmp = stamp.with_suffix(".tmp")
+        tmp.write_text(want)
+        os.replace(tmp, stamp)
+    return executable
+
+
+def interpreter(board_id: str, heap: str | None = None) -> list[str]:
+    """argv prefix that starts the board's image (under its runner, e.g. qemu-arm), heap capped."""
+    runner = _board_data(board_id).get("image_runner") or []
+    assert isinstance(runner, list)
+    if runner and not shutil.which(runner[0]):
+        raise RuntimeUnavailable(f"{runner[0]} not found (run `make setup`)")
+    heap_args = ["-X", f"heapsize={heap}"] if heap else []
+    return [*map(str, runner), str(image(board_id)), *heap_args]
+
+
+def command(board_id: str, job: str, *args: str, heap: str | None = None) -> list[str]:
+    """argv that runs firmware job `job` from the board's image, through its frozen main.py."""
+    return [*interpreter(board_id, heap), "-m", "main", job, *args]
+
+
+def environment() -> dict[str, str]:
+    """Only the frozen modules on the import path: nothing is loaded from a folder into the heap."""
+    return {**os.environ, "MICROPYPATH": ".frozen"}
+
+
+def main() -> int:
+    """`python -m modgate_host.image BOARD...`: build (or check) the images; `make setup` runs it."""
+    import sys
+
+    for board_id in sys.argv[1:]:
+        print(f"image {board_id}: {image(board_id)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
