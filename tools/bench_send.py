@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,14 +49,18 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, st
     return elapsed, proc.stdout
 
 
-def device(runtime: str, heap: str | None, port: int, folder: Path) -> tuple[float, str]:
+def run_seconds(argv: list[str], env: dict[str, str]) -> float:
+    return timed(argv, env)[0]
+
+
+def device_seconds(runtime: str, heap: str | None, port: int, folder: Path) -> float:
     start = time.monotonic()
     proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", str(port), str(folder)],
                       runtime, heap=heap, timeout=3600)
     elapsed = time.monotonic() - start
     if proc.returncode != 0:
         raise RuntimeError(f"device on {runtime} failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
-    return elapsed, proc.stdout.splitlines()[-1]
+    return elapsed
 
 
 def main() -> int:
@@ -62,6 +69,7 @@ def main() -> int:
     parser.add_argument("--heap", default="64k")
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=5, help="runs per sender; the median is reported")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "modgate-bench")
     args = parser.parse_args()
     runtimes = [r for r in (args.runtime or ["micropython", "qemu-armhf"]) if available(r)]
@@ -71,7 +79,7 @@ def main() -> int:
     ]
     nodelay = dict(os.environ, TCP_NODELAY="1")
     plain = {k: v for k, v in os.environ.items() if k != "TCP_NODELAY"}
-    print("| set | sender | s | objects/s | MB/s | vs dcmtk storescu |")
+    print("| set | sender | s, median (range) | objects/s | MB/s | vs dcmtk storescu |")
     print("|---|---|---|---|---|---|")
     with dcmtk_storescp(["--ignore"]) as peer:
         port = str(peer.port)
@@ -80,21 +88,30 @@ def main() -> int:
                        heap=None if runtime == "cpython" else args.heap)
         for name, files in sets:
             megabytes = sum(f.stat().st_size for f in files) / 1e6
-            results: list[tuple[str, float]] = []
             storescu = ["/usr/bin/storescu", "-aec", "STORESCP", "127.0.0.1", port, *map(str, files)]
-            results.append(("dcmtk storescu", timed(storescu, plain)[0]))
-            results.append(("dcmtk storescu, TCP_NODELAY=1", timed(storescu, nodelay)[0]))
-            results.append(("pynetdicom storescu", timed(
-                [sys.executable, "-m", "pynetdicom", "storescu", "-aec", "STORESCP", "127.0.0.1", port,
-                 *map(str, files)], plain)[0]))
+            pynetdicom = [sys.executable, "-m", "pynetdicom", "storescu", "-aec", "STORESCP", "127.0.0.1",
+                          port, *map(str, files)]
+            senders: list[tuple[str, Callable[[], float]]] = [
+                ("dcmtk storescu", partial(run_seconds, storescu, plain)),
+                ("dcmtk storescu, TCP_NODELAY=1", partial(run_seconds, storescu, nodelay)),
+                ("pynetdicom storescu", partial(run_seconds, pynetdicom, plain)),
+            ]
             for runtime in runtimes:
                 heap = None if runtime == "cpython" else args.heap
                 label = f"modgate on {runtime}" + (f" (-X heapsize={heap})" if heap else "")
-                results.append((label, device(runtime, heap, peer.port, files[0].parent)[0]))
-            base = results[0][1]
-            for label, seconds in results:
-                print(f"| {name} | {label} | {seconds:.2f} | {len(files) / seconds:.1f} | "
-                      f"{megabytes / seconds:.1f} | {base / seconds:.2f}x |")
+                senders.append((label, partial(device_seconds, runtime, heap, peer.port, files[0].parent)))
+            # Rounds interleave the senders, so a slow spell of the machine hits all of them alike;
+            # the median of the rounds is reported (dcmtk storescu's own time varies the most).
+            times: dict[str, list[float]] = {label: [] for label, _ in senders}
+            for _ in range(args.rounds):
+                for label, run in senders:
+                    times[label].append(run())
+            base = statistics.median(times[senders[0][0]])
+            for label, _ in senders:
+                median = statistics.median(times[label])
+                spread = f"{min(times[label]):.2f}-{max(times[label]):.2f}"
+                print(f"| {name} | {label} | {median:.2f} ({spread}) | {len(files) / median:.1f} | "
+                      f"{megabytes / median:.1f} | {base / median:.2f}x |", flush=True)
     return 0
 
 
