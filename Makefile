@@ -27,7 +27,7 @@ test: lint test-python test-micropython
 	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm; devices: firmware images (MicroPython 1.25.0, firmware frozen) x86-64 and armhf under qemu-arm"
 
 demo: setup
-	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS))
+	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS)) $(if $(BOARD),--board $(BOARD))
 
 # Benchmarks are tools, not timed tests: each prints a table for docs/benchmarks.md.
 bench: setup

@@ -365,8 +365,8 @@ def make_sc(path: Path, rows: int = 64, cols: int = 64, seed: int = 0) -> Path:
     return path
 
 
-# The heap of the smallest supported board (pico-w's 64 KB, boards/README.md): every device job in
-# the tests runs with it.
+# The heap the device's send and echo jobs are held to (the network stack's bound; the whole device
+# gets the smallest board's budget, boards/README.md): every such job in the tests runs with it.
 DEVICE_HEAP = "64k"
 
 

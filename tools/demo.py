@@ -25,9 +25,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "host"))
 
 from modgate_host.commands.simulate_modality import run_in_subprocess  # noqa: E402
-from modgate_host.emulator import Emulator, free_port  # noqa: E402
+from modgate_host.emulator import Emulator, board_heap, free_port  # noqa: E402
 from modgate_host.receiver import Receiver  # noqa: E402
 from modgate_host.report import Check, contact_sheet, received_rows, write_report  # noqa: E402
+from modgate_host.transport import DeviceConsole  # noqa: E402
 from modgate_host.validation import validate_file  # noqa: E402
 
 OUT = ROOT / "out" / "demo"
@@ -206,6 +207,9 @@ def main() -> int:
             paths = fetch_from_orthanc(orthanc_rest, archive_dir)
             rows = [{"file": p.name, "bytes": p.stat().st_size} for p in paths]
             valid = sum(1 for p in paths if validate_file(p).ok)
+        # The device's own account of its heap, over its console as a field engineer would ask.
+        with DeviceConsole(device.console_path, timeout_s=30) as console:
+            heap = console.call("status")["heap"]
         summary = {
             "frames_sent": sent,
             "frames_acknowledged": len(singles["acked"]) + len(cine["acked"]) + 2,
@@ -216,6 +220,9 @@ def main() -> int:
             "pacs": args.pacs,
             "board": args.board,
             "throughput_objects_per_s": round(delivered / elapsed, 2) if elapsed else None,
+            "device_heap_bytes": int(board_heap(args.board)),
+            "device_heap_least_free_after_gc": heap["free_min"],
+            "device_out_of_memory": heap["out_of_memory"],
         }
         step("summary")
         for key, value in summary.items():
@@ -223,11 +230,22 @@ def main() -> int:
         (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         checks = [
             Check(
+                "the device acknowledged every frame",
+                summary["frames_acknowledged"] == sent,
+                f"{summary['frames_acknowledged']} of {sent}",
+            ),
+            Check(
                 "every acknowledged frame reached the archive",
                 delivered >= expected,
                 f"{delivered} of {expected} objects",
             ),
             Check("every object passes pydicom and dciodvfy", valid == delivered, f"{valid} of {delivered}"),
+            Check(
+                "the device never ran out of its heap",
+                heap["out_of_memory"] == 0,
+                f"{heap['out_of_memory']} out-of-memory errors caught by the loop; least free after a"
+                f" collection {heap['free_min']} bytes of {board_heap(args.board)}",
+            ),
         ]
         sheet = contact_sheet(paths, OUT / "contact-sheet.png")
         html = write_report(OUT / "report.html", f"emulated board {args.board}", checks, summary, rows, sheet)

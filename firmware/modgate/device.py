@@ -126,6 +126,8 @@ class Device:
         )
         self.acquirer.recover()
         self.reboot_requested = False
+        self.heap_free_min = -1
+        self.out_of_memory = 0
 
     def apply_config(self):
         """Make saved configuration changes take effect without a reboot."""
@@ -222,7 +224,20 @@ class Device:
             "open_series": len(self.acquirer.open_series),
             "queue": stats,
             "destinations": self._destination_names(),
+            "heap": self.heap_stats(),
         }
+
+    def note_heap(self):
+        """Called by the loop right after it collects garbage (at ready, after each delivery,
+        after an error): the least free heap seen then is the most live data held, for `status`."""
+        free = heap_free()
+        if free >= 0 and (self.heap_free_min < 0 or free < self.heap_free_min):
+            self.heap_free_min = free
+
+    def heap_stats(self):
+        """Free heap now, the least seen after a collection since boot, and how many times the
+        loop caught an out-of-memory: what a field engineer needs to tell a board near its RAM."""
+        return {"free": heap_free(), "free_min": self.heap_free_min, "out_of_memory": self.out_of_memory}
 
     def ident(self):
         return {
@@ -332,3 +347,8 @@ def _board_serial(ports, state_dir):
 
 def _iso(t):
     return "%04d-%02d-%02dT%02d:%02d:%02dZ" % tuple(t[:6])
+
+
+def heap_free():
+    free = getattr(gc, "mem_free", None)  # MicroPython only; -1 on CPython
+    return free() if free is not None else -1

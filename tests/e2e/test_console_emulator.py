@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from modgate_host import transport
+from modgate_host.emulator import board_heap
 from modgate_host.receiver import Receiver
 from modgate_host.runtimes import REPO
 from modgate_host.transport import DeviceConsole, open_port
@@ -223,6 +224,10 @@ def test_random_lines_through_the_pty_then_status(board: Board) -> None:
         status = dev.call("status")
         assert "clock_set" in status and status["boot_count"] == 1  # no crash, no reboot
         assert dev.call("ident")["uid_root"]
+    # The heap as MicroPython reports it, within the emulated board's heap; no out-of-memory.
+    heap, budget = status["heap"], int(board_heap("unix"))
+    assert 0 < heap["free_min"] < budget and 0 < heap["free"] < budget, heap
+    assert heap["out_of_memory"] == 0, heap
 
 
 def test_host_cli_against_the_emulator(board: Board, tmp_path: Path) -> None:

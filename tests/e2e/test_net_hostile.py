@@ -19,8 +19,8 @@ import pytest
 from modgate_host.runtimes import available
 from peers import HostilePeer, associate_ac, make_sc, pdu_bytes, read_pdu, run_device
 
-# The smallest board's heap (pico-w, boards/README.md): the firmware runs frozen in the board's
-# image, as on a board, so this heap holds the job's data and module objects only.
+# The send job's heap bound: the firmware runs frozen in the board's image, as on a board, so this
+# heap holds the job's data and module objects only.
 HEAP = "64k"
 pytestmark = pytest.mark.skipif(not available("micropython"), reason="micropython not installed")
 

@@ -111,9 +111,9 @@ class Loop:
         self.watchdog = ports.get("watchdog")
         self.last_scan = ticks_ms()
         gc.collect()
-        log.info(
-            "app", "ready frames=tcp://%s:%d heap_free=%d" % (host, cfg.get("frames_port"), _heap_free())
-        )
+        self.device.note_heap()
+        free = self.device.heap_stats()["free"]
+        log.info("app", "ready frames=tcp://%s:%d heap_free=%d" % (host, cfg.get("frames_port"), free))
 
     def run(self):
         if self.console is not None:
@@ -125,7 +125,10 @@ class Loop:
             except Exception as exc:  # noqa: BLE001 - the device must outlive any one failure
                 # Everything accepted is already on flash; log, free what we can, keep serving.
                 log.error("app", "loop: %s: %s" % (type(exc).__name__, exc))
+                if isinstance(exc, MemoryError):
+                    self.device.out_of_memory += 1
                 gc.collect()
+                self.device.note_heap()
                 busy = False
             if self.watchdog is not None:
                 self.watchdog.feed()
@@ -179,10 +182,7 @@ class Loop:
             return False
         if worked:
             gc.collect()
-            log.debug("app", "delivery step done, heap_free=%d" % _heap_free())
+            self.device.note_heap()
+            log.debug("app", "delivery step done, heap_free=%d" % self.device.heap_stats()["free"])
         return worked
 
-
-def _heap_free():
-    free = getattr(gc, "mem_free", None)
-    return free() if free is not None else -1
