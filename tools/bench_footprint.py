@@ -47,21 +47,7 @@ def resident_heap(board: str, files: list[str]) -> int | None:
         if path.startswith("modgate/") and path.endswith(".mpy"):
             name = path[: -len(".mpy")].replace("/", ".")
             names.append(name[: -len(".__init__")] if name.endswith(".__init__") else name)
-    return modules_heap(board, names)
-
-
-def modules_heap(board: str, names: list[str]) -> int | None:
-    """Heap bytes the modules `names` take once imported from the board's image (frozen, as on a
-    board: module objects and their tables, no bytecode), in a big heap."""
-    script = (
-        "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
-        f"for name in {names!r}:\n    __import__(name)\n"
-        "gc.collect()\nprint(gc.mem_alloc() - base)\n"
-    )
-    cmd = [*image.interpreter(board, heap="4m"), "-c", script]
-    proc = subprocess.run(cmd, env=image.environment(), capture_output=True, text=True, timeout=300,
-                          cwd=tempfile.gettempdir())
-    return int(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
+    return image.imported_heap(board, names)
 
 
 # What the run job imports before it is ready (the rest loads on first use).
@@ -139,12 +125,36 @@ def boot_stats(board: str, runs: int) -> dict[str, object]:
     return {
         "ready_s": statistics.median(t for t, _ in samples),
         "idle_heap": max(idles) if idles else None,
-        "boot_modules": modules_heap(board, list(BOOT_MODULES)),
+        "boot_modules": image.imported_heap(board, list(BOOT_MODULES)),
     }
 
 
 def kb(n: int | None) -> str:
     return "n/a" if n is None else f"{n / 1024:.1f} KB"
+
+
+def verdicts(rows: dict[str, dict[str, object]]) -> list[str]:
+    """One "met"/"not met" phrase per target, from the measured rows."""
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    out = []
+    largest = max(int(str(row["firmware"])) for row in rows.values())
+    ok = largest <= FOOTPRINT_TARGET_BYTES
+    out.append(f"firmware .mpy <= {FOOTPRINT_TARGET_BYTES // 1024} KB {met(ok)}"
+               f" ({largest / 1024:.1f} KB on the largest board)")
+    for board in EMULATED:
+        boot = rows.get(board, {}).get("boot")
+        if not isinstance(boot, dict) or boot.get("idle_heap") is None:
+            continue
+        idle = int(boot["idle_heap"])
+        out.append(f"idle heap <= {IDLE_HEAP_TARGET // 1024} KB on {board} {met(idle <= IDLE_HEAP_TARGET)}"
+                   f" ({kb(idle)})")
+        if board == "unix" and boot.get("ready_s") is not None:
+            ready = float(boot["ready_s"])
+            ok = ready <= READY_TARGET_S
+            out.append(f"ready within {READY_TARGET_S} s on x86-64 {met(ok)} ({ready:.3f} s)")
+    return out
 
 
 def report(rows: dict[str, dict[str, object]]) -> str:
@@ -185,6 +195,7 @@ def report(rows: dict[str, dict[str, object]]) -> str:
         resident = row.get("resident")
         emulated = int(str(load_board(board)["emulated_heap_bytes"]))
         out.append(f"| {board} | {kb(row['heap'])} | {kb(emulated)} | {kb(resident)} | {idle} | {ready} |")  # type: ignore[arg-type]
+    out += ["", "Against the targets: " + "; ".join(verdicts(rows)) + "."]
     out += [
         "",
         "The emulators run the board's firmware image: MicroPython with the firmware frozen in"

@@ -26,7 +26,8 @@ from modgate_host import image  # noqa: E402
 from peers import dcmtk_storescp, make_sc  # noqa: E402
 
 HEAPS_KB = (96, 80, 72, 64, 60, 56, 52, 48, 44, 40, 36, 32)
-ALL_MODULES = "modgate.app, modgate.jobs.run, modgate.jobs.send, modgate.device, modgate.console.shell"
+ALL_MODULES = ["modgate.app", "modgate.jobs.run", "modgate.jobs.send", "modgate.device",
+               "modgate.console.shell"]
 
 
 def send(board: str, heap_kb: int, port: int, files: list[Path]) -> tuple[bool, str]:
@@ -38,16 +39,6 @@ def send(board: str, heap_kb: int, port: int, files: list[Path]) -> tuple[bool, 
     ok = proc.returncode == 0 and summary.startswith(f"SUMMARY {len(files)} sent, 0 failed")
     lines = (proc.stdout + proc.stderr).strip().splitlines()
     return ok, summary or (lines[-1] if lines else "no output")
-
-
-def modules_heap(board: str) -> int:
-    """Heap bytes the firmware's modules take once all are imported (frozen: objects, no code)."""
-    code = (f"import gc\ngc.collect()\na=gc.mem_alloc()\nimport {ALL_MODULES}\n"
-            "gc.collect()\nprint(gc.mem_alloc()-a)\n")
-    argv = [*image.interpreter(board, "256k"), "-c", code]
-    out = subprocess.run(argv, env=image.environment(), capture_output=True, text=True, check=True,
-                         cwd=tempfile.gettempdir()).stdout
-    return int(out.split()[-1])
 
 
 def smallest_heap(board: str, files: list[Path]) -> tuple[int | None, str]:
@@ -73,7 +64,8 @@ def main() -> int:
         files = [make_sc(Path(work) / f"sc{i:03d}.dcm", args.rows, args.rows, seed=i)
                  for i in range(args.files)]
         for board in args.board or sorted(image.BOARD_OF_RUNTIME.values()):
-            print(f"board {board}: all firmware modules imported = {modules_heap(board)} bytes of heap")
+            resident = image.imported_heap(board, ALL_MODULES)
+            print(f"board {board}: all firmware modules imported = {resident} bytes of heap")
             smallest, summary = smallest_heap(board, files)
             if smallest is None:
                 print(f"board {board}: the send job did not deliver at any heap tried")

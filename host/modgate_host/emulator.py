@@ -7,7 +7,6 @@ logs to stderr; the emulator keeps that in `STATE/device.log` and watches it for
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from modgate_host import image, runtimes
+from modgate_host import build, image
 
 BOARD_RUNTIME = {board: runtime for runtime, board in image.BOARD_OF_RUNTIME.items()}
 READY = re.compile(r"app: ready frames=(\S+)")
@@ -40,8 +39,7 @@ def free_port() -> int:
 
 def board_heap(board: str) -> str:
     """The emulated board's heap (board.json), as a MicroPython -X heapsize value."""
-    data = json.loads((runtimes.BOARDS / board / "board.json").read_text())
-    return str(int(data["emulated_heap_bytes"]))
+    return str(int(str(build.load_board(board)["emulated_heap_bytes"])))
 
 
 def link_ptys(one: Path, other: Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:

@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from modgate_host.build import load_board
 from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, TOOLCHAIN, RuntimeUnavailable
 
 IMAGES = TOOLCHAIN / "images"
 BUILD_SCRIPT = REPO / "tools" / "build_frozen.sh"
 # The board whose image each MicroPython runtime runs (board.json "runtime").
 BOARD_OF_RUNTIME = {"micropython": "unix", "qemu-armhf": "qemu-armhf"}
-
-
-def _board_data(board_id: str) -> dict[str, object]:
-    data: dict[str, object] = json.loads((BOARDS / board_id / "board.json").read_text())
-    return data
 
 
 def _sources(board_id: str) -> list[Path]:
@@ -71,7 +66,7 @@ def image(board_id: str) -> Path:
 
 def interpreter(board_id: str, heap: str | None = None) -> list[str]:
     """argv prefix that starts the board's image (under its runner, e.g. qemu-arm), heap capped."""
-    runner = _board_data(board_id).get("image_runner") or []
+    runner = load_board(board_id).get("image_runner") or []
     assert isinstance(runner, list)
     if runner and not shutil.which(runner[0]):
         raise RuntimeUnavailable(f"{runner[0]} not found (run `make setup`)")
@@ -82,6 +77,20 @@ def interpreter(board_id: str, heap: str | None = None) -> list[str]:
 def command(board_id: str, job: str, *args: str, heap: str | None = None) -> list[str]:
     """argv that runs firmware job `job` from the board's image, through its frozen main.py."""
     return [*interpreter(board_id, heap), "-m", "main", job, *args]
+
+
+def imported_heap(board_id: str, modules: list[str]) -> int | None:
+    """Heap bytes the firmware modules `modules` take once imported from the board's image
+    (module objects and their tables: the bytecode stays in the image), in a big heap."""
+    script = (
+        "import gc\ngc.collect()\nbase = gc.mem_alloc()\n"
+        f"for name in {modules!r}:\n    __import__(name)\n"
+        "gc.collect()\nprint(gc.mem_alloc() - base)\n"
+    )
+    # Run outside the repository, so no folder on sys.path shadows a frozen module.
+    proc = subprocess.run([*interpreter(board_id, "4m"), "-c", script], env=environment(),
+                          capture_output=True, text=True, timeout=300, cwd="/")
+    return int(proc.stdout.split()[-1]) if proc.returncode == 0 and proc.stdout.strip() else None
 
 
 def environment() -> dict[str, str]:
