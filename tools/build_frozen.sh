@@ -38,8 +38,13 @@ mkdir -p "$out"
 # The board's data goes in with its code: an image has no board folder to read board.json from.
 python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
   "boards/$board/board.json" > "$out/board_data.py"
+# The entry point: MicroPython's `-m` searches the current folder before the frozen modules, so a
+# job started inside firmware/ would load the sources into the heap. This runs main.py frozen only.
+printf '%s\n' 'import sys' '' 'if "" in sys.path:' '    sys.path.remove("")' 'import main  # noqa: E402,F401' \
+  > "$out/image_main.py"
 manifest="$out/manifest.py"
 cat > "$manifest" <<EOF
+module("image_main.py", base_path="$out")
 module("board_data.py", base_path="$out")
 package("modgate", base_path="$PWD/firmware")
 module("main.py", base_path="$PWD/firmware")

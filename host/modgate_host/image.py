@@ -75,8 +75,9 @@ def interpreter(board_id: str, heap: str | None = None) -> list[str]:
 
 
 def command(board_id: str, job: str, *args: str, heap: str | None = None) -> list[str]:
-    """argv that runs firmware job `job` from the board's image, through its frozen main.py."""
-    return [*interpreter(board_id, heap), "-m", "main", job, *args]
+    """argv that runs firmware job `job` from the board's image, through its frozen main.py
+    (image_main: frozen modules only, whatever the current folder holds)."""
+    return [*interpreter(board_id, heap), "-m", "image_main", job, *args]
 
 
 def imported_heap(board_id: str, modules: list[str]) -> int | None:

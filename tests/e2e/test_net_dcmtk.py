@@ -133,3 +133,20 @@ def test_a_folder_argument_sends_every_file_in_it(tmp_path: Path) -> None:
     assert "SUMMARY 4 sent, 0 failed" in proc.stdout, proc.stdout
     got = {ds.SOPInstanceUID for ds in received(out)}
     assert got == {pydicom.dcmread(f).SOPInstanceUID for f in files}
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_jobs_run_frozen_even_from_inside_the_firmware_folder(tmp_path: Path, runtime: str) -> None:
+    """The image's entry point drops the current folder from sys.path: started inside firmware/,
+    the job still runs the frozen modules (the sources would not even compile in 64 KB)."""
+    import subprocess
+
+    from modgate_host.runtimes import FIRMWARE, firmware_process
+
+    src = make_sc(tmp_path / "a.dcm")
+    with dcmtk_storescp() as peer:
+        argv, env = firmware_process(runtime, "send", "-aec", "STORESCP", "127.0.0.1", str(peer.port),
+                                     str(src), heap="64k")
+        proc = subprocess.run(argv, env=env, cwd=FIRMWARE, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("OK 0x0000 "), proc.stdout
