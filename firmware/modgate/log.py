@@ -6,18 +6,43 @@ import sys
 from modgate.port import clock
 
 LEVELS = ("debug", "info", "warn", "error")
-_ring = []
-_ring_size = [64]
+# The ring for `log tail`: newline-ended lines in one fixed block, oldest first. One allocation at
+# configure, never more, however long the lines or the uptime (a list of strings grew with both).
+_ring = [bytearray(4096)]
+_ring_used = [0]
 _stream = [getattr(sys, "stderr", None)]
 _min_level = [1]
 
 
-def configure(ring_size=64, stream=None, level="info"):
-    _ring_size[0] = ring_size
+def configure(ring_bytes=4096, stream=None, level="info"):
+    if ring_bytes != len(_ring[0]):
+        _ring[0] = bytearray(ring_bytes)
+        _ring_used[0] = 0
     if stream is not None:
         _stream[0] = stream
     _min_level[0] = LEVELS.index(level)
-    del _ring[_ring_size[0] :]
+
+
+def _keep(line):
+    """Append `line` to the ring, dropping the oldest lines that no longer fit."""
+    ring = _ring[0]
+    data = line.encode()
+    if len(data) >= len(ring):
+        cut = len(ring) - 1
+        while cut and data[cut] & 0xC0 == 0x80:
+            cut -= 1  # not inside a UTF-8 sequence: `tail` must decode what it kept
+        data = data[:cut]
+    used = _ring_used[0]
+    if used + len(data) + 1 > len(ring):
+        # Drop whole lines from the front until the new one fits; shift the rest down in place.
+        nl = ring.find(b"\n", used + len(data) - len(ring))
+        start = nl + 1 if 0 <= nl < used else used
+        view = memoryview(ring)
+        view[0 : used - start] = view[start:used]
+        used -= start
+    ring[used : used + len(data)] = data
+    ring[used + len(data)] = 10  # "\n"
+    _ring_used[0] = used + len(data) + 1
 
 
 def _stamp():
@@ -31,9 +56,7 @@ def log(level, source, message):
     if rank < _min_level[0]:
         return
     line = _stamp() + " " + level.upper() + " " + source + ": " + message
-    _ring.append(line)
-    if len(_ring) > _ring_size[0]:
-        _ring.pop(0)
+    _keep(line)
     stream = _stream[0]
     if stream is not None:
         try:
@@ -59,4 +82,11 @@ def error(source, message):
 
 
 def tail(count=20):
-    return _ring[-count:] if count > 0 else []
+    """The last `count` lines kept, oldest first."""
+    ring, end = _ring[0], _ring_used[0]
+    start = end
+    for _ in range(count):
+        if start <= 0:
+            break
+        start = ring.rfind(b"\n", 0, start - 1) + 1  # the line before; 0 when there is none
+    return bytes(memoryview(ring)[start:end]).decode().split("\n")[:-1] if start < end else []

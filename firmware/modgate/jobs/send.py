@@ -75,7 +75,7 @@ def main(argv):
         sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE|FOLDER...\n")
         return 2
     # The log lines go to stderr; the ring (for a console's `log tail`) needs few in a job.
-    log.configure(ring_size=4, level="debug" if opts.get("-v") else "info")
+    log.configure(ring_bytes=512, level="debug" if opts.get("-v") else "info")
     # The PDU buffer first, while the heap is one free block; then the passing peak of loading
     # the SOP class list; then the network stack.
     settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)  # + the PDU header
