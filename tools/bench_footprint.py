@@ -204,8 +204,8 @@ def report(rows: dict[str, dict[str, object]]) -> str:
         " firmware module's objects take once imported; *idle heap after boot* is all the heap in use"
         " at the ready line (the PDU buffer, reserved at boot while the heap is unfragmented, and the"
         " 4 KB log ring included), with the module objects the boot imported in brackets. *Boot to"
-        " ready*: from starting the firmware (the emulator's entry point, image already built) to its ready log line. The"
-        " 32-bit armhf figures model the boards (x86-64 objects are twice as wide).",
+        " ready*: from starting the firmware (the emulator's entry point, image already built) to its"
+        " ready log line. The 32-bit armhf figures model the boards (x86-64 objects are twice as wide).",
         "",
     ]
     return "\n".join(out)
