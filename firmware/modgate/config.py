@@ -352,7 +352,7 @@ class Config:
         self.dirty = False
         self._values = {}
         # A board's data may change a default its RAM or hardware calls for (board.json
-        # "config_defaults", e.g. a smaller max_pdu on a 64 KB heap); a bad one is ignored.
+        # "config_defaults", e.g. a smaller max_pdu on the smallest heap); a bad one is ignored.
         self._board_defaults = {}
         for key in board_defaults or {}:
             try:

@@ -19,7 +19,7 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
-    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 7)
+    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)  # + the PDU header
     from modgate.net import storage_classes
 
     storage_classes()  # before the stack: see modgate.net.storage_classes
