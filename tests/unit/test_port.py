@@ -79,6 +79,35 @@ class TestSockets(unittest.TestCase):
         client.close()
         server.close()
 
+    def test_corked_bytes_arrive_once_uncorked(self):
+        client = sockets.connect("127.0.0.1", self.PORT, 2000)
+        server = self.listener.accept(2000)
+        client.cork(True)
+        client.send_all(b"pdu" * 100, 2000)
+        client.cork(False)
+        buf = bytearray(300)
+        got = 0
+        while got < 300:
+            got += server.recv_into(memoryview(buf)[got:], 300 - got, 2000)
+        self.assertEqual(bytes(buf), b"pdu" * 100)
+        client.close()
+        server.close()
+
+    def test_cork_is_a_no_op_where_the_port_lacks_it(self):
+        class NoCork:
+            def setsockopt(self, *args):
+                raise OSError(92)  # ENOPROTOOPT, as lwIP answers
+
+        conn = sockets.connect("127.0.0.1", self.PORT, 2000)
+        server = self.listener.accept(2000)
+        real, conn.sock = conn.sock, NoCork()
+        conn.cork(True)  # no exception
+        self.assertFalse(conn._can_cork)
+        conn.cork(False)  # and no further attempt
+        conn.sock = real
+        conn.close()
+        server.close()
+
     def test_refused_connect_is_link_closed(self):
         with self.assertRaises(LinkClosed):
             sockets.connect("127.0.0.1", 1, 2000)

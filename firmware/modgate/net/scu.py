@@ -301,14 +301,25 @@ class StoreSession:
         (PS3.8 9.3.1, E.2), so the data set's length is counted first, and the PDU's bytes go out
         in buffer-sized writes. The buffer only has to hold what we receive (our max PDU).
         """
-        buf = self.buf
-        mv = memoryview(buf)
-        cap = len(buf)
-        limit = assoc.pdu_size
         try:
             left = reader.length()
         except (EncodeError, OSError) as exc:
             raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
+        # Corked, the message's PDUs leave in full TCP segments; uncorked at the end, the last
+        # one goes at once (the peer answers only after it).
+        conn = assoc.conn
+        conn.cork(True)
+        try:
+            self._send_pdus(assoc, reader, context_id, start, left)
+        finally:
+            conn.cork(False)
+
+    def _send_pdus(self, assoc, reader, context_id, start, left):
+        """The P-DATA-TF PDUs of one message, `left` data set bytes after the command (_stream)."""
+        buf = self.buf
+        mv = memoryview(buf)
+        cap = len(buf)
+        limit = assoc.pdu_size
         if limit - start - pdu.PDV_HEADER < 1:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
