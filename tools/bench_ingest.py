@@ -60,7 +60,7 @@ def bench_ingest(runtime: str, frames: int, size: str, fmt: str, chunk: int) -> 
 def bench_archive(board: str, frames: int, size: str, fmt: str) -> dict[str, object]:
     sys.path.insert(0, str(REPO / "tests"))
     import peers
-    from modgate_host.emulator import Emulator
+    from modgate_host.emulator import BOARD_RUNTIME, Emulator
 
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as tmp:
         folder = Path(tmp)
@@ -82,7 +82,7 @@ def bench_archive(board: str, frames: int, size: str, fmt: str) -> dict[str, obj
         if data["returncode"] != 0:
             raise SystemExit(f"simulator failed: {data['output']}")
     return {
-        "runtime": {"unix": "micropython", "qemu-armhf": "qemu-armhf"}[board],
+        "runtime": BOARD_RUNTIME[board],
         "stage": "archive",
         "frames": frames,
         "acked": acked,

@@ -17,13 +17,17 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from modgate_host.build import load_board
+from modgate_host.build import board_ids, load_board
 from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, TOOLCHAIN, RuntimeUnavailable
 
 IMAGES = TOOLCHAIN / "images"
 BUILD_SCRIPT = REPO / "tools" / "build_frozen.sh"
-# The board whose image each MicroPython runtime runs (board.json "runtime").
-BOARD_OF_RUNTIME = {"micropython": "unix", "qemu-armhf": "qemu-armhf"}
+# The emulated board whose image each MicroPython runtime runs, from board.json ("kind", "runtime").
+BOARD_OF_RUNTIME = {
+    str(data["runtime"]): board
+    for board, data in ((b, load_board(b)) for b in board_ids())
+    if data["kind"] == "emulator"
+}
 
 
 def _sources(board_id: str) -> list[Path]:

@@ -62,10 +62,11 @@ def interpreter(runtime: str, heap: str | None = None) -> list[str]:
     raise RuntimeUnavailable(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
 
 
-def environment(runtime: str, board: str = "unix") -> dict[str, str]:
-    """Environment for the firmware: its import path is the firmware tree plus the board's folder."""
+def environment(runtime: str) -> dict[str, str]:
+    """Environment for firmware sources (CPython jobs, test drivers): the firmware tree plus the
+    unix board's folder on the import path. MicroPython jobs run the image (firmware_process)."""
     env = dict(os.environ)
-    path = os.pathsep.join([str(FIRMWARE), str(BOARDS / board)])
+    path = os.pathsep.join([str(FIRMWARE), str(BOARDS / "unix")])
     if runtime == "cpython":
         env["PYTHONPATH"] = path
     else:

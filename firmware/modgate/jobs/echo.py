@@ -7,7 +7,7 @@ Prints `OK <ms> ms` or `FAILED <transient|permanent> <reason>`; exit 0, 1 on fai
 import sys
 
 from modgate.errors import DeliveryError, ModgateError
-from modgate.jobs.send import parse, session_args
+from modgate.jobs.send import parse, reserve_buffer, session_args
 
 
 def main(argv):
@@ -19,7 +19,7 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
-    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)  # + the PDU header
+    reserve_buffer(settings)
     from modgate.net import storage_classes
 
     storage_classes()  # before the stack: see modgate.net.storage_classes

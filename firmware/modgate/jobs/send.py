@@ -45,6 +45,12 @@ def parse(argv, defaults=None):
     return opts, rest
 
 
+def reserve_buffer(settings):
+    """The PDU buffer, taken before anything else while the heap is one free block: our max PDU
+    plus its header (net.association.buffer_size). The session adopts it."""
+    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)
+
+
 def session_args(opts, host, port):
     """(dest, settings) for StoreSession from parsed options."""
     settings = {"calling_aet": opts["-aet"]}
@@ -78,7 +84,7 @@ def main(argv):
     log.configure(ring_bytes=512, level="debug" if opts.get("-v") else "info")
     # The PDU buffer first, while the heap is one free block; then the passing peak of loading
     # the SOP class list; then the network stack.
-    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)  # + the PDU header
+    reserve_buffer(settings)
     paths = rest[2:]
     # Files of SOP classes the device never makes are proposed when met (storescu proposes
     # what its files need, too); a pre-scan would read every file's meta twice.
