@@ -43,7 +43,9 @@ python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))
 printf '%s\n' 'import sys' '' 'if "" in sys.path:' '    sys.path.remove("")' 'import main  # noqa: E402,F401' \
   > "$out/image_main.py"
 manifest="$out/manifest.py"
+# asyncio is the device core's scheduler (jobs/run.py); a board's own port manifest freezes it too.
 cat > "$manifest" <<EOF
+include("\$(MPY_DIR)/extmod/asyncio")
 module("image_main.py", base_path="$out")
 module("board_data.py", base_path="$out")
 package("modgate", base_path="$PWD/firmware")
