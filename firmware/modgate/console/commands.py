@@ -14,7 +14,7 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
     device.add_destination(name, aet, host, port)   values already validated here; raises
                                        ModgateError (e.g. name exists, list full)
     device.remove_destination(name)    raises ModgateError when there is no such name
-    device.echo(name) -> rtt_ms        C-ECHO (PS3.7 9.3.5); raises ModgateError with the reason
+    device.echo(name) -> rtt_ms        a coroutine: C-ECHO (PS3.7 9.3.5); raises ModgateError
     device.queue_list(limit) -> [dict] queued objects, oldest first: {id (int), uid (SOP Instance
                                        UID), size, age_s, pending [dest], done [dest], dead {dest:
                                        reason}, ...}
@@ -149,22 +149,25 @@ def cmd_dest_remove(shell, words):
     return {"removed": words[0]}
 
 
-def _echo_one(device, name):
-    return {"name": name, "ok": True, "rtt_ms": device.echo(name)}
+async def _echo_one(device, name):
+    return {"name": name, "ok": True, "rtt_ms": await device.echo(name)}
+
+
+async def _echo_all(device):
+    results = []
+    for d in device.destinations():
+        try:
+            results.append(await _echo_one(device, d["name"]))
+        except ModgateError as exc:
+            results.append({"name": d["name"], "ok": False, "error": str(exc)})
+    return results
 
 
 def cmd_dest_echo(shell, words):
     _need(words, 1, "dest echo NAME|all")
-    device = shell.device
     if words[0] != "all":
-        return _echo_one(device, words[0])
-    results = []
-    for d in device.destinations():
-        try:
-            results.append(_echo_one(device, d["name"]))
-        except ModgateError as exc:
-            results.append({"name": d["name"], "ok": False, "error": str(exc)})
-    return results
+        return _echo_one(shell.device, words[0])
+    return _echo_all(shell.device)
 
 
 def cmd_queue_list(shell, words):
