@@ -29,6 +29,7 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
     device.pending_patient() -> dict   what the next acquisition will use ({} when none)
     device.send_test_pattern() -> uid  queues a test pattern through the real path
     device.reboot()                    may not return; the shell replies before calling it
+    device.selftest_watchdog(task)     stop `task` reporting progress (commissioning check)
 Every method may raise ModgateError; anything else is reported as an internal error.
 """
 
@@ -284,6 +285,11 @@ def cmd_test_pattern(shell, words):
     return {"sop_instance_uid": shell.device.send_test_pattern()}
 
 
+def cmd_selftest_watchdog(shell, words):
+    _need(words, 1, "selftest watchdog TASK")
+    return shell.device.selftest_watchdog(words[0])
+
+
 def cmd_reboot(shell, words):
     _need(words, 0, "reboot")
     shell.after_reply = shell.device.reboot
@@ -332,6 +338,8 @@ TABLE = (
     ("patient", "show", PRIV_NO, cmd_patient_show, "patient show", "Pending demographics"),
     ("patient", "clear", PRIV_NO, cmd_patient_clear, "patient clear", "Forget pending demographics"),
     ("test-pattern", "send", PRIV_NO, cmd_test_pattern, "test-pattern send", "Send a test image"),
+    ("selftest", "watchdog", PRIV_YES, cmd_selftest_watchdog, "selftest watchdog TASK",
+     "Make TASK stop reporting progress: the watchdog must reset the board (status lists tasks)"),
     ("reboot", "", PRIV_YES, cmd_reboot, "reboot", "Restart the device"),
     ("json", "", PRIV_NO, cmd_json, "json on|off", "Machine replies: one JSON line each"),
     ("unlock", "", PRIV_NO, cmd_unlock, "unlock PIN", "Open privileged commands for a while"),

@@ -141,15 +141,11 @@ async def _send_all(session, paths, files_from):
 
 
 def _files(paths, files_from=None):
-    """Each FILE argument, each file in each FOLDER argument, then each line of LIST."""
+    """Each FILE argument and each file in each FOLDER argument, then the same for each line
+    of LIST."""
     for path in paths:
-        if not fs.isdir(path):
-            yield path
-            continue
-        for name in fs.iterdir(path):
-            inner = fs.join(path, name)
-            if not fs.isdir(inner):
-                yield inner
+        for inner in _expand(path):
+            yield inner
     if files_from:
         with fs.open_file(files_from, "r") as listing:
             while True:
@@ -158,4 +154,16 @@ def _files(paths, files_from=None):
                     return
                 line = line.strip()
                 if line:
-                    yield line
+                    for inner in _expand(line):
+                        yield inner
+
+
+def _expand(path):
+    """A file itself, or the files of a folder, one name at a time (as storescu's +sd)."""
+    if not fs.isdir(path):
+        yield path
+        return
+    for name in fs.iterdir(path):
+        inner = fs.join(path, name)
+        if not fs.isdir(inner):
+            yield inner

@@ -2,7 +2,9 @@
 
 VERIFICATION = "1.2.840.10008.1.1"
 PDU_HEADER = 6  # PDU type, reserved, length (PS3.8 9.3.1)
-DEFAULT_MAX_PDU = 16384  # what a job proposes without -pdu (the max_pdu setting for the device)
+# What a job advertises without -pdu (the device uses its max_pdu setting). An SCU receives
+# only responses, and sends at the peer's maximum whatever its own: 4 KB keeps 12 KB of heap.
+DEFAULT_MAX_PDU = 4096
 _storage = []  # STORAGE_SOP_CLASSES, copied once
 
 
