@@ -31,6 +31,7 @@ class Device:
         # One PDU buffer per destination, each kept for the device's life once taken (a session
         # comes and goes; a fresh 4-16 KB block is hard to find in a fragmented heap).
         self.pdu_buffers = {}
+        self.reserve_buffers()
         self.online = False  # the network link has an address (the core's network task says)
         self.supervisor = None  # the core's task table, for status
         self.on_destinations_changed = None  # the core restarts the delivery workers
@@ -52,7 +53,8 @@ class Device:
         self.feed_watchdog()
         self.spool.recover()
         self.feed_watchdog()
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
+                                   settle=self.settle_heap)
         self.acquirer = Acquirer(
             self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir
         )
@@ -61,6 +63,22 @@ class Device:
         self.reboot_requested = False
         self.heap_free_min = -1
         self.out_of_memory = 0
+
+    def reserve_buffers(self):
+        """A PDU buffer for each destination, taken while the heap is still one block (at boot,
+        before any frame link has its receive buffer), and kept: sessions come and go on them."""
+        from modgate.net import receive_buffer
+
+        size = self.config.get("max_pdu")
+        for name in self._destination_names():
+            buf = self.pdu_buffers.get(name)
+            if buf is None or len(buf) < size:
+                gc.collect()
+                try:
+                    self.pdu_buffers[name] = receive_buffer(size)
+                except MemoryError:
+                    log.error("app", "no %d-byte block left for %s's PDU buffer: its deliveries wait; reboot "
+                              "to take it at boot" % (size, name))
 
     def feed_watchdog(self):
         """Between long boot steps (recovery), before the supervisor feeds it."""
@@ -79,7 +97,8 @@ class Device:
         self.uid_gen = self._uid_generator(self.uid_gen.sequence)
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self._acquire_settings()
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
+                                   settle=self.settle_heap)
         self._destinations_changed()
 
     def _uid_generator(self, sequence=0):
@@ -181,6 +200,12 @@ class Device:
             out.update(self.supervisor.status())
         return out
 
+    def settle_heap(self):
+        """After a delivery: free its temporaries now (a fragmented heap fails the next large
+        block) and note the least free heap seen, for status."""
+        gc.collect()
+        self.note_heap()
+
     def note_heap(self):
         """Called by the loop right after it collects garbage (at ready, after each delivery,
         after an error): the least free heap seen then is the most live data held, for `status`."""
@@ -227,6 +252,7 @@ class Device:
         self.spool.set_destinations(names, self.config.get("routing"))
         for gone in [n for n in self.pdu_buffers if n not in names]:
             del self.pdu_buffers[gone]
+        self.reserve_buffers()
         if self.on_destinations_changed is not None:
             self.on_destinations_changed()
 
