@@ -111,7 +111,7 @@ class TestBoardData(unittest.TestCase):
         # (the x86-64 one has twice the heap: its objects are twice as wide).
         armhf = board_data("qemu-armhf")
         self.assertEqual(armhf["emulated_heap_bytes"], floor)
-        self.assertEqual(armhf["config_defaults"], board_data(smallest)["config_defaults"])
+        self.assertEqual(armhf.get("config_defaults"), board_data(smallest).get("config_defaults"))
         self.assertEqual(board_data("unix")["emulated_heap_bytes"], 2 * floor)
 
     def test_the_watchdog_fits_the_rp2040(self):
