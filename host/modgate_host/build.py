@@ -21,10 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, venv_tool
+from modgate_host.runtimes import BOARDS, CHECKOUT, FIRMWARE, SHARE, venv_tool
 
-BUILD = REPO / "build"
-PACKAGE_JSON = REPO / "package.json"
+# Output root of `modgate build`, relative to the folder it runs in.
+BUILD = Path("build")
+# mip's package.json lives at the root of the repository it is fetched from: checkout work only.
+PACKAGE_JSON = CHECKOUT / "package.json" if CHECKOUT is not None else None
 # Layers in the order of the firmware's shape (docs/architecture): the footprint report groups by them.
 LAYERS = ("dicom", "net", "spool", "ingest", "console", "port", "jobs", "core", "board")
 # The firmware proper: what the "core <= 64 KB" target counts (the board layer is per board).
@@ -153,7 +155,7 @@ def compile_module(src: Path, dest: Path, device_path: str, arch: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         why = proc.stderr.strip() or proc.stdout.strip()
-        name = src.relative_to(REPO) if src.is_relative_to(REPO) else src
+        name = src.relative_to(SHARE) if src.is_relative_to(SHARE) else src
         raise BuildError(f"mpy-cross failed on {name}: {why}")
 
 
@@ -255,7 +257,9 @@ def published_firmware() -> list[str]:
     return sorted(line for line in proc.stdout.splitlines() if line.endswith(".py"))
 
 
-def write_package_json(path: Path = PACKAGE_JSON) -> Path:
+def write_package_json(path: Path | None = PACKAGE_JSON) -> Path:
+    if path is None:
+        raise BuildUnavailable("package.json belongs to the repository: run --mip in a checkout")
     path.write_text(json.dumps(package_json(), indent=2) + "\n")
     return path
 

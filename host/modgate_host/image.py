@@ -18,10 +18,10 @@ import subprocess
 from pathlib import Path
 
 from modgate_host.build import board_ids, load_board
-from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, TOOLCHAIN, RuntimeUnavailable
+from modgate_host.runtimes import BOARDS, FIRMWARE, SHARE, TOOLCHAIN, TOOLS, RuntimeUnavailable
 
 IMAGES = TOOLCHAIN / "images"
-BUILD_SCRIPT = REPO / "tools" / "build_frozen.sh"
+BUILD_SCRIPT = TOOLS / "build_frozen.sh"
 # The emulated board whose image each MicroPython runtime runs, from board.json ("kind", "runtime").
 BOARD_OF_RUNTIME = {
     str(data["runtime"]): board
@@ -34,14 +34,14 @@ def _sources(board_id: str) -> list[Path]:
     """Every file whose content is in the image: a change to any of them rebuilds it."""
     files = sorted((FIRMWARE / "modgate").rglob("*.py"))
     files += [FIRMWARE / "main.py", BOARDS / board_id / "board.py", BOARDS / board_id / "board.json"]
-    files += [BUILD_SCRIPT, REPO / "tools" / "versions.env"]
+    files += [BUILD_SCRIPT, TOOLS / "micropython_src.sh", TOOLS / "versions.env"]
     return files
 
 
 def _digest(board_id: str) -> str:
     digest = hashlib.sha256()
     for path in _sources(board_id):
-        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
+        digest.update(path.relative_to(SHARE).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -58,7 +58,7 @@ def image(board_id: str) -> Path:
         if executable.exists() and stamp.exists() and stamp.read_text() == want:
             return executable
         proc = subprocess.run(["bash", str(BUILD_SCRIPT), board_id, str(out)], capture_output=True,
-                              text=True)
+                              text=True, env={**os.environ, "MODGATE_TOOLCHAIN": str(TOOLCHAIN)})
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             raise RuntimeUnavailable(f"building the {board_id} firmware image failed:\n{tail}")

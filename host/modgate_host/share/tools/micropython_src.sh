@@ -1,0 +1,1 @@
+../../../../tools/micropython_src.sh
