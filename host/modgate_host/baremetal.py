@@ -1,0 +1,192 @@
+"""A bare-metal board in qemu-system-arm (qemu-mps2): its firmware image booted, its console UART
+driven with mpremote's raw REPL, its frame UART on a loopback TCP port.
+
+The qemu port boots to the REPL (it runs no main.py), so the host starts device code by sending
+it to the raw REPL, as mpremote does on a real board; the board's RAM file system is read and
+written the same way. qemu's `-serial` options join the board's UARTs to host character devices:
+UART0 (console) to a pty, UART1 (frames) to a TCP server on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from types import TracebackType
+from typing import Any
+
+from modgate_host import image
+from modgate_host.build import load_board
+from modgate_host.runtimes import RuntimeUnavailable
+
+PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+) \(label serial0\)")
+START_TIMEOUT_S = 20.0
+
+
+class BoardError(RuntimeError):
+    """The board did not boot, or device code raised; the message carries the board's words."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class QemuBoard:
+    """One power-up of a bare-metal board: start() boots it, stop() powers it off (the RAM file
+    system goes with it)."""
+
+    def __init__(self, board_id: str = "qemu-mps2") -> None:
+        data = load_board(board_id)
+        if data["kind"] != image.BAREMETAL_KIND:
+            raise RuntimeUnavailable(f"board {board_id} is not a bare-metal board")
+        self.board_id = board_id
+        self.data = data
+        self.frames_port = free_port()
+        self.console_path = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.transport: Any = None
+
+    @property
+    def frames_url(self) -> str:
+        """The frame UART, as `modgate simulate-modality --to` takes it."""
+        return f"tcp://127.0.0.1:{self.frames_port}"
+
+    def command(self) -> list[str]:
+        runner = self.data["image_runner"]
+        assert isinstance(runner, list)
+        return [*map(str, runner), "-serial", "pty",
+                "-serial", f"tcp:127.0.0.1:{self.frames_port},server=on,wait=off",
+                "-kernel", str(image.image(self.board_id))]
+
+    def start(self) -> QemuBoard:
+        from mpremote.transport_serial import SerialTransport
+
+        cmd = self.command()  # builds the image first, outside the boot timeout
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = PTY_LINE.search(line)
+        if not found:
+            self.stop()
+            raise BoardError(f"qemu did not give the console a pty: {line.decode(errors='replace')}")
+        self.console_path = found.group(1).decode()
+        self.transport = SerialTransport(self.console_path, baudrate=115200)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                self.transport.enter_raw_repl(soft_reset=False)
+                break
+            except Exception as exc:  # noqa: BLE001 - mpremote raises bare Exception/TransportError
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise BoardError(f"no raw REPL on {self.console_path}: {exc}") from exc
+                time.sleep(0.2)
+        return self
+
+    def exec(self, code: str) -> str:
+        """Run `code` on the board; its output. BoardError with the board's traceback if it raised."""
+        from mpremote.transport import TransportExecError
+
+        try:
+            out: bytes = self.transport.exec(code)
+        except TransportExecError as exc:
+            printed = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else ""
+            raise BoardError(f"board raised:\n{printed}{exc.error_output}") from exc
+        return out.decode()
+
+    def exec_json(self, code: str) -> Any:
+        """Run `code`, which prints one JSON line last; that value."""
+        return json.loads(self.exec(code).strip().splitlines()[-1])
+
+    def read_file(self, path: str) -> bytes:
+        data: bytes = self.transport.fs_readfile(path)
+        return data
+
+    def heap(self) -> dict[str, int]:
+        """The GC heap now, after a collection: free and allocated bytes."""
+        code = ("import gc, json\ngc.collect()\n"
+                "print(json.dumps({'free': gc.mem_free(), 'alloc': gc.mem_alloc()}))")
+        result: dict[str, int] = self.exec_json(code)
+        return result
+
+    def stop(self) -> None:
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except OSError:
+                pass
+            self.transport = None
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+
+    def __enter__(self) -> QemuBoard:
+        return self.start()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def job_code(job: str, *args: str) -> str:
+    """Device code that boots the board module and runs firmware job `job` as main.py would."""
+    return ("import board\nboard.start([])\nfrom modgate import app\n"
+            f"_rc = app.main({[job, *args]!r})\n"
+            # Not SystemExit: on a board that ends the REPL session with a soft reset.
+            "if _rc:\n    raise RuntimeError('job " + job + " exited ' + str(_rc))\n")
+
+
+# The firmware's own ingest path on the board, as the run job wires it for a frame UART: the
+# device (config, spool, acquirer on the RAM file system) and a FrameLink (FrameReceiver) on the
+# frame UART, served until `objects` objects are committed or the link is idle for `idle_ms`.
+# It prints one JSON line: what was committed, the spool, and the heap (free after boot, the
+# least free seen while serving, free at the end, each after a collection).
+FRAME_SESSION = """
+import gc, json
+import board
+from modgate.compat import ticks_diff, ticks_ms
+ports = board.start([])
+from modgate.device import Device
+from modgate.ingest.link import FrameLink
+from modgate.port.uart import open_serial
+device = Device(ports)
+link = FrameLink(open_serial(ports["frame_uart"]), device.acquirer, "uart", close_on_idle=False,
+                 max_frame_bytes=device.config.get("frames_max_bytes"))
+gc.collect()
+ready = gc.mem_free()
+least = ready
+last = ticks_ms()
+seen = 0
+while device.acquirer.objects_committed < {objects} and ticks_diff(ticks_ms(), last) < {idle_ms}:
+    if link.stream.readable(20):
+        link.on_readable()
+    link.step()
+    device.acquirer.tick()
+    if device.acquirer.frames_acked != seen:
+        seen = device.acquirer.frames_acked
+        last = ticks_ms()
+        gc.collect()
+        least = min(least, gc.mem_free())
+gc.collect()
+entries = [dict(e, path=device.spool.data_path(e["id"])) for e in device.spool.list({objects})]
+print(json.dumps({{"committed": device.acquirer.objects_committed,
+                  "frames_acked": device.acquirer.frames_acked, "entries": entries,
+                  "heap_ready_free": ready, "heap_least_free": least,
+                  "heap_end_free": gc.mem_free()}}))
+"""
+
+
+def frame_session_code(objects: int, idle_ms: int = 20000) -> str:
+    return FRAME_SESSION.format(objects=int(objects), idle_ms=int(idle_ms))
