@@ -63,8 +63,6 @@ class QemuBoard:
                 "-kernel", str(image.image(self.board_id))]
 
     def start(self) -> QemuBoard:
-        from mpremote.transport_serial import SerialTransport
-
         cmd = self.command()  # builds the image first, outside the boot timeout
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -75,18 +73,37 @@ class QemuBoard:
             self.stop()
             raise BoardError(f"qemu did not give the console a pty: {line.decode(errors='replace')}")
         self.console_path = found.group(1).decode()
+        try:
+            self.attach()
+        except BoardError:
+            self.stop()
+            raise
+        return self
+
+    def attach(self) -> None:
+        """Open the console and enter the raw REPL (after release(), or at start)."""
+        from mpremote.transport_serial import SerialTransport
+
         self.transport = SerialTransport(self.console_path, baudrate=115200)
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 self.transport.enter_raw_repl(soft_reset=False)
-                break
+                return
             except Exception as exc:  # noqa: BLE001 - mpremote raises bare Exception/TransportError
                 if time.monotonic() > deadline:
-                    self.stop()
                     raise BoardError(f"no raw REPL on {self.console_path}: {exc}") from exc
                 time.sleep(0.2)
-        return self
+
+    def release(self) -> None:
+        """Close the console so another program (mpremote, `modgate deploy`) can open it."""
+        if self.transport is not None:
+            try:
+                self.transport.exit_raw_repl()
+                self.transport.close()
+            except OSError:
+                pass
+            self.transport = None
 
     def exec(self, code: str) -> str:
         """Run `code` on the board; its output. BoardError with the board's traceback if it raised."""
@@ -95,7 +112,8 @@ class QemuBoard:
         try:
             out: bytes = self.transport.exec(code)
         except TransportExecError as exc:
-            printed = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else ""
+            first = exc.args[0] if exc.args else b""
+            printed = first.decode(errors="replace") if isinstance(first, bytes) else ""
             raise BoardError(f"board raised:\n{printed}{exc.error_output}") from exc
         return out.decode()
 
@@ -115,12 +133,7 @@ class QemuBoard:
         return result
 
     def stop(self) -> None:
-        if self.transport is not None:
-            try:
-                self.transport.close()
-            except OSError:
-                pass
-            self.transport = None
+        self.release()
         if self.proc is not None:
             self.proc.terminate()
             try:

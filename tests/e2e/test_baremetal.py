@@ -39,7 +39,7 @@ def assert_valid(path: Path) -> None:
 
 def test_the_image_is_the_manifest_built_by_the_port(board: baremetal.QemuBoard) -> None:
     elf = image.image("qemu-mps2")
-    info = board.exec("import sys\nprint(sys.platform, sys.implementation._build, sys.implementation.version)")
+    info = board.exec("import sys\nimpl = sys.implementation\nprint(sys.platform, impl._build, impl.version)")
     assert info.split()[:2] == ["qemu", "MODGATE_QEMU_MPS2"]
     assert "(1, 25, 0" in info
     # Frozen, not on the file system: the modules import with nothing but settings on the board.
@@ -96,3 +96,29 @@ def test_frames_over_the_uart_into_the_spool(board: baremetal.QemuBoard, tmp_pat
         ds = pydicom.dcmread(local)
         assert ds.SOPInstanceUID == entry["uid"]
         assert np.array_equal(ds.pixel_array, expected_frame("GRAY8", 64, 64, i))
+
+
+def test_deploy_writes_settings_and_removes_old_code(board: baremetal.QemuBoard, tmp_path: Path) -> None:
+    # The qemu port mounts no file system at boot (a board's port does): the board module does.
+    board.exec("import board\nboard.start([])\nimport os\nos.mkdir('/modgate')\n"
+               "for p in ('/modgate/app.mpy', '/board.mpy', '/main.py'):\n"
+               "    f = open(p, 'wb')\n    f.write(b'left by an old .mpy deploy')\n    f.close()\n")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"device_serial": "MPS27"}))
+    board.release()
+    try:
+        proc = subprocess.run([*MODGATE, "deploy", board.console_path, "--board", "qemu-mps2", "--config",
+                               str(config), "--no-reset", "--out", str(tmp_path / "build")],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        board.attach()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "settings" in proc.stdout
+    listing = "import os, json\nprint(json.dumps([os.listdir('/'), os.listdir('/state')]))"
+    root, state = board.exec_json(listing)
+    assert not [name for name in root if name.endswith((".py", ".mpy")) or name == "modgate"], root
+    assert "config.json" in state
+    serial = board.exec_json("import board, json\nports = board.start([])\n"
+                             "from modgate.device import Device\n"
+                             "print(json.dumps(Device(ports).config.get('device_serial')))")
+    assert serial == "MPS27"
