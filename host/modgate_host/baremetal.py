@@ -106,11 +106,16 @@ class QemuBoard:
             self.transport = None
 
     def exec(self, code: str) -> str:
-        """Run `code` on the board; its output. BoardError with the board's traceback if it raised."""
+        """Run `code` on the board; its output. BoardError with the board's traceback if it raised.
+        The code runs as the body of a function, so what it made is garbage once it returns: the
+        REPL's globals would keep it alive into the next call (one heap, one power-up)."""
         from mpremote.transport import TransportExecError
 
+        body = "\n".join("    " + line if line.strip() else "" for line in code.splitlines())
+        wrapped = (f"def _host_call():\n{body}\n    pass\n"
+                   "try:\n    _host_call()\nfinally:\n    del _host_call\n")
         try:
-            out: bytes = self.transport.exec(code)
+            out: bytes = self.transport.exec(wrapped)
         except TransportExecError as exc:
             first = exc.args[0] if exc.args else b""
             printed = first.decode(errors="replace") if isinstance(first, bytes) else ""
