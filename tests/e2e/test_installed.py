@@ -73,8 +73,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     # (this runs offline, in tools/netns): a dependency pyproject.toml forgets fails here.
     wheelhouse = TOOLCHAIN / "wheelhouse"
     assert wheelhouse.is_dir(), "no wheelhouse: run make setup"
-    subprocess.run([str(inst.venv / "bin" / "pip"), "install", "-q", "--no-index", "--find-links", str(wheelhouse),
-                    str(wheels[0])], check=True, capture_output=True, timeout=600)
+    pip = str(inst.venv / "bin" / "pip")
+    subprocess.run([pip, "install", "-q", "--no-index", "--find-links", str(wheelhouse), str(wheels[0])],
+                   check=True, capture_output=True, timeout=600)
     # Reuse the checkout's unix image (stays fast); the installed package only takes it if the
     # sources it carries hash to the same digest (image.py), which the test checks below.
     seed = inst.cache / "modgate" / "images" / "unix"

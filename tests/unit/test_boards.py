@@ -98,6 +98,8 @@ class TestBoardData(unittest.TestCase):
             self.assertTrue(data["fs_root"].startswith("/"))
             self.assertTrue(data["state_dir"].startswith("/"))
             self.assertIn(data["rtc_weekday_base"], (0, 1))
+            # The port's make line the board's frozen manifest goes with (modgate build's recipe).
+            self.assertTrue(data["image_make"].startswith("make -C ports/"))
 
     def test_emulators_run_with_the_smallest_board_heap(self):
         smallest = min(HARDWARE, key=lambda b: board_data(b)["heap_budget_bytes"])
