@@ -9,10 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 board="$1"; out="$2"
-. tools/micropython_src.sh
+. tools/image_build_lib.sh
 
-board_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or '')" \
-  "boards/$board/board.json" "$1"; }
 port="$(board_field image_port)"
 port_board="$(board_field image_board_dir)"
 heap="$(board_field emulated_heap_bytes)"
@@ -21,8 +19,7 @@ heap="$(board_field emulated_heap_bytes)"
 
 mkdir -p "$out"
 out="$(cd "$out" && pwd)"
-python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
-  "boards/$board/board.json" > "$out/board_data.py"
+board_data "$out"
 make -s -C "$src/mpy-cross" -j2 >&2
 # The image's MicroPython features are the board's (boards/BOARD/<image_board_dir>): one place.
 make -s -C "$src/ports/$port" -j2 BOARD="MODGATE_$(echo "$board" | tr 'a-z-' 'A-Z_')" \

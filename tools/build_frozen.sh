@@ -12,18 +12,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 board="$1"; out="$2"
-. tools/micropython_src.sh
+. tools/image_build_lib.sh
 
-board_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or '')" \
-  "boards/$board/board.json" "$1"; }
 arch="$(board_field mpy_cross_arch)"
 cross="$(board_field image_cross_compile)"
 [ -n "$arch" ] || { echo "build_frozen: boards/$board/board.json has no mpy_cross_arch" >&2; exit 2; }
 
 mkdir -p "$out"
-# The board's data goes in with its code: an image has no board folder to read board.json from.
-python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
-  "boards/$board/board.json" > "$out/board_data.py"
+board_data "$out"
 # The entry point: MicroPython's `-m` searches the current folder before the frozen modules, so a
 # job started inside firmware/ would load the sources into the heap. This runs main.py frozen only.
 printf '%s\n' 'import sys' '' 'if "" in sys.path:' '    sys.path.remove("")' 'import main  # noqa: E402,F401' \

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import time
 from types import TracebackType
@@ -19,6 +18,7 @@ from typing import Any
 
 from modgate_host import image
 from modgate_host.build import load_board
+from modgate_host.emulator import free_port
 from modgate_host.runtimes import RuntimeUnavailable
 
 PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+) \(label serial0\)")
@@ -27,12 +27,6 @@ START_TIMEOUT_S = 20.0
 
 class BoardError(RuntimeError):
     """The board did not boot, or device code raised; the message carries the board's words."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class QemuBoard:

@@ -50,7 +50,7 @@ def _sources(board_id: str) -> list[Path]:
         files += [BAREMETAL_SCRIPT]
     else:
         files += [BUILD_SCRIPT]
-    files += [TOOLS / "micropython_src.sh", TOOLS / "versions.env"]
+    files += [TOOLS / "image_build_lib.sh", TOOLS / "versions.env"]
     return files
 
 

@@ -1,6 +1,7 @@
-# Sourced by the firmware image builds (tools/build_frozen.sh, tools/build_baremetal.sh): sets
-# TOOLCHAIN (MODGATE_TOOLCHAIN, else ./.toolchain) and src, Debian's MicroPython source of
-# MP_DEBIAN_VERSION, fetched there once through a private apt configuration.
+# Sourced by the firmware image builds (tools/build_frozen.sh, tools/build_baremetal.sh) with
+# $board set, from the folder that holds tools/, firmware/ and boards/: sets TOOLCHAIN
+# (MODGATE_TOOLCHAIN, else ./.toolchain) and src, Debian's MicroPython source of MP_DEBIAN_VERSION,
+# fetched there once through a private apt configuration; defines board_field and board_data.
 . tools/versions.env
 . tools/private_apt.sh
 TOOLCHAIN="${MODGATE_TOOLCHAIN:-$PWD/.toolchain}"
@@ -19,3 +20,12 @@ if [ ! -f "$src/py/mpconfig.h" ]; then
   touch "$src.tmp/lib/micropython-lib/README.md"
   rm -rf "$src" && mv "$src.tmp" "$src"
 fi
+
+# board_field KEY: the board's board.json value (empty when null or absent).
+board_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or '')" \
+  "boards/$board/board.json" "$1"; }
+
+# board_data OUT: OUT/board_data.py, the board's data as a module to freeze with its code (an image
+# has no board folder to read board.json from).
+board_data() { python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
+  "boards/$board/board.json" > "$1/board_data.py"; }

@@ -1,1 +1,0 @@
-../../../../tools/micropython_src.sh
