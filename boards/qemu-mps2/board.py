@@ -9,8 +9,6 @@ the board's data SRAM. Built by the port's own make with boards/qemu-mps2/manife
 
 import io
 
-from modgate.errors import ModgateError
-
 _SYSCLK_HZ = 25000000  # AN385 SYSCLK, which clocks the UARTs
 # CMSDK APB UART (ARM DDI 0479, "UART"): register offsets and bits.
 _DATA = 0
@@ -152,10 +150,6 @@ def mount_storage(spec):
         pass  # already mounted: start() ran before in this boot
 
 
-def _no_network():
-    raise ModgateError("qemu-mps2: no network (the qemu port has no network interface)")
-
-
 def _reboot():
     import machine
 
@@ -174,7 +168,7 @@ def start(argv):
         "console_poll": console,
         "console_out": console,
         "frame_uart": CmsdkUart(data["frames"]["base"], data["frames"]["baud"]),
-        "net_up": _no_network,
+        "network": None,  # the qemu port has no network interface: the core runs offline
         "watchdog": None,
         "rtc_set": None,
         "reboot": _reboot,
