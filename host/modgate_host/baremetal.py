@@ -1,10 +1,11 @@
-"""A bare-metal board in qemu-system-arm (qemu-mps2): its firmware image booted, its console UART
-driven with mpremote's raw REPL, its frame UART on a loopback TCP port.
+"""A bare-metal board in qemu-system-arm (qemu-mps2): its firmware image booted, its REPL driven
+with mpremote's raw REPL, its frame UART on a loopback TCP port, its device console on a pty.
 
 The qemu port boots to the REPL (it runs no main.py), so the host starts device code by sending
 it to the raw REPL, as mpremote does on a real board; the board's RAM file system is read and
 written the same way. qemu's `-serial` options join the board's UARTs to host character devices:
-UART0 (console) to a pty, UART1 (frames) to a TCP server on 127.0.0.1.
+UART0 (the REPL and the log) to a pty, UART1 (frames) to a TCP server on 127.0.0.1, UART2 (the
+device console, as a real board's console UART) to another pty.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from modgate_host.build import load_board
 from modgate_host.emulator import free_port
 from modgate_host.runtimes import RuntimeUnavailable
 
-PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+) \(label serial0\)")
+PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+) \(label (serial\d)\)")
 START_TIMEOUT_S = 20.0
 
 
@@ -40,7 +41,8 @@ class QemuBoard:
         self.board_id = board_id
         self.data = data
         self.frames_port = free_port()
-        self.console_path = ""
+        self.console_path = ""  # UART0: the REPL (mpremote) and the firmware's log
+        self.device_console_path = ""  # UART2: the device console (modgate console, DeviceConsole)
         self.proc: subprocess.Popen[bytes] | None = None
         self.transport: Any = None
 
@@ -53,7 +55,7 @@ class QemuBoard:
         runner = self.data["image_runner"]
         assert isinstance(runner, list)
         return [*map(str, runner), "-serial", "pty",
-                "-serial", f"tcp:127.0.0.1:{self.frames_port},server=on,wait=off",
+                "-serial", f"tcp:127.0.0.1:{self.frames_port},server=on,wait=off", "-serial", "pty",
                 "-kernel", str(image.image(self.board_id))]
 
     def start(self) -> QemuBoard:
@@ -61,12 +63,16 @@ class QemuBoard:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        found = PTY_LINE.search(line)
-        if not found:
-            self.stop()
-            raise BoardError(f"qemu did not give the console a pty: {line.decode(errors='replace')}")
-        self.console_path = found.group(1).decode()
+        ptys: dict[bytes, str] = {}
+        while len(ptys) < 2:
+            line = self.proc.stdout.readline()
+            found = PTY_LINE.search(line)
+            if not found:
+                self.stop()
+                raise BoardError(f"qemu did not give the UARTs ptys: {line.decode(errors='replace')}")
+            ptys[found.group(2)] = found.group(1).decode()
+        self.console_path = ptys[b"serial0"]
+        self.device_console_path = ptys[b"serial2"]
         try:
             self.attach()
         except BoardError:
@@ -120,6 +126,20 @@ class QemuBoard:
         """Run `code`, which prints one JSON line last; that value."""
         return json.loads(self.exec(code).strip().splitlines()[-1])
 
+    def start_job(self, job: str, *args: str, ready: bytes = b"app: ready",
+                  timeout_s: float = START_TIMEOUT_S) -> str:
+        """Start firmware job `job` as a board boots into it, without waiting for it to end (the
+        REPL is the job's from then on): the log on UART0 up to the line holding `ready`."""
+        self.transport.exec_raw_no_follow(job_code(job, *args))
+        serial = self.transport.serial
+        log = b""
+        deadline = time.monotonic() + timeout_s
+        while ready not in log or not log.split(ready, 1)[1].count(b"\n"):
+            if time.monotonic() > deadline:
+                raise BoardError(f"job {job} not ready after {timeout_s} s:\n{log.decode(errors='replace')}")
+            log += serial.read(serial.in_waiting or 1)
+        return log.decode(errors="replace")
+
     def read_file(self, path: str) -> bytes:
         data: bytes = self.transport.fs_readfile(path)
         return data
@@ -160,15 +180,17 @@ def job_code(job: str, *args: str) -> str:
             "if _rc:\n    raise RuntimeError('job " + job + " exited ' + str(_rc))\n")
 
 
-# The firmware's own ingest path on the board, as the run job wires it for a frame UART: the
+# The firmware's own ingest path on the board, wired as the run job wires its frame UART: the
 # device (config, spool, acquirer on the RAM file system) and a FrameLink (FrameReceiver) on the
-# frame UART, served until `objects` objects are committed or the link is idle for `idle_ms`.
-# It prints one JSON line: what was committed, the spool, and the heap (free after boot, the
-# least free seen while serving, free at the end, each after a collection).
+# frame UART, served on asyncio until `objects` objects are committed or no frame came for
+# `idle_ms`. The REPL is free again afterwards, to read the spool. It prints one JSON line: what
+# was committed, the spool, and the heap (free once ready, the least free seen while frames came,
+# free at the end, each after a collection).
 FRAME_SESSION = """
 import gc, json
 import board
 from modgate.compat import ticks_diff, ticks_ms
+from modgate.port import aio
 ports = board.start([])
 from modgate.device import Device
 from modgate.ingest.link import FrameLink
@@ -178,24 +200,21 @@ link = FrameLink(open_serial(ports["frame_uart"]), device.acquirer, "uart", clos
                  max_frame_bytes=device.config.get("frames_max_bytes"))
 gc.collect()
 ready = gc.mem_free()
-least = ready
-last = ticks_ms()
-seen = 0
-while device.acquirer.objects_committed < {objects} and ticks_diff(ticks_ms(), last) < {idle_ms}:
-    if link.stream.readable(20):
-        link.on_readable()
-    link.step()
-    device.acquirer.tick()
-    if device.acquirer.frames_acked != seen:
-        seen = device.acquirer.frames_acked
-        last = ticks_ms()
+seen = {{"frames": 0, "at": ticks_ms(), "least": ready}}
+def done():
+    acquirer = device.acquirer
+    if acquirer.frames_acked != seen["frames"]:
+        seen["frames"] = acquirer.frames_acked
+        seen["at"] = ticks_ms()
         gc.collect()
-        least = min(least, gc.mem_free())
+        seen["least"] = min(seen["least"], gc.mem_free())
+    return acquirer.objects_committed >= {objects} or ticks_diff(ticks_ms(), seen["at"]) > {idle_ms}
+aio.run(link.run(lambda: None, done))
 gc.collect()
 entries = [dict(e, path=device.spool.data_path(e["id"])) for e in device.spool.list({objects})]
 print(json.dumps({{"committed": device.acquirer.objects_committed,
                   "frames_acked": device.acquirer.frames_acked, "entries": entries,
-                  "heap_ready_free": ready, "heap_least_free": least,
+                  "heap_ready_free": ready, "heap_least_free": seen["least"],
                   "heap_end_free": gc.mem_free()}}))
 """
 

@@ -18,6 +18,7 @@ import pytest
 from device_harness import expected_frame
 from modgate_host import baremetal, image
 from modgate_host.build import load_board
+from modgate_host.transport import DeviceConsole
 from modgate_host.validation import validate_file
 
 pytestmark = [pytest.mark.e2e]
@@ -122,3 +123,23 @@ def test_deploy_writes_settings_and_removes_old_code(board: baremetal.QemuBoard,
                              "from modgate.device import Device\n"
                              "print(json.dumps(Device(ports).config.get('device_serial')))")
     assert serial == "MPS27"
+
+
+def test_the_run_core_boots_offline_and_serves_console_and_frames(tmp_path: Path) -> None:
+    """The device's asyncio core (the run job) on the board, no network: its console on UART2
+    answers the host companion, frames on UART1 are acknowledged and spooled."""
+    with baremetal.QemuBoard("qemu-mps2") as fresh:
+        log = fresh.start_job("run")
+        assert "network=down" in log
+        with DeviceConsole(fresh.device_console_path, timeout_s=30) as dev:
+            before = dev.call("status")
+            assert before["frames_acked"] == 0
+            sim = subprocess.run([*MODGATE, "simulate-modality", "--to", fresh.frames_url, "--frames", "2",
+                                  "--size", "64x64", "--format", "GRAY8"],
+                                 capture_output=True, text=True, timeout=120)
+            assert sim.returncode == 0, sim.stdout + sim.stderr
+            after = dev.call("status")
+        assert after["frames_acked"] == 2 and after["objects_committed"] == 2
+        assert after["queue"]["depth"] == 2 and after["queue"]["dead"] == 0  # kept for the archive
+        print("qemu-mps2 run core heap:", after["heap"])
+        assert after["heap"]["out_of_memory"] == 0
