@@ -36,6 +36,7 @@ DEFAULTS = {
 }
 MIN_MAX_PDU = 4096
 MAX_MAX_PDU = 131072  # the max_pdu setting's upper limit (config.py)
+YIELD_MS = 2  # the longest a C-STORE holds the device between two turns of the other tasks
 _COMMAND_CAP = 512  # a C-STORE-RSP/C-ECHO-RSP command set; larger is a violation for us
 _MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
 
@@ -338,6 +339,7 @@ class StoreSession:
         mv = memoryview(buf)
         cap = len(buf)
         limit = assoc.pdu_size
+        turn = ticks_ms()
         if limit - start - pdu.PDV_HEADER < 1:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
@@ -354,34 +356,35 @@ class StoreSession:
             first = True
             while first or frag:
                 n = cap - at if cap - at < frag else frag
-                await self._fill(assoc, reader, mv, at, at + n)
+                problem = _fill(reader, mv, at, at + n)
+                if problem is not None:
+                    self.assoc = None
+                    reason = "stored object unreadable: " + str(problem)
+                    await assoc.abort(reason, False)
+                    raise DeliveryError(reason, isinstance(problem, OSError))
                 frag -= n
-                sent = await (assoc.send_pdu(at + n) if first else assoc.send_rest(at + n))
-                if not sent:
+                # The hot path writes what the socket takes at once (DT-1 without a coroutine per
+                # PDU); only a full socket, or a peer that spoke, makes it wait.
+                end = at + n
+                sent = assoc.send_now(end, first)
+                if sent < 0:
+                    await assoc.settle()
+                    self._lost()
+                if sent < end and not await assoc.send_tail(sent, end):
                     self._lost()
                 first = False
                 at = 0
-            if self.on_progress is not None:
-                self.on_progress()
             if not left:
                 return
-            # A turn for every other task between PDUs: frames keep arriving during a C-STORE
-            # of any size (the UART's receive buffer lasts ~90 ms on a small board).
-            await aio.sleep_ms(0)
+            # A turn for every other task every YIELD_MS, between PDUs: frames keep arriving
+            # during a C-STORE of any size (a small board's UART FIFO lasts ~90 ms), at a cost
+            # of one scheduler round trip per few PDUs instead of one per PDU.
+            if ticks_diff(ticks_ms(), turn) >= YIELD_MS:
+                if self.on_progress is not None:
+                    self.on_progress()
+                await aio.sleep_ms(0)
+                turn = ticks_ms()
             start = pdu.HEADER
-
-    async def _fill(self, assoc, reader, mv, start, end):
-        """Read the next data set bytes into buf[start:end], exactly: the PDU header promised them."""
-        try:
-            while start < end:
-                k = reader.readinto(mv[start:end])
-                if not k:
-                    raise EncodeError("data set ended before the length counted for it")
-                start += k
-        except (EncodeError, OSError) as exc:
-            self.assoc = None
-            await assoc.abort("stored object unreadable: " + str(exc), False)
-            raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
 
     async def _response(self, command, message_id, context_id, what):
         """The response command set, checked to answer us; a DIMSE-level fault we detect ends
@@ -421,6 +424,20 @@ class StoreSession:
                     if offset != end:
                         raise dimse.DimseError("PDVs follow the last fragment of " + what)
                     return _check(cmd, got, command, message_id, what)
+
+
+def _fill(reader, mv, start, end):
+    """Read the next data set bytes into mv[start:end], exactly (the PDU header promised them):
+    None, or the error that stopped it."""
+    try:
+        while start < end:
+            k = reader.readinto(mv[start:end])
+            if not k:
+                return EncodeError("data set ended before the length counted for it")
+            start += k
+    except (EncodeError, OSError) as exc:
+        return exc
+    return None
 
 
 def _check(cmd, got, command, message_id, what):
