@@ -105,17 +105,6 @@ def test_unknown_pdu_type(tmp_path: Path) -> None:
     assert aborts(peer) == [b"\x00\x00\x02\x01"]  # provider, unrecognised PDU
 
 
-def test_unknown_item_type(tmp_path: Path) -> None:
-    def ac(rq: bytes) -> bytes:
-        good = associate_ac(rq)
-        extra = struct.pack(">BBH", 0x77, 0, 2) + b"zz"
-        return pdu_bytes(2, good[6:] + extra)
-
-    proc, peer, _ = run_against(after_rq(ac), tmp_path)
-    assert "unknown item type 0x77" in proc.stdout, proc.stdout
-    assert aborts(peer) == [b"\x00\x00\x02\x04"]
-
-
 def test_ac_for_a_context_never_proposed(tmp_path: Path) -> None:
     proc, peer, _ = run_against(
         after_rq(lambda rq: associate_ac(rq, extra_contexts=[(255, 0, "1.2.840.10008.1.2")])), tmp_path)

@@ -320,14 +320,14 @@ class StoreSession:
         mv = memoryview(buf)
         cap = len(buf)
         limit = assoc.pdu_size
-        if limit - start - pdu.PDV_HEADER < 1:
+        if pdu.pdv_room(limit, start) < 2:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
             if not assoc.send_pdu(start):
                 self._lost()
             start = pdu.HEADER
         while True:
-            room = limit - start - pdu.PDV_HEADER
+            room = pdu.pdv_room(limit, start)  # even (PS3.8 E.1)
             frag = left if left <= room else room
             left -= frag
             pack_pdv_header(buf, start, frag, context_id, 0 if left else pdu.CONTROL_LAST)
