@@ -33,7 +33,7 @@ _P = const(2)  # PRIVILEGED
 UID_ROOT_MAX = const(24)
 
 SCHEMA = (
-    ("device_serial", "text", "", 32, _P, "Serial number reported by ident (empty = board UID)"),
+    ("device_serial", "text", "", 32, _P, "Device Serial Number (empty = generated once, kept on flash)"),
     ("station_name", "text", "MODGATE", 16, _P, "Station Name (0008,1010), SH"),
     ("institution_name", "text", "", 64, _P, "Institution Name (0008,0080), LO"),
     ("ae_title", "aet", "MODGATE", 16, _P, "Our AE title as calling SCU"),
