@@ -16,12 +16,13 @@ from peers import (
     EXPLICIT,
     IMPLICIT,
     HostilePeer,
+    Message,
     make_sc,
-    pdu_bytes,
     proposed_contexts,
     read_pdu,
+    receive_message,
     run_device,
-    store_rsp,
+    store_and_release,
 )
 from test_net_pdu import PYNETDICOM_AC, hostile_ac
 
@@ -34,9 +35,7 @@ def test_hostile_ac_with_odd_maximum_is_accepted_and_used(tmp_path: Path, runtim
     if not available(runtime):
         pytest.skip(f"runtime {runtime} is not installed here (make setup)")
     assert struct.unpack_from(">L", PYNETDICOM_AC, 167)[0] == PEER_MAX  # maximum length sub-item
-    pdus: list[int] = []
-    fragments: list[tuple[int, int]] = []  # (length, control)
-    received = bytearray()
+    got: list[Message] = []
 
     def script(conn: socket.socket, peer: HostilePeer) -> None:
         _, rq = read_pdu(conn)
@@ -44,28 +43,10 @@ def test_hostile_ac_with_odd_maximum_is_accepted_and_used(tmp_path: Path, runtim
         ids = {(abstract, syntaxes[0]): cid for cid, abstract, syntaxes in proposed_contexts(rq)}
         accepted = ids[(SC, EXPLICIT)]
         conn.sendall(hostile_ac(accepted, ids[(SC, IMPLICIT)]))
-        message_id = 0
-        while True:
-            pdu_type, body = read_pdu(conn)
-            assert pdu_type == 4, pdu_type
-            pdus.append(len(body))
-            offset = 0
-            while offset < len(body):
-                length, context_id, control = struct.unpack_from(">LBB", body, offset)
-                fragments.append((length - 2, control))
-                if control & 1:  # the command: Message ID (0000,0110) US
-                    at = body.index(b"\x00\x00\x10\x01", offset) + 8
-                    message_id = struct.unpack_from("<H", body, at)[0]
-                else:
-                    received.extend(body[offset + 6:offset + 4 + length])
-                offset += 4 + length
-            if control == 2:
-                break
-        conn.sendall(store_rsp(message_id, accepted, 0))
-        pdu_type, _ = read_pdu(conn)
-        peer.events.append(("pdu", pdu_type, b""))
-        conn.sendall(pdu_bytes(6, bytes(4)))  # A-RELEASE-RP
-        peer.wait_closed(conn)
+        message = receive_message(conn)
+        got.append(message)
+        assert message.context_id == accepted
+        store_and_release(conn, peer, message)
 
     src = make_sc(tmp_path / "a.dcm", 256, 256, seed=16)
     with HostilePeer(script) as peer:
@@ -74,9 +55,10 @@ def test_hostile_ac_with_odd_maximum_is_accepted_and_used(tmp_path: Path, runtim
     assert not peer.errors, peer.errors
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("OK 0x0000"), proc.stdout
+    pdus, fragments, received = got[0].pdu_sizes, got[0].fragments, bytes(got[0].data)
     assert max(pdus) <= PEER_MAX and len(pdus) > 5, pdus
     assert all(length % 2 == 0 for length, _ in fragments), fragments
     assert PEER_MAX - 1 in pdus  # full PDUs but for the odd byte a fragment cannot use
     dataset = src.read_bytes()
-    assert bytes(received) == dataset[-len(received):] and len(received) > 256 * 256 * 2
+    assert received == dataset[-len(received):] and len(received) > 256 * 256 * 2
     assert ("pdu", 5, b"") in peer.events  # then an orderly A-RELEASE-RQ
