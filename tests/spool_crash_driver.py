@@ -21,7 +21,7 @@ Object format (the spool does not care; the checker rebuilds the expected bytes 
 import sys
 
 from modgate.errors import DeliveryError
-from modgate.port import fs
+from modgate.port import aio, fs
 from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
 
@@ -56,7 +56,7 @@ class Session:
         self.archive = archive
         self.rng = rng
 
-    def store(self, path):
+    async def store(self, path):
         cut = self.rng is not None and self.rng.below(4) == 0
         buf = bytearray(CHUNK)
         with fs.open_file(path, "rb") as src:
@@ -72,8 +72,19 @@ class Session:
                         raise DeliveryError("association dropped mid-transfer", True)
         return 0, "success", ""
 
-    def release(self):
+    async def release(self):
         pass
+
+    def drop(self):
+        pass
+
+    def idle_expired(self):
+        return False
+
+
+def step(fwd):
+    """One delivery attempt to the archive, as its worker task makes them; True if one was made."""
+    return aio.run(fwd.attempt("archive"))
 
     def idle_expired(self):
         return False
@@ -113,7 +124,7 @@ def acquire_multi(spool, fwd, uid, frames, size):
             f.write(frame(uid, k, size))
             spool.checkpoint(inc, f)
             print("FRAME %s %d %d" % (uid, k + 1, size))
-            fwd.step()
+            step(fwd)
         f.seek(0)
         f.write(header(uid, frames))
     spool.commit(inc, uid, {"modality": "XA", "series_uid": uid})
@@ -143,15 +154,15 @@ def main(argv):
     if not drain:
         for i in range(count):
             while spool.busy():  # the source is told BUSY and waits; nothing accepted is dropped
-                fwd.step()
+                step(fwd)
             uid = "1.2.826.0.1.%d.%d.%d" % (seed, run, i)
             if i % 4 == 3:
                 acquire_multi(spool, fwd, uid, 2 + rng.below(4), 1000 + rng.below(3000))
             else:
                 acquire_single(spool, uid, 100 + rng.below(20000))
             for _ in range(rng.below(3)):
-                fwd.step()
-    while fwd.step() or fwd.next_due_ms():
+                step(fwd)
+    while step(fwd) or fwd.due_ms("archive") is not None:
         pass
     if drain:
         for path in leftovers(root):

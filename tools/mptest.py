@@ -16,8 +16,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host.runtimes import BOARDS, FIRMWARE, MICROPYTHON_RUNTIMES, REPO, interpreter  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "host"))
+from modgate_host.runtimes import BOARDS, FIRMWARE, MICROPYTHON_RUNTIMES, interpreter  # noqa: E402
 
 UNIT = REPO / "tests" / "unit"
 TIMEOUT_S = 900
@@ -29,8 +30,9 @@ def test_modules() -> list[str]:
 
 def run_one(runtime: str, module: str) -> tuple[str, str, int, int, int, str]:
     env = dict(os.environ)
+    # ".frozen" keeps the build's own frozen modules (asyncio) importable beside the sources.
     env["MICROPYPATH"] = os.pathsep.join(
-        [str(FIRMWARE), str(REPO / "tests" / "mpunit"), str(UNIT), str(BOARDS / "unix")]
+        [str(FIRMWARE), str(REPO / "tests" / "mpunit"), str(UNIT), str(BOARDS / "unix"), ".frozen"]
     )
     with tempfile.TemporaryDirectory(prefix="mgunit-") as tmp:
         env["MODGATE_TEST_TMP"] = tmp

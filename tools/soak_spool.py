@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host.runtimes import REPO, environment, interpreter  # noqa: E402
+from modgate_host.runtimes import environment, interpreter  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
 
 DRIVER = REPO / "tests" / "spool_crash_driver.py"
 

@@ -2,7 +2,7 @@
 
 import os
 
-from modgate.port import fs
+from modgate.port import aio, fs
 
 _counter = [0]
 
@@ -28,3 +28,8 @@ def remove_tree(path):
         fs.rmdir(path)
     else:
         fs.remove(path)
+
+
+def run(awaitable):
+    """Run one coroutine of the device core to its end (a fresh event loop each time)."""
+    return aio.run(awaitable)
