@@ -425,6 +425,16 @@ def _frame_files(folder):
 
 
 def _remove_folder(folder):
-    for name in fs.listdir(folder):
-        fs.remove(fs.join(folder, name))
+    # issue 16: a few names at a time (fs.iterdir), not one sorted list of a long series' frames:
+    # right after a big object was assembled the heap may have no block that large.
+    while True:
+        batch = []
+        for name in fs.iterdir(folder):
+            batch.append(name)
+            if len(batch) == 16:
+                break
+        if not batch:
+            break
+        for name in batch:
+            fs.remove(fs.join(folder, name))
     fs.rmdir(folder)

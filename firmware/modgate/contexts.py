@@ -142,7 +142,8 @@ class Contexts:
             "station_name": cfg.get("station_name"),
             "modality": cfg.get("modality"),
             "patient_orientation": cfg.get("patient_orientation"),
-            "model_name": self.device.board.get("name", "modgate"),
+            # The board's id (a short code, e.g. pico-w): its descriptive name may exceed LO's 64.
+            "model_name": self.device.board.get("id", "modgate"),
             "device_serial": self.device.serial,
             "software_version": VERSION,
             "tz": cfg.get("timezone"),

@@ -313,7 +313,7 @@ class _Device:
         self.config = config.Config(str(folder / "config.json")).load()
         for key, value in settings.items():
             self.config.set(key, value)
-        self.board = {"name": "Test Board"}
+        self.board = {"id": "test-board", "name": "Test Board"}
         self.serial = "77"
         self.uid_gen = uids.UidGenerator(None, "77", 1)
 

@@ -24,7 +24,7 @@ class Device:
 
     def __init__(self, folder):
         self.config = Config(fs.join(folder, "config.json")).load()
-        self.board = {"name": "Test Board"}
+        self.board = {"id": "test-board", "name": "Test Board"}
         self.serial = "77"
         self.uid_gen = uids.UidGenerator("1.2.826.0.1.3680043.10.1", "77", 1)
         self.clock_notes = 0
@@ -55,6 +55,7 @@ class TestSources(Base):
         self.assertNotIn("burned_in_annotation", tcp)  # unknown for TCP sources: not made up
         self.assertNotIn("frame_time_ms", tcp)
         self.assertEqual(tcp["tz"], "+0100")
+        self.assertEqual(tcp["model_name"], "test-board")  # the board's id: its name may exceed LO
         self.assertEqual(self.contexts.for_acquisition(None, "tcp:10.0.0.5:4001")["frame_time_ms"], "40")
         uart = self.contexts.for_acquisition(None, "uart:/dev/ttyS1")
         self.assertEqual((uart["burned_in_annotation"], uart["modality"]), ("YES", "ES"))

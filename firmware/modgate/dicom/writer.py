@@ -54,6 +54,8 @@ FTV_WIDTH = 7
 _SLOT = FTV_WIDTH + 1  # one value and its separator
 _LT_MAX = 10240  # Image Comments (LT) may grow to this (PS3.5 Table 6.2-1)
 _CAPTURE_MAX = 2048
+_CAPTURE = 640  # what is usually captured (the elements from the timing one to the pointer)
+_SPACES = b" " * 256
 
 
 class ObjectWriter:
@@ -81,7 +83,8 @@ class ObjectWriter:
         self._timing = None  # [file offset, total length, is vector]
         self._capacity = 0
         self._ftv_pos = None
-        self._between = None
+        self._between = None  # the captured bytes, in a buffer reused as it fills (_captured of it)
+        self._captured = 0
         self._capturing = False
         self._comments = None
         self._length_pos = None
@@ -102,11 +105,18 @@ class ObjectWriter:
 
     def _write(self, data):
         self._stream.write(data)
+        n = len(data)
         if self._capturing:
-            self._between += data
-            if len(self._between) > _CAPTURE_MAX:
-                raise EncodeError("image comments too long for a multi-frame object")
-        self.bytes_written += len(data)
+            end = self._captured + n
+            if end > len(self._between):
+                if end > _CAPTURE_MAX:
+                    raise EncodeError("image comments too long for a multi-frame object")
+                grown = bytearray(_CAPTURE_MAX)
+                grown[:self._captured] = memoryview(self._between)[:self._captured]
+                self._between = grown
+            self._between[self._captured:end] = data
+            self._captured = end
+        self.bytes_written += n
 
     def _header(self, tag, vr, length):
         h = self._hdr
@@ -128,11 +138,8 @@ class ObjectWriter:
         elif vr == "SQ":
             raw = value  # only empty sequences (Type 2, zero length) are written
         elif tag == _FRAME_TIME_VECTOR:
-            # `value` frames reserved: "      0\      0 ... 0 " (the last separator a pad space).
-            self._capacity = value
-            slot = b" " * (FTV_WIDTH - 1) + b"0\\"
-            raw = bytearray(slot * value)
-            raw[-1] = 32
+            self._frame_time_vector(value)
+            return
         else:
             raw = _text_value(vr, value)
             if tag == 0x00280008:
@@ -142,18 +149,41 @@ class ObjectWriter:
             self._capturing = False
         elif tag == _IMAGE_COMMENTS and self._capturing:
             # (length field offset, value length, value end) within the captured bytes
-            at = len(self._between)
+            at = self._captured
             self._comments = (at + 6, len(raw), at + 8 + len(raw))
         start = self.bytes_written
         self._header(tag, vr, len(raw))
         self._write(raw)
-        if tag in (_FRAME_TIME, _FRAME_TIME_VECTOR):
-            vector = tag == _FRAME_TIME_VECTOR
-            self._timing = [start, self.bytes_written - start, vector]
-            self._ftv_pos = start + 8 if vector else None
-            if vector or self._droppable:
-                self._between = bytearray()
-                self._capturing = True
+        if tag == _FRAME_TIME:
+            self._timing = [start, self.bytes_written - start, False]
+            if self._droppable:
+                self._capture()
+
+    def _frame_time_vector(self, capacity):
+        """`capacity` values reserved, "      0\\      0 ... 0 " (the last separator a pad space),
+        written 32 slots at a time: one value of 10 KB would need a block the heap may not have."""
+        self._capacity = capacity
+        start = self.bytes_written
+        self._header(_FRAME_TIME_VECTOR, "DS", capacity * _SLOT)
+        chunk = (b" " * (FTV_WIDTH - 1) + b"0\\") * 32
+        left = capacity
+        while left:
+            n = left if left < 32 else 32
+            left -= n
+            piece = memoryview(chunk)[:n * _SLOT]
+            if not left:
+                piece = bytearray(piece)
+                piece[-1] = 32
+            self._write(piece)
+        self._timing = [start, self.bytes_written - start, True]
+        self._ftv_pos = start + 8
+        self._digits = bytearray(FTV_WIDTH)  # one value, reused for every frame
+        self._capture()
+
+    def _capture(self):
+        self._between = bytearray(_CAPTURE)
+        self._captured = 0
+        self._capturing = True
 
     def begin(self):
         ctx = self.context
@@ -269,11 +299,15 @@ class ObjectWriter:
             return  # the reserved value is 0 already (PS3.3 C.7.6.5.1.2)
         if increment_ms is None or not 0 <= increment_ms < 10 ** FTV_WIDTH:
             raise EncodeError("frame %d: no arrival time for the Frame Time Vector" % (index + 1))
-        text = str(int(increment_ms + 0.5))
+        value = int(increment_ms + 0.5)
+        digits = self._digits
+        for i in range(FTV_WIDTH - 1, -1, -1):  # right-aligned, leading spaces (no allocation)
+            digits[i] = 48 + value % 10 if value or i == FTV_WIDTH - 1 else 32
+            value //= 10
         self._flush_block()
         s = self._stream
         s.seek(self._ftv_pos + index * _SLOT)
-        s.write((" " * (FTV_WIDTH - len(text)) + text).encode())
+        s.write(digits)
         s.seek(0, 2)
 
     def finish(self):
@@ -305,19 +339,17 @@ class ObjectWriter:
         """At `pos`: the captured bytes up to Image Comments' end with that value `grow` bytes
         longer (spaces), then `rest` of the captured bytes when they move too."""
         len_off, length, end = self._comments
-        between = self._between
-        head = bytearray(between[:end])
-        struct.pack_into("<H", head, len_off, length + grow)
+        between = memoryview(self._between)
+        struct.pack_into("<H", self._between, len_off, length + grow)
         s = self._stream
         s.seek(pos)
-        s.write(head)
-        spaces = b" " * 256
+        s.write(between[:end])
         while grow:
             n = grow if grow < 256 else 256
-            s.write(spaces[:n])
+            s.write(memoryview(_SPACES)[:n])
             grow -= n
         if rest:
-            s.write(between[end:])
+            s.write(between[end:self._captured])
         s.seek(0, 2)
 
     def _drop_timing(self):
