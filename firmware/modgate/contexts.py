@@ -61,7 +61,7 @@ PATIENT_FIELD_KEYS = {
 }
 # Kinds of source (the part of a source id before ":"), and what the device itself knows of each:
 # the frame protocol and file drop hand over digital pixels (Conversion Type DI, PS3.3
-# C.8.6.1.1); the test pattern is drawn by the device (synthetic, no burned-in text).
+# C.8.6.1); the test pattern is drawn by the device (synthetic, no burned-in text).
 SOURCE_KINDS = ("tcp", "uart", "file", "testpattern")
 _BUILT_IN = {"testpattern": {"conversion_type": "SYN", "burned_in_annotation": "NO"}}
 _DIGITAL = {"conversion_type": "DI"}

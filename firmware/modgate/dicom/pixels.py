@@ -8,8 +8,8 @@ Public API:
   Raises EncodeError on an unsupported format or invalid geometry.
 - `converter(fmt)` -> (fn, unit_in, unit_out) or None; fn(src, nunits, dst) is one of (convert.py):
   `rgb565_to_rgb`: RGB565 little-endian -> RGB888, 8-bit channels by bit replication;
-  `yuyv_to_rgb`: Y0 Cb Y1 Cr -> R G B R G B: studio-range BT.601 video (Y 16-235, Cb/Cr 16-240,
-  ITU-R BT.601-7 section 2.5) to full-range RGB, the chroma pair shared by both pixels, rounded
+  `yuyv_to_rgb`: Y0 Cb Y1 Cr -> R G B R G B: studio-range ITU-R BT.601 video (Y 16-235, Cb/Cr 16-240)
+  to full-range RGB, the chroma pair shared by both pixels, rounded
   to nearest and clamped to 0-255.
 
 GRAY16 is little-endian with Bits Stored 10, 12, 14 or 16 (unused high bits zero), stored as is.
