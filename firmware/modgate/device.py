@@ -18,6 +18,7 @@ from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
 SERIAL_FILE = "serial"
+RESET_CAUSE_FILE = "reset_cause"
 TASK_BOUND_SLACK_MS = 5000
 class Device:
     def __init__(self, ports):
@@ -36,6 +37,7 @@ class Device:
         self.supervisor = None  # the core's task table, for status
         self.on_destinations_changed = None  # the core restarts the delivery workers
         self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
+        self.last_reset = self._take_reset_cause()
         self.serial = self.config.get("device_serial") or _board_serial(ports, self.state_dir)
         self.uid_gen = self._uid_generator()
         self.contexts = Contexts(self)
@@ -63,6 +65,25 @@ class Device:
         self.reboot_requested = False
         self.heap_free_min = -1
         self.out_of_memory = 0
+
+    def _take_reset_cause(self):
+        """Why the previous boot ended, when the device itself knew (a stuck task left it there
+        before the watchdog reset the board): logged once, shown by status, then forgotten."""
+        path = fs.join(self.state_dir, RESET_CAUSE_FILE)
+        try:
+            cause = fs.read_bytes(path).decode().strip()
+        except (OSError, ValueError):
+            return None
+        fs.remove(path)
+        log.warn("app", "the previous boot ended in a watchdog reset: " + cause)
+        return cause
+
+    def note_reset_cause(self, line):
+        """The supervisor saw a stuck task and lets the watchdog fire: keep why, on flash."""
+        try:
+            fs.write_atomic(fs.join(self.state_dir, RESET_CAUSE_FILE), line.encode())
+        except OSError:
+            pass  # a full or failing flash: the log line is all there is
 
     def reserve_buffers(self):
         """A PDU buffer for each destination, taken while the heap is still one block (at boot,
@@ -189,6 +210,7 @@ class Device:
             "clock_set": clock.is_set(),
             "time": _iso(clock.now()),
             "boot_count": self.boot_count,
+            "last_reset": self.last_reset,
             "objects_committed": self.acquirer.objects_committed,
             "frames_acked": self.acquirer.frames_acked,
             "open_series": len(self.acquirer.open_series),

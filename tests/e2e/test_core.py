@@ -222,6 +222,8 @@ def test_a_stuck_task_makes_the_watchdog_reset_the_board(board: str, tmp_path: P
         assert "task series made no progress" in log and "emulator: watchdog: not fed" in log, log
         device.start()  # what `modgate emulate` does after a reset
         with DeviceConsole(device.console_path, timeout_s=30) as console:
-            assert console.call("status")["boot_count"] == boot + 1
+            status = console.call("status")
+        assert status["boot_count"] == boot + 1
+        assert status["last_reset"].startswith("task series made no progress"), status["last_reset"]
     finally:
         device.close()

@@ -93,7 +93,8 @@ class Core:
         watchdog = ports.get("watchdog")
         wd_ms = self.board.get("watchdog_ms") or 8000
         # Fed well inside the watchdog's period, so one late turn never resets a healthy board.
-        self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory)
+        self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory,
+                                     device.note_reset_cause)
         device.supervisor = self.supervisor
         device.on_destinations_changed = self._start_deliveries
         self.bound_ms = device.task_bound_ms()
