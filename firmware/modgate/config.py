@@ -15,7 +15,6 @@ import json
 
 from modgate import log
 from modgate.compat import const
-from modgate.dicom import vr
 from modgate.errors import ConfigError
 from modgate.net import aetitle
 from modgate.port import entropy, fs
@@ -180,6 +179,8 @@ def validate_uid_root(text, key="uid_root"):
         _fail(key, "UID root must not be empty")
     if len(text) > UID_ROOT_MAX:
         _fail(key, "UID root longer than %d characters (generated UIDs must fit in 64)" % UID_ROOT_MAX)
+    from modgate.dicom import vr
+
     why = vr.uid_problem(text)
     if why:
         _fail(key, why)
@@ -194,6 +195,8 @@ def validate_pin(text, key="pin_hash"):
 
 def validate_date(text, key):
     """PS3.5 6.2 DA: YYYYMMDD (a calendar date), or empty (modgate.dicom.vr)."""
+    from modgate.dicom import vr  # the checks load on first use, not at boot (RAM)
+
     if text and vr.date_problem(text):
         _fail(key, vr.date_problem(text))
     return text
@@ -201,16 +204,19 @@ def validate_date(text, key):
 
 def validate_pn(text, key):
     """PS3.5 6.2 PN (modgate.dicom.vr): component groups of at most 5 components and 64 bytes."""
+    from modgate.dicom import vr
+
     why = vr.problem("PN", text)
     if why:
         _fail(key, why)
     return text
 
 
-# Settings written into objects as they are: checked like the context field they feed.
-_DICOM_SETTINGS = {"station_name": "station_name", "institution_name": "institution_name",
-                   "default_patient_id": "patient_id", "patient_orientation": "patient_orientation",
-                   "modality": "modality"}
+# Settings written into objects as they are: checked like the context field they feed
+# (setting, field); a constant tuple stays in flash when frozen.
+_DICOM_SETTINGS = (("station_name", "station_name"), ("institution_name", "institution_name"),
+                   ("default_patient_id", "patient_id"), ("patient_orientation", "patient_orientation"),
+                   ("modality", "modality"))
 
 
 def validate_name(text, key="name"):
@@ -294,7 +300,12 @@ def _parse(e, value):
         return validate_port(value, key)
     if not isinstance(value, str):
         _fail(key, "expected text")
-    field = _DICOM_SETTINGS.get(key)
+    field = None
+    for setting, name in _DICOM_SETTINGS:
+        if setting == key:
+            field = name
+    if field is not None or kind == "tz":
+        from modgate.dicom import vr
     if field is not None:
         why = vr.field_problem(field, value)
         if why:

@@ -12,7 +12,6 @@ within it.
 
 from modgate import VERSION
 from modgate.compat import ticks_diff, ticks_ms
-from modgate.dicom import vr
 from modgate.errors import FrameError
 from modgate.ingest.frameproto import NAK_BAD_VALUE
 from modgate.port import clock
@@ -33,6 +32,7 @@ FACT_KEYS = (
     "pixel_intensity_relationship",
 )
 # What a frame's context may set (docs/frame-protocol.md); equipment identity is the device's own.
+# Written out in full (the facts last) so the tuple is a constant, in flash when frozen.
 HEADER_CONTEXT_KEYS = (
     "patient_name",
     "patient_id",
@@ -50,7 +50,18 @@ HEADER_CONTEXT_KEYS = (
     "institution_name",
     "station_name",
     "image_comments",
-) + FACT_KEYS
+    "modality",
+    "body_part",
+    "laterality",
+    "patient_orientation",
+    "burned_in_annotation",
+    "conversion_type",
+    "pixel_spacing",
+    "pixel_aspect_ratio",
+    "frame_time_ms",
+    "detector_type",
+    "pixel_intensity_relationship",
+)
 # The console's `patient next` field names -> writer context keys.
 PATIENT_FIELD_KEYS = {
     "name": "patient_name",
@@ -63,8 +74,6 @@ PATIENT_FIELD_KEYS = {
 # the frame protocol and file drop hand over digital pixels (Conversion Type DI, PS3.3
 # C.8.6.1); the test pattern is drawn by the device (synthetic, no burned-in text).
 SOURCE_KINDS = ("tcp", "uart", "file", "testpattern")
-_BUILT_IN = {"testpattern": {"conversion_type": "SYN", "burned_in_annotation": "NO"}}
-_DIGITAL = {"conversion_type": "DI"}
 
 
 def source_kind(source):
@@ -74,6 +83,8 @@ def source_kind(source):
 def check_source_facts(value):
     """`source_facts` setting: {"tcp": {fact: value}, "uart": ..., "tcp:HOST": ...}, checked;
     ValueError with the reason."""
+    from modgate.dicom import vr  # loaded when first needed, not at boot (RAM)
+
     if not isinstance(value, dict):
         raise ValueError("expected a JSON object {source: {fact: value}}")
     out = {}
@@ -93,6 +104,8 @@ def check_source_facts(value):
 
 def check_frame_context(context):
     """Raise FrameError(NAK_BAD_VALUE) naming the first context value that cannot be written."""
+    from modgate.dicom import vr
+
     for key in HEADER_CONTEXT_KEYS:
         value = context.get(key)
         if value is not None:
@@ -119,7 +132,12 @@ class Contexts:
     def facts_for(self, source):
         """The acquisition facts configured for `source` (most specific last wins)."""
         kind = source_kind(source)
-        facts = dict(_BUILT_IN.get(kind) or (_DIGITAL if kind in SOURCE_KINDS else {}))
+        if kind == "testpattern":
+            facts = {"conversion_type": "SYN", "burned_in_annotation": "NO"}
+        elif kind in SOURCE_KINDS:
+            facts = {"conversion_type": "DI"}
+        else:
+            facts = {}
         configured = self.device.config.get("source_facts") or {}
         for name in (kind, _host_key(source)):
             if name and name in configured:

@@ -71,6 +71,14 @@ class TestSources(Base):
                          ("FRAME^NAME", "C1", "US"))
         self.assertNotIn("shoe_size", given)
 
+    def test_every_fact_and_field_is_a_frame_context_member(self):
+        from modgate import contexts
+        from modgate.dicom import vr
+
+        self.assertEqual(contexts.HEADER_CONTEXT_KEYS[-len(contexts.FACT_KEYS):], contexts.FACT_KEYS)
+        for key in contexts.HEADER_CONTEXT_KEYS:
+            self.assertIsNotNone(vr.field_vr(key), key)
+
     def test_bad_frame_values_are_refused_with_bad_value(self):
         for ctx, reason in (({"patient_sex": "male"}, "patient_sex: must be M, F or O"),
                             ({"patient_id": "ID\\1"}, "patient_id: backslash not allowed"),
