@@ -364,20 +364,12 @@ class StoreSession:
                 n = cap - at if cap - at < frag else frag
                 problem = _fill(reader, mv, at, at + n)
                 if problem is not None:
-                    self.assoc = None
-                    reason = "stored object unreadable: " + str(problem)
-                    await assoc.abort(reason, False)
-                    raise DeliveryError(reason, isinstance(problem, OSError))
+                    await self._unreadable(assoc, problem)
                 frag -= n
-                # The hot path writes what the socket takes at once (DT-1 without a coroutine per
-                # PDU); only a full socket, or a peer that spoke, makes it wait.
                 end = at + n
                 sent = assoc.send_now(end, first)
-                if sent < 0:
-                    await assoc.settle()
-                    self._lost()
-                if sent < end and not await assoc.send_tail(sent, end):
-                    self._lost()
+                if sent != end:
+                    await self._send_rest(assoc, sent, end)
                 first = False
                 at = 0
             if not left:
@@ -411,23 +403,34 @@ class StoreSession:
             except OSError as exc:
                 got = exc
             if got != frag:
-                problem = got if isinstance(got, OSError) else EncodeError("data set shorter than its length")
-                self.assoc = None
-                reason = "stored object unreadable: " + str(problem)
-                await assoc.abort(reason, False)
-                raise DeliveryError(reason, isinstance(problem, OSError))
+                await self._unreadable(assoc, got if isinstance(got, OSError) else
+                                       EncodeError("data set shorter than its length"))
             end = 12 + frag
             sent = assoc.send_now(end, True)
-            if sent < 0:
-                await assoc.settle()
-                self._lost()
-            if sent < end and not await assoc.send_tail(sent, end):
-                self._lost()
+            if sent != end:
+                await self._send_rest(assoc, sent, end)
             if left and ticks_diff(ticks_ms(), turn) >= YIELD_MS:
                 if self.on_progress is not None:
                     self.on_progress()
                 await aio.sleep_ms(0)
                 turn = ticks_ms()
+
+    async def _send_rest(self, assoc, sent, end):
+        """The hot path wrote buf[0:sent] of buf[0:end] at once (DT-1 without a coroutine per
+        PDU); a full socket (send the rest, waiting) or a peer that spoke (-1) comes here."""
+        if sent < 0:
+            await assoc.settle()
+            self._lost()
+        if not await assoc.send_tail(sent, end):
+            self._lost()
+
+    async def _unreadable(self, assoc, problem):
+        """The stored file failed under us mid-message: abort (the association cannot carry on
+        with a promised fragment missing) and keep the object."""
+        self.assoc = None
+        reason = "stored object unreadable: " + str(problem)
+        await assoc.abort(reason, False)
+        raise DeliveryError(reason, isinstance(problem, OSError))
 
     async def _response(self, command, message_id, context_id, what):
         """The response command set, checked to answer us; a DIMSE-level fault we detect ends
