@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from modgate_host.runtimes import available
-from peers import HostilePeer, associate_ac, make_sc, pdu_bytes, read_pdu, run_device
+from peers import HostilePeer, associate_ac, make_sc, pdu_bytes, read_pdu, run_device, store_rsp
 
 # The send job's heap bound: the firmware runs frozen in the board's image, as on a board, so this
 # heap holds the job's data and module objects only.
@@ -123,6 +123,14 @@ def test_stall_after_pdata(tmp_path: Path) -> None:
     assert "C-STORE-RSP" in proc.stdout, proc.stdout
     assert aborts(peer) == [b"\x00\x00\x00\x00"]
     assert elapsed < 15
+
+
+def test_a_response_to_another_message_aborts_as_service_user(tmp_path: Path) -> None:
+    """A well-formed PDU carrying the wrong DIMSE answer is a fault of the exchange, not of PS3.8:
+    A-ABORT from the service user (AA-1, source 0), not from the provider."""
+    proc, peer, _ = run_against(after_pdata(store_rsp(99, 1, 0)), tmp_path)
+    assert "C-STORE-RSP" in proc.stdout and "expected" in proc.stdout, proc.stdout
+    assert aborts(peer) == [b"\x00\x00\x00\x00"]
 
 
 def test_abort_mid_transfer(tmp_path: Path) -> None:
