@@ -70,10 +70,14 @@ class _SeriesFrameTarget:
             )
         fs.sync_file(self.stream)
         self.stream.close()
-        fs.rename(self.tmp, fs.join(self.series.folder, "f%06d.raw" % self.index))
+        # issue 16: the frame's arrival after the previous one (ms) rides in its name, so the
+        # Frame Time Vector survives a restart (_frame_increments).
+        now = ticks_ms()
+        gap = ticks_diff(now, self.series.touched) if self.index else 0
+        fs.rename(self.tmp, fs.join(self.series.folder, "f%06d-%d.raw" % (self.index, gap)))
         fs.sync_dir(self.series.folder)
         self.series.frames += 1
-        self.series.touched = ticks_ms()
+        self.series.touched = now
         return self.series.sop_instance_uid
 
     def abort(self):
@@ -209,7 +213,7 @@ class Acquirer:
     def _begin_single(self, header):
         layout = _layout_for(header)
         iod_name = _choose_iod(self.settings.get("iod", "sc"), header, multi_frame=False)
-        context = self.contexts.for_acquisition(header.get("context"))
+        context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
         if not context.get("series_instance_uid"):
             uid, number = self._series_place(header, context)
             context["series_instance_uid"] = uid
@@ -269,8 +273,14 @@ class Acquirer:
     def _open_series(self, key, header):
         layout = _layout_for(header)
         iod_name = _choose_iod(self.settings.get("iod", "sc"), header, multi_frame=True)
-        context = self.contexts.for_acquisition(header.get("context"))
+        context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
         context["series_instance_uid"] = self.uid_gen.new()
+        try:
+            # issue 16: refuse now what the object could not carry (e.g. a Type 1 fact), not
+            # after the frames were acknowledged.
+            iods.check(iod_name, layout, _with_timing(context, 1))
+        except EncodeError as exc:
+            raise FrameError(str(exc), NAK_REFUSED)
         self._series_counter += 1
         folder = fs.join(self.series_root, "s%d-%d" % (ticks_ms(), self._series_counter))
         fs.makedirs(folder)
@@ -317,9 +327,10 @@ class Acquirer:
         stream = fs.open_file(incoming.path, "wb")
         buf = self._copy_buf
         view = memoryview(buf)
+        context = _with_timing(info["context"], len(frames))
         try:
             writer = ObjectWriter(
-                stream, info["iod"], series.layout, info["context"], _FixedUid(info["sop_instance_uid"])
+                stream, info["iod"], series.layout, context, _FixedUid(info["sop_instance_uid"])
             )
             writer.begin()
             for name in frames:
@@ -329,14 +340,14 @@ class Acquirer:
                         if not n:
                             break
                         writer.write_pixels(view[:n])
-                writer.end_frame()
+                writer.end_frame(_frame_increment(name))
             uid = writer.finish()
             stream.close()
         except (ModgateError, OSError):
             stream.close()
             self.spool.abort(incoming)
             raise
-        self.spool.commit(incoming, uid, _meta(info["iod"], writer, info["context"]))
+        self.spool.commit(incoming, uid, _meta(info["iod"], writer, context))
         self.objects_committed += 1
 
 
@@ -365,9 +376,11 @@ _MULTI_FRAME_OF = {
     ("sc", "GRAY16"): "mf-gray16",
     ("sc", "RGB888"): "mf-rgb",
     ("sc", "RGB565"): "mf-rgb",
+    ("sc", "YUYV"): "mf-rgb",
     ("us", "GRAY8"): "us-mf",
     ("us", "RGB888"): "us-mf",
     ("us", "RGB565"): "us-mf",
+    ("us", "YUYV"): "us-mf",
 }
 
 
@@ -381,11 +394,28 @@ def _choose_iod(configured, header, multi_frame):
     return name
 
 
+def _with_timing(context, frames):
+    """issue 16: a series' objects advance by the source's nominal frame time when one is known,
+    else by the frames' arrival times (a Frame Time Vector of `frames` values)."""
+    if context.get("frame_time_ms"):
+        return context
+    timed = dict(context)
+    timed["max_frames"] = frames
+    return timed
+
+
+def _frame_increment(name):
+    """The arrival time (ms after the previous frame) in a staged frame's name "f000001-33.raw"."""
+    _, dash, gap = name[:-4].partition("-")
+    return int(gap) if dash and gap.isdigit() else None
+
+
 def _meta(iod_name, writer, context):
     return {
         "iod": iod_name,
         "sop_class_uid": iods.IODS[iod_name]["sop_class_uid"],
-        "modality": context.get("modality", ""),
+        # What the object carries, so a routing rule on "modality" matches the written value.
+        "modality": writer.modality,
         "series_uid": context.get("series_instance_uid", ""),
     }
 
@@ -395,6 +425,16 @@ def _frame_files(folder):
 
 
 def _remove_folder(folder):
-    for name in fs.listdir(folder):
-        fs.remove(fs.join(folder, name))
+    # issue 16: a few names at a time (fs.iterdir), not one sorted list of a long series' frames:
+    # right after a big object was assembled the heap may have no block that large.
+    while True:
+        batch = []
+        for name in fs.iterdir(folder):
+            batch.append(name)
+            if len(batch) == 16:
+                break
+        if not batch:
+            break
+        for name in batch:
+            fs.remove(fs.join(folder, name))
     fs.rmdir(folder)
