@@ -21,7 +21,7 @@ import json
 from modgate import log
 from modgate.compat import deadline, remaining_ms, ticks_diff, ticks_ms
 from modgate.dicom import charset, dataset
-from modgate.errors import ConfigError, DecodeError, ModgateError
+from modgate.errors import DecodeError, ModgateError
 from modgate.port import aio, clock, fs
 
 FOLDER = "worklist"
@@ -175,11 +175,90 @@ def record(ds):
     return rec
 
 
+# ---- into objects: IHE RAD TF-2x Table A.1-2 (MWL attributes in the images) -------------------
+
+# Flat context fields of an acquisition taken from an item (context key, item key).
+_CONTEXT = (("patient_name", "patient_name"), ("patient_id", "patient_id"),
+            ("issuer_of_patient_id", "issuer_of_patient_id"), ("patient_birth_date", "patient_birth_date"),
+            ("patient_sex", "patient_sex"), ("accession_number", "accession_number"),
+            ("referring_physician", "referring_physician"), ("study_instance_uid", "study_instance_uid"),
+            ("study_description", "requested_procedure_description"), ("study_id", "requested_procedure_id"))
+
+
+def _code_items(codes):
+    """Code Sequence Macro items (PS3.3 Table 8.8-1) of [[value, scheme, version, meaning]]."""
+    items = []
+    for value, scheme, version, meaning in codes:
+        item = [(0x00080100, "SH", value), (0x00080102, "SH", scheme)]
+        if version:
+            item.append((0x00080103, "SH", version))
+        item.append((0x00080104, "LO", meaning))
+        items.append(item)
+    return items
+
+
+def context_of(rec):
+    """The acquisition context fields an item gives (modgate.contexts): patient, study, and the
+    sequences the objects carry (modgate.dicom.attrs: Request Attributes, Procedure Code,
+    Referenced Study, Performed Protocol Code)."""
+    ctx = {}
+    for key, source in _CONTEXT:
+        if rec.get(source):
+            ctx[key] = rec[source]
+    request = []  # Request Attributes Macro (PS3.3 Table 10-9), ascending tags, empty ones left out
+    for tag, vr, value in ((0x00080050, "SH", rec.get("accession_number")),
+                           (0x0020000D, "UI", rec.get("study_instance_uid")),
+                           (0x00321060, "LO", rec.get("requested_procedure_description")),
+                           (0x00321064, "SQ", _code_items(rec.get("requested_procedure_codes") or ())),
+                           (0x00400007, "LO", rec.get("scheduled_step_description")),
+                           (0x00400008, "SQ", _code_items(rec.get("scheduled_protocol_codes") or ())),
+                           (0x00400009, "SH", rec.get("scheduled_step_id")),
+                           (0x00401001, "SH", rec.get("requested_procedure_id"))):
+        if value:
+            request.append((tag, vr, value))
+    ctx["request_attributes"] = [request]
+    if rec.get("requested_procedure_codes"):
+        ctx["procedure_codes"] = _code_items(rec["requested_procedure_codes"])
+    if rec.get("scheduled_protocol_codes"):
+        # As scheduled: the device cannot know that another protocol was performed.
+        ctx["performed_protocol_codes"] = _code_items(rec["scheduled_protocol_codes"])
+    studies = [[(0x00081150, "UI", c), (0x00081155, "UI", i)] for c, i in rec.get("referenced_studies") or ()
+               if c and i]
+    if studies:
+        ctx["referenced_studies"] = studies
+    return ctx
+
+
+def _item_problem(items):
+    from modgate.dicom import vr as vrs
+
+    for item in items:
+        for tag, vr, value in item:
+            why = _item_problem(value) if vr == "SQ" else vrs.problem(vr, value)
+            if why:
+                return "(%04X,%04X) %s" % (tag >> 16, tag & 0xFFFF, why)
+    return None
+
+
 def problem(rec):
-    """Why item `rec` cannot go into objects, or None."""
+    """Why item `rec` cannot go into objects, or None: a value the objects' rules refuse
+    (modgate.dicom.vr: refused, never changed), or text that could not be decoded."""
+    from modgate.dicom import vr
+
     if rec.get("escaped"):
         return ("character set '%s' cannot be decoded here: its bytes are shown escaped; enter the "
                 "patient by hand (patient next)" % rec.get("charset", ""))
+    ctx = context_of(rec)
+    for key, _ in _CONTEXT:
+        value = ctx.get(key)
+        if value:
+            why = vr.field_problem(key, value) if vr.field_vr(key) else vr.problem("LO", value)
+            if why:
+                return why
+    for key in ("request_attributes", "procedure_codes", "performed_protocol_codes", "referenced_studies"):
+        why = _item_problem(ctx.get(key) or ())
+        if why:
+            return key + ": " + why
     return None
 
 
@@ -286,6 +365,7 @@ class Worklist:
             fs.remove(fs.join(self.folder, name))  # a refresh cut short by a reset
         self.header = self._read_header()
         self.selected = self._read_selected()
+        self.selected_ticks = None  # when it was selected, this boot (contexts: its expiry)
         self.wanted = _wanted()
         self.requested = False
         self.running = False
@@ -301,10 +381,7 @@ class Worklist:
         return self.device.config.get("worklist_scp")
 
     def _offset_minutes(self):
-        try:
-            tz = self.device.config.get("timezone")
-        except ConfigError:
-            return 0  # no time zone setting: dates are UTC
+        tz = self.device.config.get("timezone")  # the worklist's dates are local, as the objects'
         minutes = int(tz[1:3]) * 60 + int(tz[3:5])
         return -minutes if tz[0] == "-" else minutes
 
@@ -389,6 +466,7 @@ class Worklist:
         rec["selected_at"] = _now_iso()
         fs.write_atomic(fs.join(self.folder, "selected.json"), json.dumps(rec).encode())
         self.selected = rec
+        self.selected_ticks = ticks_ms()
         log.info("acquire", "worklist item %d selected: patient %s, accession %s, step %s" % (
             n, rec.get("patient_id"), rec.get("accession_number"), rec.get("scheduled_step_id")))
         return rec
@@ -397,6 +475,7 @@ class Worklist:
         if self.selected is None:
             return False
         self.selected = None
+        self.selected_ticks = None
         fs.remove(fs.join(self.folder, "selected.json"))
         log.info("acquire", "worklist selection " + why)
         return True
