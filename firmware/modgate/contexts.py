@@ -215,15 +215,16 @@ class Contexts:
                                  NAK_WORKLIST)
             item = worklist.find(key, value)
             if item is None:
+                header = worklist.header() or {}
                 raise FrameError("no worklist item has %s %s (%d cached, refreshed %s)" % (
-                    key, value, worklist.count(), (worklist.header or {}).get("utc", "never")), NAK_WORKLIST)
+                    key, value, header.get("items", 0), header.get("utc", "never")), NAK_WORKLIST)
             from modgate.worklist import problem
 
             why = problem(item)
             if why:
                 raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
             return item
-        if worklist is None or worklist.selected is None:
+        if worklist is None or not worklist.has_selection:
             return None
         timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000
         since = worklist.selected_ticks
@@ -232,7 +233,7 @@ class Contexts:
         if timeout_ms and since is not None and ticks_diff(ticks_ms(), since) >= timeout_ms:
             worklist.clear("expired: no acquisition for study_timeout_s")
             return None
-        return worklist.selected
+        return worklist.selected()
 
     def _study(self, context, now):
         key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))

@@ -11,6 +11,11 @@ Flash layout, in STATE/worklist/:
 - `selected.json`: the item chosen with `worklist select N` (a copy: a refresh that drops it
   from the list does not change the patient of an exam under way).
 
+What stays in RAM is small and made at boot (this module and the query's are loaded with it,
+when an SCP is configured): the header, a summary of the selection, and the task's state. The
+selected item itself is read from flash for each acquisition, so nothing of a refresh or a
+selection is left scattered in the heap where a frame link's receive buffer must later fit.
+
 Items are decoded in their Specific Character Set (modgate.dicom.charset); one whose text could
 not be decoded exactly is listed with its bytes escaped and cannot be selected. The attribute
 mapping into objects and the query keys are documented in docs/conformance-statement.md.
@@ -19,9 +24,10 @@ mapping into objects and the query keys are documented in docs/conformance-state
 import json
 
 from modgate import log
-from modgate.compat import deadline, remaining_ms, ticks_diff, ticks_ms
+from modgate.compat import deadline, remaining_ms, ticks_add, ticks_diff, ticks_ms
 from modgate.dicom import charset, dataset
 from modgate.errors import DecodeError, ModgateError
+from modgate.net.find import FindSession
 from modgate.port import aio, clock, fs
 
 FOLDER = "worklist"
@@ -29,6 +35,7 @@ HEADER_BYTES = 320
 BUFFER_KEY = "@worklist"  # its PDU buffer among the destinations' (no destination name has "@")
 POLL_MS = 500
 RETRY_MS = 60000  # after a failed refresh, the next automatic one
+AGE_AS_TICKS_S = 86400  # a cached list younger than this counts its age in ticks after a boot
 LIST_PAGE = 20
 
 # key, tag, VR, level (0: the worklist item, 1: its Scheduled Procedure Step, (0040,0100)):
@@ -363,17 +370,19 @@ class Worklist:
         self.path = fs.join(self.folder, "items.jsonl")
         for name in ("new.jsonl", "new.raw"):
             fs.remove(fs.join(self.folder, name))  # a refresh cut short by a reset
-        self.header = self._read_header()
-        self.selected = self._read_selected()
+        # Only flags, counters and ticks here (the header and the selection are read from flash).
+        self.has_selection = fs.exists(fs.join(self.folder, "selected.json"))
         self.selected_ticks = None  # when it was selected, this boot (contexts: its expiry)
         self.wanted = _wanted()
         self.requested = False
         self.running = False
         self.generation = 0
         self.last_error = None
-        self.last_result = None
         self.failed_at = None
-        self.refreshed_at = None  # ticks of the last refresh this boot
+        self.refreshed_at = None  # ticks of the last refresh, this boot or (by age) before it
+        age = self._age_s(self.header())
+        if age is not None and age < AGE_AS_TICKS_S:
+            self.refreshed_at = ticks_add(ticks_ms(), -age * 1000)
 
     # ---- settings ------------------------------------------------------------------------------
 
@@ -397,13 +406,21 @@ class Worklist:
 
     # ---- the cache -----------------------------------------------------------------------------
 
-    def _read_header(self):
+    def header(self):
+        """The cache's header line (when, from whom, how many), or None without a cache."""
         try:
             with fs.open_file(self.path, "rb") as f:
                 header = json.loads(f.readline())
         except (OSError, ValueError):
             return None
         return header if isinstance(header, dict) else None
+
+    def _age_s(self, header):
+        """Seconds since the cached list was made, None when the clock cannot tell."""
+        if header is None or not clock.is_set():
+            return None
+        age = clock.epoch_seconds() - header["refreshed"]
+        return age if age >= 0 else None  # refreshed under a clock that was later set back
 
     def _read_selected(self):
         try:
@@ -412,13 +429,18 @@ class Worklist:
             return None
         return rec if isinstance(rec, dict) else None
 
+    def selected(self):
+        """The selected item, whole (from flash), or None."""
+        return self._read_selected() if self.has_selection else None
+
     def count(self):
-        return self.header["items"] if self.header else 0
+        header = self.header()
+        return header["items"] if header else 0
 
     def rows(self, start=1, count=LIST_PAGE):
         """`worklist list`: up to `count` short rows from item `start` (1-based)."""
         out = []
-        chosen = self.selected or {}
+        chosen = self.selected()
         for n, line in _lines(self.path):
             if n < start:
                 continue
@@ -430,7 +452,7 @@ class Worklist:
                 row[name] = rec.get(key, "")
             if not row["description"]:
                 row["description"] = rec.get("requested_procedure_description", "")
-            row["selected"] = bool(chosen) and _same(chosen, rec)
+            row["selected"] = chosen is not None and _same(chosen, rec)
             if problem(rec):
                 row["note"] = "escaped"
             out.append(row)
@@ -465,36 +487,32 @@ class Worklist:
             raise ModgateError("worklist item %d: %s" % (n, why))
         rec["selected_at"] = _now_iso()
         fs.write_atomic(fs.join(self.folder, "selected.json"), json.dumps(rec).encode())
-        self.selected = rec
+        self.has_selection = True
         self.selected_ticks = ticks_ms()
         log.info("acquire", "worklist item %d selected: patient %s, accession %s, step %s" % (
             n, rec.get("patient_id"), rec.get("accession_number"), rec.get("scheduled_step_id")))
         return rec
 
     def clear(self, why="cleared"):
-        if self.selected is None:
+        if not self.has_selection:
             return False
-        self.selected = None
+        self.has_selection = False
         self.selected_ticks = None
         fs.remove(fs.join(self.folder, "selected.json"))
         log.info("acquire", "worklist selection " + why)
         return True
 
     def status(self):
-        header = self.header or {}
-        cfg = self.device.config
-        age = None
-        if header and clock.is_set():
-            age = clock.epoch_seconds() - header["refreshed"]
-            if age < 0:
-                age = None  # refreshed under a clock that was later set back
-        chosen = self.selected
+        header = self.header()
+        age = self._age_s(header)
+        header = header or {}
+        chosen = self.selected()
         return {
             "scp": self.scp(),
-            "items": self.count(),
+            "items": header.get("items", 0),
             "refreshed": header.get("utc"),
             "age_s": age,
-            "stale": age is None or age > cfg.get("worklist_stale_s"),
+            "stale": age is None or age > self.device.config.get("worklist_stale_s"),
             "cancelled_at_max": bool(header.get("cancelled")),
             "skipped": header.get("skipped", 0),
             "refreshing": self.running,
@@ -512,10 +530,8 @@ class Worklist:
             return False
         if self.failed_at is not None and ticks_diff(ticks_ms(), self.failed_at) < min(RETRY_MS, period_ms):
             return False
-        if self.refreshed_at is not None:
-            return ticks_diff(ticks_ms(), self.refreshed_at) >= period_ms
-        age = self.status()["age_s"]  # from flash: a reboot does not refresh a fresh list again
-        return self.failed_at is not None or age is None or age * 1000 >= period_ms
+        # A list refreshed before a reboot counts from then (refreshed_at, set from its age).
+        return self.refreshed_at is None or ticks_diff(ticks_ms(), self.refreshed_at) >= period_ms
 
     async def run(self, beat):
         """The `worklist` task: refresh when due (or asked), while an SCP is configured."""
@@ -530,7 +546,7 @@ class Worklist:
         self.requested = False
         self.running = True
         try:
-            self.last_result = await self._refresh(beat)
+            await self._refresh(beat)
             self.last_error = None
             self.failed_at = None
             self.refreshed_at = ticks_ms()
@@ -543,10 +559,11 @@ class Worklist:
         finally:
             self.running = False
             self.generation += 1
+            settle = getattr(self.device, "settle_heap", None)
+            if settle is not None:
+                settle()  # the query's garbage goes now, before a frame link needs a large block
 
     async def _refresh(self, beat):
-        from modgate.net.find import FindSession
-
         cfg = self.device.config
         scp = parse_scp(self.scp())
         keys = self._query()
@@ -555,7 +572,18 @@ class Worklist:
         settings["buffer"] = buffers.get(BUFFER_KEY)
         session = FindSession(scp, settings)
         buffers[BUFFER_KEY] = session.buf
-        session.on_progress = beat
+        settle = getattr(self.device, "settle_heap", None)
+        answers = [0]
+
+        def progress():
+            # After each response; every few a collection, so status's least free heap includes
+            # the query's own (a worklist of 200 items on a 96 KB board is measured so).
+            beat()
+            answers[0] += 1
+            if settle is not None and not answers[0] & 7:
+                settle()
+
+        session.on_progress = progress
         started = ticks_ms()
         staging = _Staging(self.folder, self.wanted)
         try:
@@ -563,18 +591,15 @@ class Worklist:
             header = {
                 "refreshed": clock.epoch_seconds(), "utc": _now_iso(), "items": staging.count,
                 "skipped": staging.skipped, "cancelled": result["cancelled"], "scp": self.scp(),
-                "explicit": staging.explicit,
+                "explicit": staging.explicit, "took_ms": ticks_diff(ticks_ms(), started),
             }
             staging.commit(header, self.path)
         except BaseException:
             staging.abandon()
             raise
-        self.header = header
-        took = ticks_diff(ticks_ms(), started)
         log.info("net", "worklist refreshed from %s: %d items%s in %d ms" % (
-            self.scp(), staging.count, " (C-CANCEL at the maximum)" if result["cancelled"] else "", took))
-        return {"items": staging.count, "skipped": staging.skipped, "cancelled_at_max": result["cancelled"],
-                "took_ms": took}
+            self.scp(), staging.count, " (C-CANCEL at the maximum)" if result["cancelled"] else "",
+            header["took_ms"]))
 
     async def refresh_now(self, wait_ms):
         """Console `worklist refresh`: ask the task and wait (bounded) for its outcome."""
@@ -592,7 +617,9 @@ class Worklist:
         if self.last_error:
             raise ModgateError("worklist refresh failed (%d cached items kept): %s"
                                % (self.count(), self.last_error))
-        return self.last_result
+        header = self.header()
+        return {"items": header["items"], "skipped": header["skipped"],
+                "cancelled_at_max": header["cancelled"], "took_ms": header["took_ms"]}
 
 
 def _summary(rec):

@@ -94,7 +94,7 @@ class Device:
         pass
 
 
-def fill(worklist, identifiers, explicit=True, chunk=7):
+def fill(worklist, identifiers, explicit=True, chunk=7, age_s=0):
     """Feed identifiers to a refresh's sink as a FindSession would (in fragments), then commit."""
     staging = wl._Staging(worklist.folder, worklist.wanted)
     staging.begin(explicit)
@@ -108,16 +108,16 @@ def fill(worklist, identifiers, explicit=True, chunk=7):
         except DecodeError:
             skipped += 1
     header = {
-        "refreshed": clock.epoch_seconds(),
+        "refreshed": clock.epoch_seconds() - age_s,
         "utc": "2026-07-05T08:00:00Z",
         "items": staging.count,
         "skipped": staging.skipped,
         "cancelled": False,
         "scp": worklist.scp(),
         "explicit": explicit,
+        "took_ms": 5,
     }
     staging.commit(header, worklist.path)
-    worklist.header = header
     return skipped
 
 
@@ -209,7 +209,7 @@ class TestItems(Base):
         skipped = fill(self.worklist, [identifier(1), identifier(2)[:-5], identifier(3)])
         self.assertEqual(skipped, 1)
         self.assertEqual(self.worklist.count(), 2)
-        self.assertEqual(self.worklist.header["skipped"], 1)
+        self.assertEqual(self.worklist.header()["skipped"], 1)
         self.assertEqual([r["n"] for r in self.worklist.rows()], [1, 2])
 
     def test_paging_find_and_more_than_one_step(self):
@@ -236,7 +236,7 @@ class TestCache(Base):
         self.worklist.select(2)
         again = wl.Worklist(self.device)
         self.assertEqual(again.count(), 2)
-        self.assertEqual(again.selected["accession_number"], "ACC2")
+        self.assertEqual(again.selected()["accession_number"], "ACC2")
         self.assertEqual([r["selected"] for r in again.rows()], [False, True])
         status = again.status()
         self.assertEqual((status["items"], status["age_s"], status["stale"]), (2, 0, False))
@@ -256,12 +256,11 @@ class TestCache(Base):
     def test_leftovers_of_a_refresh_cut_by_a_reset_are_removed(self):
         fs.write_atomic(fs.join(self.worklist.folder, "new.jsonl"), b"half")
         fs.write_atomic(fs.join(self.worklist.folder, "new.raw"), b"half")
-        self.assertIsNone(wl.Worklist(self.device).header)
+        self.assertIsNone(wl.Worklist(self.device).header())
         self.assertEqual(fs.listdir(self.worklist.folder), [])
 
     def test_age_and_staleness(self):
-        fill(self.worklist, [identifier(1)])
-        self.worklist.header["refreshed"] -= 4000
+        fill(self.worklist, [identifier(1)], age_s=4000)
         self.assertTrue(self.worklist.status()["stale"])  # worklist_stale_s 1800 by default
         self.assertEqual(self.worklist.status()["age_s"], 4000)
         clock.set_time(2001, 1, 1, 0, 0, 0)
@@ -272,6 +271,8 @@ class TestCache(Base):
         self.assertTrue(self.worklist._due())  # never refreshed
         fill(self.worklist, [identifier(1)])
         self.assertFalse(wl.Worklist(self.device)._due())  # a fresh list from before the reboot
+        fill(self.worklist, [identifier(1)], age_s=400)
+        self.assertTrue(wl.Worklist(self.device)._due())  # older than the period (300 s) by now
         self.worklist.refreshed_at = ticks_ms()
         self.assertFalse(self.worklist._due())
         self.worklist.refreshed_at = ticks_add(ticks_ms(), -301000)
@@ -360,7 +361,7 @@ class TestIntoObjects(Base):
         self.worklist.select(2)
         self.assertEqual(self.contexts.for_acquisition(None, "")["patient_id"], "PID2")
         self.contexts.new_study()
-        self.assertIsNone(self.worklist.selected)
+        self.assertIsNone(self.worklist.selected())
         self.assertEqual(self.contexts.for_acquisition(None, "")["patient_id"], "")
         self.worklist.select(2)
         self.contexts.for_acquisition(None, "")
@@ -368,7 +369,7 @@ class TestIntoObjects(Base):
         self.worklist.selected_ticks = ticks_add(ticks_ms(), -1900000)
         ctx = self.contexts.for_acquisition(None, "")
         self.assertEqual(ctx["patient_id"], "")
-        self.assertIsNone(self.worklist.selected)
+        self.assertIsNone(self.worklist.selected())
 
     def test_a_selection_made_after_a_long_pause_holds(self):
         self.contexts.for_acquisition(None, "")
