@@ -12,6 +12,12 @@ Public API:
   - `.end_frame()`: closes the current frame (raises EncodeError unless exactly one frame came).
   - `.finish()` -> SOP Instance UID: pads to even length, patches the counts, flushes.
   - `.sop_instance_uid`, `.frames`, `.bytes_written`.
+  - `.flush()`: writes out the gathered pixel bytes (before syncing a frame to flash).
+  - `.resume_point()` -> a list of ints (JSON-able), taken right after begin(): where the pixels
+    start and where finish() patches. `.resume(point, frames, sop_instance_uid)` on a new writer
+    (same iod, layout) over the same file, open "r+b" and positioned after `frames` whole
+    frames, goes on as if it had written them: more frames, then finish(). modgate.acquire
+    keeps a series open across power cuts with these.
 Context keys: see iods.py. `uid_gen` is a uids.UidGenerator (the SOP Instance UID comes from it).
 """
 
@@ -252,6 +258,36 @@ class ObjectWriter:
         if self._fill:
             self._stream.write(memoryview(self._block)[:self._fill])
             self._fill = 0
+
+    def flush(self):
+        self._flush_block()
+
+    def resume_point(self):
+        drop = (-1, -1, -1, -1, -1, -1)
+        if self._drop_start is not None:
+            drop = (self._drop_start, self._drop_len, len(self._between)) + tuple(self._comments)
+        frames_pos = -1 if self._frames_pos is None else self._frames_pos
+        return [self._length_pos + 4, self._length_pos, frames_pos] + list(drop)
+
+    def resume(self, point, frames, sop_instance_uid):
+        self.sop_instance_uid = sop_instance_uid
+        self.frames = frames
+        self._length_pos = point[1]
+        self._frames_pos = None if point[2] < 0 else point[2]
+        self.bytes_written = point[0] + frames * self.layout.stored_frame_bytes
+        if point[3] >= 0:
+            s = self._stream
+            s.seek(point[3])
+            tag = s.read(4)
+            # Frame Time still at its place: finish() has not dropped it (and its pointer) yet.
+            if tag == b"\x18\x00\x63\x10":
+                self._drop_start, self._drop_len = point[3], point[4]
+                s.seek(point[3] + point[4] - 12)
+                self._between = bytearray(s.read(point[5]))
+                self._comments = (point[6], point[7], point[8])
+            else:
+                self._droppable = False
+            s.seek(self.bytes_written)
 
     def end_frame(self):
         if self._frame_bytes != self.layout.input_frame_bytes:
