@@ -14,6 +14,8 @@ committed after the series timeout. A commit that fails is retried by tick(), ne
 Layout on flash and the crash-safety argument: docs/spool.md.
 """
 
+import binascii
+
 from modgate import log
 from modgate.compat import ticks_add, ticks_diff, ticks_ms
 from modgate.dicom import iods, pixels
@@ -29,7 +31,6 @@ HEADER_ROOM = 4096
 # source after a restart, so seconds of slack cost nothing).
 _TOUCH_REFRESH_S = 10
 _RETRY_CLOSE_MS = 1000  # a failed commit of a series is tried again this often
-_CLOSED_KEPT = 8  # recently closed series remembered, to recognise resends and continuations
 
 
 def stable_source(source_id):
@@ -43,25 +44,41 @@ def stable_source(source_id):
 
 
 class _SingleTarget:
-    """A frame being encoded straight into its own spool object."""
+    """A frame being encoded straight into its own spool object. From a source that resends
+    what was not acknowledged, its commit is tagged with the source's sequence number and the
+    payload's CRC-32: the same frame resent after a power cut that came between the commit and
+    the ACK is acknowledged again, not stored twice."""
 
-    stored = True
-
-    def __init__(self, spool, incoming, stream, writer, meta):
+    def __init__(self, spool, incoming, stream, writer, meta, header):
         self.spool = spool
         self.incoming = incoming
         self.stream = stream
         self.writer = writer
         self.meta = meta
+        source = stable_source(header.get("source", ""))
+        self.key = "frame:" + source if _resends(source) else None
+        self.sequence = header.get("sequence", 0)
+        self.crc = 0
+        self.stored = True
 
     def write(self, chunk):
+        self.crc = binascii.crc32(chunk, self.crc)
         self.writer.write_pixels(chunk)
 
     def commit(self):
+        crc = self.crc & 0xFFFFFFFF
+        tag = None
+        if self.key is not None:
+            last = self.spool.tagged(self.key)
+            if last is not None and last[0].get("seq") == self.sequence and last[0].get("crc") == crc:
+                self.abort()
+                self.stored = False
+                return last[1]
+            tag = {"key": self.key, "seq": self.sequence, "crc": crc}
         self.writer.end_frame()
         uid = self.writer.finish()
         self.stream.close()
-        self.spool.commit(self.incoming, uid, self.meta)
+        self.spool.commit(self.incoming, uid, self.meta, tag=tag)
         return uid
 
     def abort(self):
@@ -214,7 +231,6 @@ class Acquirer:
         self.settings = settings
         self.open_series = {}  # series key -> _Series taking frames
         self.closing = []  # series being committed; stay here until the commit succeeded
-        self.closed = []  # recently closed: [key, uid, next index, series uid, instance number]
         self.single_series = {}
         self.objects_committed = 0
         self.frames_acked = 0
@@ -224,12 +240,14 @@ class Acquirer:
         return self.spool.admit()
 
     def begin_frame(self, header):
-        kind = header["kind"]
-        if kind == "single" or self.settings["grouping"] == "frame":
-            layout = _layout_for(header)
-            self._admit(layout.stored_frame_bytes + HEADER_ROOM, None)
-            return self._begin_single(header, layout)
-        return self._begin_series_frame(header)
+        try:
+            if header["kind"] == "single" or self.settings["grouping"] == "frame":
+                layout = _layout_for(header)
+                self._admit(layout.stored_frame_bytes + HEADER_ROOM, None)
+                return self._begin_single(header, layout)
+            return self._begin_series_frame(header)
+        except OSError as exc:
+            raise FrameError("frame not stored: " + str(exc), NAK_STORAGE)
 
     def commit_frame(self, target):
         try:
@@ -242,7 +260,7 @@ class Acquirer:
             raise FrameError("frame not stored: " + str(exc), NAK_STORAGE)
         if target.stored:
             self.frames_acked += 1
-        if isinstance(target, _SingleTarget):
+        if isinstance(target, _SingleTarget) and target.stored:
             self.objects_committed += 1
         elif isinstance(target, _SeriesFrameTarget) and target.ends:
             self._close_series(target.series, "series end")
@@ -341,7 +359,7 @@ class Acquirer:
             stream.close()
             self.spool.abort(incoming)
             raise FrameError(str(exc), NAK_REFUSED if isinstance(exc, EncodeError) else NAK_STORAGE)
-        return _SingleTarget(self.spool, incoming, stream, writer, _meta(iod_name, context))
+        return _SingleTarget(self.spool, incoming, stream, writer, _meta(iod_name, context), header)
 
     def _series_place(self, header, context):
         """(Series Instance UID, Instance Number) of a single frame: the frames from one source
@@ -369,7 +387,7 @@ class Acquirer:
                 return _SeriesEndTarget(self, series)
             done = self._closed(key)
             if done is not None:
-                return _Resend(done[1])  # its series closed at the first one; the ACK was lost
+                return _Resend(done["uid"])  # its series closed at the first one; the ACK was lost
             raise FrameError("series end for a series that is not open", NAK_SERIES)
         follow = None
         if series is not None:
@@ -387,9 +405,9 @@ class Acquirer:
         elif kind != "series_start":
             follow = self._closed(key)
             if follow is not None:
-                self._check_index(key, index, follow[2])
-                if index < follow[2]:
-                    return _Resend(follow[1])
+                self._check_index(key, index, follow["next"])
+                if index < follow["next"]:
+                    return _Resend(follow["uid"])
         layout = _layout_for(header) if series is None else series.layout
         need = layout.stored_frame_bytes + (HEADER_ROOM if series is None else 1)
         self._admit(need, series)
@@ -415,8 +433,8 @@ class Acquirer:
             context["series_instance_uid"] = self.uid_gen.new()
             number = 1
         else:
-            context["series_instance_uid"] = follow[3]
-            number = follow[4] + 1
+            context["series_instance_uid"] = follow["series_uid"]
+            number = follow["number"] + 1
         context["instance_number"] = str(number)
         note = {"key": key, "source": stable_source(header.get("source", "")), "iod": iod_name,
                 "format": header["pixel_format"], "width": header["width"], "height": header["height"],
@@ -481,7 +499,10 @@ class Acquirer:
             series.writer.finish()
             series.drop_writer()
             meta = _meta(note["iod"], note["context"])
-            self.spool.commit(series.inc, series.uid, meta, series.good_length())
+            # The tag lets a resend, or the rest of the series, find this object after a restart.
+            tag = {"key": series.key, "next": series.next_index(), "number": note["number"],
+                   "series_uid": note["context"]["series_instance_uid"]}
+            self.spool.commit(series.inc, series.uid, meta, series.good_length(), tag)
         except (ModgateError, OSError) as exc:
             series.drop_writer()
             series.retry_at = ticks_add(ticks_ms(), _RETRY_CLOSE_MS)
@@ -493,18 +514,18 @@ class Acquirer:
             return
         self.closing.remove(series)
         self.objects_committed += 1
-        series_uid = note["context"]["series_instance_uid"]
-        self.closed.append([series.key, series.uid, series.next_index(), series_uid, note["number"]])
-        if len(self.closed) > _CLOSED_KEPT:
-            self.closed.pop(0)
         log.info(_SRC, "series %s closed (%s): %d frames in %s" % (series.key, series.closing, series.frames,
                                                                   series.uid))
 
     def _closed(self, key):
-        for i in range(len(self.closed) - 1, -1, -1):
-            if self.closed[i][0] == key:
-                return self.closed[i]
-        return None
+        """The tag of the last committed object of series `key`, with its "uid": how the series
+        ended (next frame index, series UID, instance number), or None."""
+        found = self.spool.tagged(key)
+        if found is None or not isinstance(found[0].get("next"), int):
+            return None
+        tag = dict(found[0])
+        tag["uid"] = found[1]
+        return tag
 
 
 class _FixedUid:
@@ -515,6 +536,17 @@ class _FixedUid:
 
     def new(self):
         return self.uid
+
+
+def _resends(source):
+    """True for sources that resend a frame until it is acknowledged, so a frame seen again may
+    be one already stored: the frame protocol's (docs/frame-protocol.md) and the file drop's
+    (a file is taken again when the power went before it was removed). Not the test pattern:
+    each of its frames is a new acquisition."""
+    for prefix in ("tcp:", "uart", "file:"):
+        if source.startswith(prefix):
+            return True
+    return False
 
 
 def _wall_seconds():

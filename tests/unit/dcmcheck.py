@@ -2,6 +2,7 @@
 pydicom is not): the Part 10 meta, every top-level element of the Explicit VR LE data set, Number
 of Frames against the Pixel Data length, nothing after Pixel Data."""
 
+import io
 import struct
 
 from modgate.dicom.dsreader import read_meta
@@ -34,11 +35,14 @@ def elements(data, offset):
 def read_object(path, frame_bytes):
     """(SOP Instance UID, frames, pixel bytes) of the stored object at `path`, whose frames are
     `frame_bytes` each; AssertionError when its structure is not what the device must write."""
-    data = fs.read_bytes(path)
-    with fs.open_file(path, "rb") as f:
-        meta = read_meta(f)
-        offset = f.tell()
-    found = elements(data, offset)
+    return check(fs.read_bytes(path), frame_bytes)
+
+
+def check(data, frame_bytes):
+    """read_object() of an object's bytes."""
+    f = io.BytesIO(data)
+    meta = read_meta(f)
+    found = elements(data, f.tell())
     if PIXEL_DATA not in found:
         raise AssertionError("no Pixel Data")
     uid = found[0x00080018][1].rstrip(b"\x00").decode()

@@ -41,3 +41,18 @@ def settings(keys, **values):
             raise KeyError(key)
         out[key] = values[key]
     return out
+
+
+class Contexts:
+    """The device's context provider (modgate.contexts), reduced to what the acquirer asks."""
+
+    def __init__(self, uid_gen):
+        self.uid_gen = uid_gen
+        self.study = uid_gen.new()
+
+    def for_acquisition(self, header_context):
+        context = {"patient_name": "TEST^ACQ", "patient_id": "A1", "study_instance_uid": self.study}
+        if header_context:
+            context.update(header_context)
+        context["now"] = (2026, 11, 27, 12, 0, 0)
+        return context

@@ -15,21 +15,6 @@ from modgate.port import fs
 from modgate.spool.queue import Spool
 
 
-class Contexts:
-    """The device's context provider, reduced to what the sink asks of it."""
-
-    def __init__(self, uid_gen):
-        self.uid_gen = uid_gen
-        self.study = uid_gen.new()
-
-    def for_acquisition(self, header_context):
-        context = {"patient_name": "TEST^ACQ", "patient_id": "A1", "study_instance_uid": self.study}
-        if header_context:
-            context.update(header_context)
-        context["now"] = (2026, 11, 27, 12, 0, 0)
-        return context
-
-
 def header(kind="single", width=5, height=3, fmt="GRAY8", series_id=0, index=0, payload=None, source="test",
            sequence=None):
     size = width * height * (2 if fmt == "GRAY16" else 1)
@@ -66,7 +51,7 @@ class TestAcquirer(unittest.TestCase):
 
     def make_sink(self, **settings):
         view = support.settings(Acquirer.SETTINGS, **settings)
-        return Acquirer(self.spool, self.uid_gen, Contexts(self.uid_gen), view)
+        return Acquirer(self.spool, self.uid_gen, support.Contexts(self.uid_gen), view)
 
     def send(self, hdr, pixels):
         target = self.sink.begin_frame(hdr)
@@ -135,7 +120,7 @@ class TestAcquirer(unittest.TestCase):
         self.assertEqual(self.stored(), {})
 
     def test_dx_takes_patient_orientation_from_the_context(self):
-        contexts = Contexts(self.uid_gen)
+        contexts = support.Contexts(self.uid_gen)
         plain = contexts.for_acquisition
 
         contexts.for_acquisition = lambda extra: dict(plain(extra), patient_orientation="A\\F")
@@ -177,7 +162,8 @@ class TestAcquirer(unittest.TestCase):
 
     def test_full_spool_answers_busy(self):
         spool = make_spool(fs.join(self.dir, "small"), 8192, spool_high_pct=50, spool_low_pct=25)
-        sink = Acquirer(spool, self.uid_gen, Contexts(self.uid_gen), support.settings(Acquirer.SETTINGS))
+        view = support.settings(Acquirer.SETTINGS)
+        sink = Acquirer(spool, self.uid_gen, support.Contexts(self.uid_gen), view)
         with self.assertRaises(SpoolFull):
             for i in range(10):
                 target = sink.begin_frame(header(width=40, height=40))
@@ -204,7 +190,7 @@ class TestSeriesOnFlash(unittest.TestCase):
             for series in list(self.sink.open_series.values()) + self.sink.closing:
                 series.drop_writer()  # the power cut closes every file
         self.spool = make_spool(fs.join(self.dir, "spool"), budget)
-        self.sink = Acquirer(self.spool, self.uid_gen, Contexts(self.uid_gen),
+        self.sink = Acquirer(self.spool, self.uid_gen, support.Contexts(self.uid_gen),
                              support.settings(Acquirer.SETTINGS, **settings))
         self.sink.recover()
 
@@ -316,6 +302,29 @@ class TestSeriesOnFlash(unittest.TestCase):
         target = self.sink.begin_frame(bare)
         self.assertEqual(self.sink.commit_frame(target), uid)
         self.assertEqual(len(self.objects()), 1)
+
+    def test_resends_after_a_restart_are_recognised_from_the_commit_tags(self):
+        """The power went after a commit and before its ACK left: the source resends."""
+        single = self.send(header(source="tcp:10.0.0.9:5000", sequence=77), 9)
+        series = self.send(self.frame("series_start", 0), 1)
+        self.send(self.frame("series_end", 1), 2)
+        self.boot()
+        self.assertEqual(self.send(header(source="tcp:10.0.0.9:5001", sequence=77), 9), single)
+        self.assertEqual(self.send(self.frame("series_end", 1), 2), series)
+        self.assertEqual(len(self.objects()), 2)
+        self.assertEqual(self.sink.frames_acked, 0)
+        # The same sequence with other pixels is another frame (a source that counts again).
+        self.assertNotEqual(self.send(header(source="tcp:10.0.0.9:5002", sequence=77), 8), single)
+        self.assertEqual(len(self.objects()), 3)
+
+    def test_only_resending_sources_are_deduplicated(self):
+        first = self.send(header(source="testpattern", sequence=0), 5)
+        # Commissioning twice: two acquisitions.
+        self.assertNotEqual(self.send(header(source="testpattern", sequence=0), 5), first)
+        dropped = self.send(header(source="file:a.raw", sequence=0), 6)
+        self.boot()  # the power went before the file drop removed a.raw: it is read again
+        self.assertEqual(self.send(header(source="file:a.raw", sequence=0), 6), dropped)
+        self.assertEqual(len(self.objects()), 3)
 
     def test_frames_after_a_timeout_go_into_the_next_instance_of_the_series(self):
         first = self.send(self.frame("series_start", 0), 1)

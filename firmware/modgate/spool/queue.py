@@ -36,6 +36,7 @@ ENTRY_OVERHEAD = 512
 # entries): below this the medium is fuller than the budget assumed, and sources must wait.
 FREE_MARGIN = 4 * ENTRY_OVERHEAD
 BUSY_RETRY_MS = 1000  # the retry-after hint of a BUSY answer (docs/frame-protocol.md)
+TAGS_KEPT = 16  # newest commit tags remembered (see commit() and tagged())
 # The configuration keys the spool reads (modgate.config: the schema holds their defaults).
 SETTINGS = ("spool_budget_bytes", "spool_high_pct", "spool_low_pct", "spool_max_items",
             "dead_max_items", "dead_policy", "routing")
@@ -76,6 +77,7 @@ class Spool:
         self._refusing = False
         self._short = False
         self._routes = {}
+        self._tags = []  # [key, tag, uid] of the newest tagged commits, oldest first
 
     def configure(self, settings):
         """Apply a settings view (at boot and at `config save`); the config validated it."""
@@ -101,6 +103,7 @@ class Spool:
         self._active = {}
         self._recovered_open = []
         self._unreadable = {}
+        self._tags = []
         dropped = self._recover_incoming()
         # One pass with no per-file sets (RAM stays flat); deletions wait until the scan ends.
         doomed = []
@@ -130,6 +133,8 @@ class Spool:
                 log.error(_SRC, "entry %d delivered but not deleted: %s" % (eid, exc))
         dropped += len(doomed) + len(finished)
         self._entries.sort(key=_entry_id)
+        self._tags.sort(key=_entry_id)
+        self._tags = [t[1:] for t in self._tags[-TAGS_KEPT:]]
         self._next_id = top + 1
         self._tidy_routes()
         log.info(_SRC, "recovered %d queued (%d bytes), %d open, %d dead, removed %d leftovers" % (
@@ -212,6 +217,9 @@ class Spool:
         except OSError as exc:
             log.error(_SRC, "entry %d: log not repaired (%s); repaired again at the next boot" % (eid, exc))
         size = incoming.size_of(self._data_path(eid))
+        tag = header.get("tag")
+        if isinstance(tag, dict) and isinstance(tag.get("key"), str):
+            self._tags.append([eid, tag["key"], tag, header.get("uid")])  # sorted and cut after the scan
         entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed), done or None,
                  dead or None]
         if self._complete(entry):
@@ -266,6 +274,14 @@ class Spool:
             fs.write_atomic(self._note_path(inc.number), json.dumps(inc.open_meta).encode())
             inc.noted = True
 
+    def tagged(self, key):
+        """(tag, SOP Instance UID) of the newest commit tagged `key` in this boot or found by
+        recover() (of the last TAGS_KEPT tagged commits), or None."""
+        for i in range(len(self._tags) - 1, -1, -1):
+            if self._tags[i][0] == key:
+                return self._tags[i][1], self._tags[i][2]
+        return None
+
     def open_objects(self):
         """Open objects found by recover() and not yet committed or aborted (see docs/spool.md)."""
         return [inc for inc in self._recovered_open if not inc.finished]
@@ -278,10 +294,13 @@ class Spool:
         self._unreadable[inc.number] = inc.held
         self._finish(inc)
 
-    def commit(self, inc, sop_instance_uid, meta, size=None):
+    def commit(self, inc, sop_instance_uid, meta, size=None, tag=None):
         """Make the object a durable queue entry routed by `meta`; returns its entry id only once
         a power cut can no longer lose it. The caller has closed the file. With `size`, bytes
-        beyond it (an unacknowledged frame torn by a power cut) are cut off first."""
+        beyond it (an unacknowledged frame torn by a power cut) are cut off first. `tag` (a
+        JSON-able dict with a "key" string) is kept with the entry and found by tagged(key),
+        also after a restart: the caller's way to recognise a resend of what it committed just
+        before a power cut, when its acknowledgement may not have gone out."""
         if inc.finished:
             raise ValueError("incoming object already committed or aborted")
         if size is not None and inc.size() > size:
@@ -295,6 +314,8 @@ class Spool:
         routed = routing.route(self.rules, self.destinations, meta)
         born = self._now_s()
         header = {"uid": sop_instance_uid, "meta": meta, "born": born, "size": size}
+        if tag is not None:
+            header["tag"] = tag
         entrylog.create(self._log_path(eid), header, routed)
         try:
             fs.rename(inc.path, self._data_path(eid))
@@ -309,6 +330,10 @@ class Spool:
         self._finish(inc)
         self._entries.append([eid, size, born, self.ticks(), self._route_tuple(routed), None, None])
         self._bytes += size + ENTRY_OVERHEAD
+        if tag is not None:
+            self._tags.append([tag["key"], tag, sop_instance_uid])
+            if len(self._tags) > TAGS_KEPT:
+                self._tags.pop(0)
         if not routed:
             log.warn(_SRC, "entry %d (%s) matches no destination; kept until one is added" % (
                 eid, sop_instance_uid))
