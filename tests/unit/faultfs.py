@@ -4,7 +4,7 @@ medium fails with OSError, or the power goes at it.
     plan = faultfs.install(faultfs.Plan(fail_at=7))   # or Plan(cut_at=7), or Plan() to count
     try: ... finally: faultfs.uninstall()
 Counted operations: every write to a file opened for writing, opening one, fsync, sync_dir,
-rename, remove, rmdir, mkdir. A power cut (PowerCut) tears a write in the middle (the first half
+rename, remove, mkdir. A power cut (PowerCut) tears a write in the middle (the first half
 reaches the file) and stops every later operation; what was written before stays, as on a
 medium that keeps what it acknowledged.
 """

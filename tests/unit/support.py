@@ -25,7 +25,7 @@ def remove_tree(path):
     if fs.isdir(path):
         for name in fs.listdir(path):
             remove_tree(fs.join(path, name))
-        fs.rmdir(path)
+        os.rmdir(path)
     else:
         fs.remove(path)
 

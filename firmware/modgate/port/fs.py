@@ -1,7 +1,7 @@
 """Flash file system access: plain `os`, which both runtimes have (MicroPython has no os.path).
 
 `faults` is None on a device. A test may set it to an object with `op(kind, path)` (called before
-every change to the medium: "mkdir", "remove", "rmdir", "rename", "open" for writing, "fsync",
+every change to the medium: "mkdir", "remove", "rename", "open" for writing, "fsync",
 "sync_dir"; it raises to make that operation fail) and `wrap(f)` (returns the file object writes
 go through, so the test can fail or tear the Nth write). tests/unit/faultfs.py is that object.
 Unset it costs one global lookup per operation.
@@ -83,16 +83,6 @@ def remove(path):
         if _missing(exc):
             return False
         raise
-
-
-def rmdir(path):
-    try:
-        if faults is not None:
-            faults.op("rmdir", path)
-        os.rmdir(path)
-        return True
-    except OSError:
-        return False
 
 
 def _missing(exc):
