@@ -300,14 +300,12 @@ class Acquirer:
         now_s = _wall_seconds()
         for inc in self.spool.open_objects():
             try:
-                note = inc.open_meta
-                layout = pixels.layout(note["format"], note["width"], note["height"], note["bits_stored"])
-                series = _Series(inc, note, layout)
-                series.frames = (inc.held - note["point"][0]) // layout.stored_frame_bytes
-                series.good_length()
+                series = _recovered(inc)
             except (KeyError, TypeError, ValueError, IndexError, AttributeError, EncodeError) as exc:
-                self.spool.set_aside(inc, "note does not describe a series (%s)" % exc)
+                self.spool.set_aside(inc, "note does not describe a series (%s: %s)" % (
+                    type(exc).__name__, exc))
                 continue
+            note = series.note
             if series.frames <= 0:
                 log.info(_SRC, "open object of series %s had no whole frame: removed" % series.key)
                 self.spool.abort(inc)
@@ -526,6 +524,26 @@ class Acquirer:
         tag = dict(found[0])
         tag["uid"] = found[1]
         return tag
+
+
+def _recovered(inc):
+    """The series of a recovered open object, from its note; raises when the note (damaged, or
+    from another firmware) lacks what the series needs."""
+    note = inc.open_meta
+    layout = pixels.layout(note["format"], note["width"], note["height"], note["bits_stored"])
+    iods.choose(note["iod"], layout.fmt, True)
+    series = _Series(inc, note, layout)
+    for key in ("source", "seq", "touched"):
+        if key not in note:
+            raise KeyError(key)
+    if not isinstance(note["number"], int) or not isinstance(note["base"], int):
+        raise TypeError("number and base must be whole numbers")
+    note["context"]["series_instance_uid"].encode()
+    point = note["point"]
+    if len(point) != 9 or [p for p in point if not isinstance(p, int)]:
+        raise ValueError("resume point is not 9 whole numbers")
+    series.frames = (inc.held - point[0]) // layout.stored_frame_bytes
+    return series
 
 
 class _FixedUid:

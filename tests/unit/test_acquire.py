@@ -1,5 +1,6 @@
 """The acquisition sink: frames into durable spool objects, series into one multi-frame object."""
 
+import json
 import unittest
 
 import dcmcheck
@@ -404,13 +405,18 @@ class TestSeriesOnFlash(unittest.TestCase):
         self.assertEqual(caught.exception.code, NAK_TOO_LARGE)
 
     def test_note_that_names_no_series_is_set_aside(self):
-        self.send(self.frame("series_start", 0), 1)
+        self.send(self.frame("series_start", 0, series_id=1), 1)
+        self.send(self.frame("series_start", 0, series_id=2), 2)
         with open(fs.join(self.dir, "spool/in/o1.json"), "w") as f:
             f.write('{"uid": 7}')
+        note = json.loads(fs.read_bytes(fs.join(self.dir, "spool/in/o2.json")))
+        del note["point"]
+        fs.write_atomic(fs.join(self.dir, "spool/in/o2.json"), json.dumps(note).encode())
         self.boot()
         self.assertEqual(self.sink.open_series, {})
-        self.assertEqual(self.spool.stats()["unreadable_open"], 1)
-        self.assertEqual(self.in_files(), ["o1.json", "o1.open"])  # kept: its frame was acknowledged
+        self.assertEqual(self.spool.stats()["unreadable_open"], 2)
+        # Kept, not deleted: their frames were acknowledged.
+        self.assertEqual(self.in_files(), ["o1.json", "o1.open", "o2.json", "o2.open"])
 
 
 class TestStableSource(unittest.TestCase):
