@@ -25,7 +25,7 @@ import sys
 from modgate import log
 from modgate.dicom.dsreader import read_meta
 from modgate.errors import DeliveryError, FrameError, SpoolFull
-from modgate.port import fs
+from modgate.port import aio, fs
 
 CHUNK = 512
 SERIES_EVERY = 4
@@ -71,7 +71,7 @@ class Archive:
         self.folder = folder
         self.rng = rng
 
-    def store(self, path):
+    async def store(self, path):
         cut = self.rng is not None and self.rng.below(4) == 0
         with fs.open_file(path, "rb") as src:
             uid = read_meta(src)["sop_instance_uid"]
@@ -87,7 +87,10 @@ class Archive:
                         raise DeliveryError("association dropped mid-transfer", True)
         return 0, "success", ""
 
-    def release(self):
+    async def release(self):
+        pass
+
+    def drop(self):
         pass
 
     def idle_expired(self):
@@ -103,6 +106,11 @@ class Contexts:
     def for_acquisition(self, header_context):
         return {"patient_name": "CRASH^TEST", "patient_id": "K1", "study_instance_uid": self.study,
                 "now": (2026, 11, 27, 12, 0, 0), "modality": "XA"}
+
+
+def step(fwd):
+    """One delivery attempt to the archive, as its worker task makes them; True if one was made."""
+    return aio.run(fwd.attempt("archive"))
 
 
 def boot(root, archive, flaky, drain):
@@ -141,7 +149,7 @@ def send(acquirer, fwd, seed, number, frame):
                 target.write(data[at:at + CHUNK])
             return acquirer.commit_frame(target)
         except SpoolFull:
-            fwd.step()  # the source was told BUSY and waits; nothing accepted is dropped
+            step(fwd)  # the source was told BUSY and waits; nothing accepted is dropped
             acquirer.tick()
 
 
@@ -172,10 +180,10 @@ def main(argv):
                 return 1
             print("%s %d %s" % ("ACK" if frames[number][0] == "single" else "FRAME", number, uid))
             for _ in range(rng.below(3)):
-                fwd.step()
+                step(fwd)
             acquirer.tick()
     acquirer.tick()
-    while fwd.step() or fwd.next_due_ms() is not None:
+    while step(fwd) or fwd.due_ms("archive") is not None:
         acquirer.tick()
     if drain:
         for path in leftovers(root):

@@ -29,8 +29,9 @@ def test_modules() -> list[str]:
 
 def run_one(runtime: str, module: str) -> tuple[str, str, int, int, int, str]:
     env = dict(os.environ)
+    # ".frozen" keeps the build's own frozen modules (asyncio) importable beside the sources.
     env["MICROPYPATH"] = os.pathsep.join(
-        [str(FIRMWARE), str(REPO / "tests" / "mpunit"), str(UNIT), str(BOARDS / "unix")]
+        [str(FIRMWARE), str(REPO / "tests" / "mpunit"), str(UNIT), str(BOARDS / "unix"), ".frozen"]
     )
     with tempfile.TemporaryDirectory(prefix="mgunit-") as tmp:
         env["MODGATE_TEST_TMP"] = tmp

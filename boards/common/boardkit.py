@@ -1,5 +1,5 @@
 """What every real board's board.py shares: reading its data, and building UARTs, the
-watchdog, the RTC setter and the network wait from that data with `machine`/`network`.
+watchdog, the RTC setter and the network link from that data with `machine`/`network`.
 
 Only board modules import this (it is platform code, like firmware/modgate/port); the
 build copies it next to board.py on the device.
@@ -8,10 +8,7 @@ build copies it next to board.py on the device.
 import json
 
 import machine
-from modgate.compat import sleep_ms, ticks_diff, ticks_ms
 from modgate.errors import ConfigError, ModgateError
-
-NET_TIMEOUT_MS = 20000
 
 
 def folder_of(module_file):
@@ -109,29 +106,38 @@ def address_of(nic):
     return nic.ipconfig("addr4")[0]
 
 
-def wait_up(nic, what, timeout_ms=NET_TIMEOUT_MS):
-    """Wait for link and an address; ModgateError naming the interface on timeout."""
-    start = ticks_ms()
-    while True:
-        if nic.isconnected():
-            ip = address_of(nic)
-            if ip and ip != "0.0.0.0":
-                return ip
-        if ticks_diff(ticks_ms(), start) > timeout_ms:
-            raise ModgateError(what + ": no link or no address after " + str(timeout_ms) + " ms")
-        sleep_ms(100)
+class Link:
+    """A network interface the device core brings up without ever waiting for it: `start()`
+    builds and activates it (and joins, for Wi-Fi) and returns at once; `address()` is its IP
+    address once it has link and one, else None. The core polls it, and starts again when the
+    link stays down (the board contract, boards/README.md)."""
+
+    def __init__(self, make, join=None):
+        self.make = make  # () -> an active interface
+        self.join = join  # (interface) -> None: start associating (Wi-Fi)
+        self.nic = None
+
+    def start(self):
+        if self.nic is None:
+            self.nic = self.make()
+        if self.join is not None and not self.nic.isconnected():
+            self.join(self.nic)
+
+    def address(self):
+        nic = self.nic
+        if nic is None or not nic.isconnected():
+            return None
+        ip = address_of(nic)
+        return ip if ip and ip != "0.0.0.0" else None
 
 
-def wifi_up(data):
-    """net_up for a Wi-Fi station: credentials from secrets.json, address by DHCP or board.json."""
+def wifi_link(data):
+    """A Wi-Fi station: credentials from secrets.json, address by DHCP or board.json."""
+    spec = data["network"]
 
-    def net_up():
+    def make():
         import network
 
-        spec = data["network"]
-        wifi = read_secrets(data["fs_root"]).get("wifi") or {}
-        if not wifi.get("ssid"):
-            raise ModgateError('wifi: no credentials; write secrets.json {"wifi": {"ssid": ..., "key": ...}}')
         if spec.get("country") and hasattr(network, "country"):
             network.country(spec["country"])
         nic = network.WLAN(network.STA_IF)
@@ -139,18 +145,22 @@ def wifi_up(data):
         if not spec.get("power_save", True) and hasattr(nic, "PM_NONE"):
             nic.config(pm=nic.PM_NONE)  # power save delays replies by up to a beacon interval
         static_ip(nic, spec)
-        if not nic.isconnected():
-            nic.connect(wifi["ssid"], wifi.get("key", ""))
-        return wait_up(nic, "wifi " + wifi["ssid"], spec.get("timeout_ms", NET_TIMEOUT_MS))
+        return nic
 
-    return net_up
+    def join(nic):
+        wifi = read_secrets(data["fs_root"]).get("wifi") or {}
+        if not wifi.get("ssid"):
+            raise ModgateError('wifi: no credentials; write secrets.json {"wifi": {"ssid": ..., "key": ...}}')
+        nic.connect(wifi["ssid"], wifi.get("key", ""))
+
+    return Link(make, join)
 
 
 def reboot():
     machine.reset()
 
 
-def ports(data, net_up, state_dir=None):
+def ports(data, link, state_dir=None):
     """The port-object dict of the board contract (boards/README.md) for a real board."""
     console = make_uart(data["console"])
     return {
@@ -160,7 +170,7 @@ def ports(data, net_up, state_dir=None):
         "console_poll": console,
         "console_out": console,
         "frame_uart": make_uart(data["frames"]),
-        "net_up": net_up,
+        "network": link,
         "watchdog": make_watchdog(data["watchdog_ms"]),
         "rtc_set": rtc_setter(data["rtc_weekday_base"]) if data["rtc"] else None,
         "reboot": reboot,

@@ -9,10 +9,10 @@ import network
 from modgate.errors import ConfigError
 
 
-def w5500_up(data):
-    """net_up for the W5500: the esp32 port drives SPI Ethernet through network.LAN."""
+def w5500_link(data):
+    """The W5500: the esp32 port drives SPI Ethernet through network.LAN."""
 
-    def net_up():
+    def make():
         spec = data["network"]
         nic = network.LAN(
             phy_type=network.PHY_W5500,
@@ -23,17 +23,17 @@ def w5500_up(data):
         )
         nic.active(True)
         boardkit.static_ip(nic, spec)
-        return boardkit.wait_up(nic, "ethernet w5500", spec.get("timeout_ms", boardkit.NET_TIMEOUT_MS))
+        return nic
 
-    return net_up
+    return boardkit.Link(make)
 
 
 def network_for(data):
     kind = data["network"]["kind"]
     if kind == "ethernet-w5500":
-        return w5500_up(data)
+        return w5500_link(data)
     if kind == "wifi":
-        return boardkit.wifi_up(data)
+        return boardkit.wifi_link(data)
     if kind == "ethernet-lan8720":
         raise ConfigError("board " + data["id"] + ": " + data["network"]["lan8720_why"])
     raise ConfigError("board " + data["id"] + ": network.kind " + repr(kind) + " not supported")

@@ -11,15 +11,16 @@ import network
 from modgate.errors import ModgateError
 
 
-def ethernet_up(data):
-    def net_up():
-        spec = data["network"]
+def ethernet_link(data):
+    """The on-board Ethernet (stm32 port's network.LAN): link and address come by themselves."""
+
+    def make():
         nic = network.LAN()
         nic.active(True)
-        boardkit.static_ip(nic, spec)
-        return boardkit.wait_up(nic, "ethernet", spec.get("timeout_ms", boardkit.NET_TIMEOUT_MS))
+        boardkit.static_ip(nic, data["network"])
+        return nic
 
-    return net_up
+    return boardkit.Link(make)
 
 
 def mount_sdcard(storage):
@@ -45,4 +46,4 @@ def start(argv):
     """Port objects for the app (the board contract in boards/README.md)."""
     data = boardkit.load_data(boardkit.folder_of(globals().get("__file__")))
     mount_sdcard(data["storage"])
-    return boardkit.ports(data, ethernet_up(data))
+    return boardkit.ports(data, ethernet_link(data))

@@ -9,4 +9,4 @@ import boardkit
 def start(argv):
     """Port objects for the app (the board contract in boards/README.md)."""
     data = boardkit.load_data(boardkit.folder_of(globals().get("__file__")))
-    return boardkit.ports(data, boardkit.wifi_up(data))
+    return boardkit.ports(data, boardkit.wifi_link(data))

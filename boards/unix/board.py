@@ -7,6 +7,7 @@ board.json differs. Board data, not code, tells the app what it is running on.
 """
 
 import json
+import os
 import select
 import sys
 
@@ -79,8 +80,39 @@ class StdinReader:
         return out or None
 
 
-def _net_up():
-    return "127.0.0.1"
+class EmulatedLink:
+    """The emulated board's network cable: the host's loopback, unplugged while the file
+    `link-down` exists in the state folder (`modgate emulate --link down`, and the tests, pull
+    the cable that way). Same contract as boardkit.Link on a real board."""
+
+    def __init__(self, state_dir, ip):
+        self.flag = state_dir + "/link-down"
+        self.ip = ip
+
+    def start(self):
+        pass  # nothing to bring up: the host's loopback is always there
+
+    def address(self):
+        try:
+            os.stat(self.flag)
+            return None
+        except OSError:
+            return self.ip
+
+
+class PipeWatchdog:
+    """The emulator's watchdog (`--watchdog PATH`: /dev/fd/N of a pipe the emulator reads): each
+    feed is one byte; the emulator restarts firmware that stops feeding for watchdog_ms."""
+
+    def __init__(self, path):
+        self.pipe = open(path, "wb")
+
+    def feed(self):
+        try:
+            self.pipe.write(b".")
+            self.pipe.flush()  # CPython buffers files; a feed must reach the emulator now
+        except OSError:
+            pass  # the emulator is gone; nobody is left to reset us
 
 
 def _reboot():
@@ -102,8 +134,8 @@ def start(argv):
         "console_out": getattr(sys.stdout, "buffer", sys.stdout),
         # The emulator's frame "UART": a pty path (`modgate emulate --frames-serial`), or none.
         "frame_uart": options.get("frame-tty"),
-        "net_up": _net_up,
-        "watchdog": None,
+        "network": EmulatedLink(state_dir.rstrip("/") or "/", data["network"]["ip"]),
+        "watchdog": PipeWatchdog(options.pop("watchdog")) if options.get("watchdog") else None,
         "rtc_set": None,
         "reboot": _reboot,
         "options": options,

@@ -1,7 +1,7 @@
 """The device: configuration, identity, spool, forwarder, acquisition and inputs wired together.
 
-This is the facade the console talks to (see modgate.console.commands) and the owner of the main
-loop's services. It holds no protocol logic of its own; each method delegates to its layer.
+This is the facade the console talks to (see modgate.console.commands) and what the core's tasks
+(jobs/run.py) serve. It holds no protocol logic of its own; each method delegates to its layer.
 """
 
 import gc
@@ -18,7 +18,7 @@ from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
 SERIAL_FILE = "serial"
-PDU_SLACK = 64  # the PDU header beyond max_pdu, with room to spare (net.association.buffer_size)
+TASK_BOUND_SLACK_MS = 5000
 class Device:
     def __init__(self, ports):
         self.ports = ports
@@ -27,10 +27,13 @@ class Device:
         fs.makedirs(self.state_dir)
         self.config = Config(fs.join(self.state_dir, "config.json"), self.board.get("config_defaults"))
         self.config.load()
-        # The PDU buffer is the device's largest block: take it now, while the heap is unfragmented,
-        # and share it between destinations (the loop talks to one at a time).
-        gc.collect()
-        self.pdu_buffer = bytearray(self.config.get("max_pdu") + PDU_SLACK)
+        self.watchdog = ports.get("watchdog")
+        # One PDU buffer per destination, each kept for the device's life once taken (a session
+        # comes and goes; a fresh 4-16 KB block is hard to find in a fragmented heap).
+        self.pdu_buffers = {}
+        self.online = False  # the network link has an address (the core's network task says)
+        self.supervisor = None  # the core's task table, for status
+        self.on_destinations_changed = None  # the core restarts the delivery workers
         self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
         self.serial = self.config.get("device_serial") or _board_serial(ports, self.state_dir)
         self.uid_gen = self._uid_generator()
@@ -41,15 +44,26 @@ class Device:
             self.config.settings(Spool.SETTINGS),
             destinations=self._destination_names(),
         )
+        self.feed_watchdog()
         self.spool.recover()
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
+        self.feed_watchdog()
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
         self.acquirer = Acquirer(
             self.spool, self.uid_gen, self.contexts, self.config.settings(Acquirer.SETTINGS)
         )
         self.acquirer.recover()
+        self.feed_watchdog()
         self.reboot_requested = False
         self.heap_free_min = -1
         self.out_of_memory = 0
+
+    def feed_watchdog(self):
+        """Between long boot steps (recovery), before the supervisor feeds it."""
+        if self.watchdog is not None:
+            self.watchdog.feed()
+
+    def _online(self):
+        return self.online
 
     def apply_config(self):
         """Make saved configuration changes take effect without a reboot."""
@@ -61,7 +75,7 @@ class Device:
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self.config.settings(Acquirer.SETTINGS)
         self.spool.configure(self.config.settings(Spool.SETTINGS))
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy())
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
         self._destinations_changed()
 
     def _uid_generator(self, sequence=0):
@@ -70,11 +84,12 @@ class Device:
         return uids.UidGenerator("" if root == "2.25" else root, self.serial, self.boot_count, sequence)
 
     def release_sessions(self):
-        self.forwarder.close()
+        """Close every association now (settings changed): the workers open new ones."""
+        self.forwarder.drop_all()
 
-    def shutdown(self):
+    async def shutdown(self):
         """Orderly stop before a reboot: release associations (the queue is already on flash)."""
-        self.release_sessions()
+        await self.forwarder.close()
 
     def _destination_names(self):
         return [d["name"] for d in self.config.get("destinations")]
@@ -110,14 +125,22 @@ class Device:
         raise ModgateError("no destination named " + repr(name))
 
     def _session_for(self, name):
-        """A new session for destination `name` (the forwarder keeps it while it is in use)."""
+        """A new session for destination `name` (the forwarder keeps it while it is in use),
+        reusing the destination's PDU buffer."""
         from modgate.net.scu import StoreSession
 
         settings = self.network_settings()
-        settings["buffer"] = self.pdu_buffer
+        settings["buffer"] = self.pdu_buffers.get(name)
         session = StoreSession(self._destination(name), settings)
-        self.pdu_buffer = session.buf
+        self.pdu_buffers[name] = session.buf
         return session
+
+    def task_bound_ms(self):
+        """How long a task may go without progress before it counts as stuck: more than the
+        longest chain of network waits one step can make (connect, then ACSE, then DIMSE)."""
+        cfg = self.config
+        return (cfg.get("connect_timeout_ms") + cfg.get("acse_timeout_ms") + cfg.get("dimse_timeout_ms")
+                + TASK_BOUND_SLACK_MS)
 
     def note_clock_unset(self):
         if not self.clock_warned:
@@ -129,8 +152,9 @@ class Device:
     # --- the console's facade ---------------------------------------------------------------------
     def status(self):
         stats = self.spool.stats()
-        return {
+        out = {
             "state": "running",
+            "network": "up" if self.online else "down",
             "clock_set": clock.is_set(),
             "time": _iso(clock.now()),
             "boot_count": self.boot_count,
@@ -141,6 +165,9 @@ class Device:
             "destinations": self._destination_names(),
             "heap": self.heap_stats(),
         }
+        if self.supervisor is not None:
+            out.update(self.supervisor.status())
+        return out
 
     def note_heap(self):
         """Called by the loop right after it collects garbage (at ready, after each delivery,
@@ -184,15 +211,30 @@ class Device:
     def _destinations_changed(self):
         # A replaced destination must not keep talking to its old address: drop every session.
         self.release_sessions()
-        self.spool.set_destinations(self._destination_names(), self.config.get("routing"))
+        names = self._destination_names()
+        self.spool.set_destinations(names, self.config.get("routing"))
+        for gone in [n for n in self.pdu_buffers if n not in names]:
+            del self.pdu_buffers[gone]
+        if self.on_destinations_changed is not None:
+            self.on_destinations_changed()
 
-    def echo(self, name):
+    async def echo(self, name):
         self._destination(name)  # a clear error for an unknown name
         try:
-            # Through the forwarder's session: one association per destination, one PDU buffer.
-            return self.forwarder.session(name).echo()
+            # Through the destination's own session, taking turns with its deliveries.
+            return await self.forwarder.echo(name)
         except DeliveryError as exc:
             raise ModgateError("C-ECHO to " + name + " failed: " + str(exc))
+
+    def selftest_watchdog(self, task):
+        """Stop task `task` reporting progress: the watchdog must then reset the board."""
+        sup = self.supervisor
+        if sup is None:
+            raise ModgateError("no task table: the device core is not running")
+        if not sup.freeze(task):
+            raise ModgateError("no task named " + repr(task) + "; tasks: " + ", ".join(sorted(sup.tasks)))
+        return {"task": task, "reset_within_ms": self.task_bound_ms() + 2 * sup.feed_ms,
+                "watchdog": self.watchdog is not None}
 
     def queue_list(self, limit=20):
         return self.spool.list(limit)
@@ -201,7 +243,9 @@ class Device:
         return self.spool.dead()
 
     def queue_retry(self, which):
-        return self.spool.requeue(which)
+        count = self.spool.requeue(which)
+        self.forwarder.nudge()
+        return count
 
     def queue_purge(self, which):
         return self.spool.purge(which)

@@ -1,25 +1,32 @@
 """Run the real firmware as an emulated board: the `run` job of firmware/main.py on MicroPython.
 
-The board's console UART is a pty: the firmware reads and writes the pty's master side on its
-stdin/stdout, and the field engineer (or a test) opens the slave path with pyserial. The firmware
-logs to stderr; the emulator keeps that in `STATE/device.log` and watches it for the ready line.
+The board's console UART is a pty the field engineer (or a test) opens with pyserial; the
+firmware's stdin/stdout reach it through `wires.ConsoleWire`, which behaves like a UART (output
+nobody reads is lost instead of blocking the firmware). A frame UART (`frames_serial`) is a
+`wires.UartWire` at the board's baud rate into its receive FIFO. The firmware logs to stderr;
+the emulator keeps that in `STATE/device.log` and watches it for the ready line.
+
+The board's watchdog (board.json `watchdog_ms`) is emulated too: the firmware feeds it through a
+pipe (`--watchdog /dev/fd/N`), and firmware that stops feeding it is killed, as the hardware
+watchdog resets a board; `reset_by_watchdog` then tells the owner to boot it again.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import threading
 import time
-import tty
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from modgate_host import build, image
+from modgate_host.wires import ConsoleWire, UartWire
 
 BOARD_RUNTIME = {board: runtime for runtime, board in image.BOARD_OF_RUNTIME.items()}
 READY = re.compile(r"app: ready frames=(\S+)")
@@ -40,25 +47,6 @@ def free_port() -> int:
 def board_heap(board: str) -> str:
     """The emulated board's heap (board.json), as a MicroPython -X heapsize value."""
     return str(int(str(build.load_board(board)["emulated_heap_bytes"])))
-
-
-def link_ptys(one: Path, other: Path, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:
-    """Two raw ptys joined by socat, like the two ends of a serial cable, at the paths `one` and
-    `other` (symbolic links to /dev/pts/N). Stop the returned process to unplug the cable."""
-    for link in (one, other):
-        link.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        ["socat", f"pty,raw,echo=0,link={one}", f"pty,raw,echo=0,link={other}"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + timeout_s
-    while not (one.exists() and other.exists()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise EmulatorError("socat could not link two ptys (apt-get install socat)")
-        time.sleep(0.02)
-    return proc
 
 
 class Emulator:
@@ -85,17 +73,19 @@ class Emulator:
         self.heap = heap or board_heap(board)
         self.log_echo = log_echo
         self.proc: subprocess.Popen[bytes] | None = None
-        self.master_fd = -1
-        self.slave_fd = -1
+        self.console: ConsoleWire | None = None
         self.console_path = ""
         self._ready = threading.Event()
         self._log_thread: threading.Thread | None = None
         self.log_path = self.state / "device.log"
-        # A frame "UART": two linked ptys (socat), one for the firmware, one for the modality.
+        # A frame UART: the modality's pty to the firmware's, at the board's line rate.
         self.frames_serial = frames_serial
-        self._socat: subprocess.Popen[bytes] | None = None
+        self.uart: UartWire | None = None
         self.frames_tty = ""
-        self._frame_device_tty = ""
+        self.watchdog_ms = int(str(build.load_board(board).get("watchdog_ms") or 0))
+        self.watchdog_resets = 0
+        self.reset_by_watchdog = False
+        self._watchdog_thread: threading.Thread | None = None
 
     @property
     def frames_url(self) -> str:
@@ -112,45 +102,76 @@ class Emulator:
             line["frames_serial"] = self.frames_tty
         return line
 
-    def _link_frame_ptys(self) -> str:
-        """Link the frame UART's ptys; returns the firmware's end, keeps the modality's."""
-        device_end, modality_end = self.state / "frames-device.tty", self.state / "frames-modality.tty"
-        self._socat = link_ptys(device_end, modality_end)
-        self.frames_tty = os.path.realpath(modality_end)
-        return os.path.realpath(device_end)
+    def _frame_uart(self) -> UartWire:
+        spec = build.load_board(self.board).get("frames") or {}
+        assert isinstance(spec, dict)
+        uart = UartWire(self.state / "frames-device.tty", self.state / "frames-modality.tty",
+                        baud=spec.get("baud"), rxbuf=spec.get("rxbuf"), log=self.note)
+        self.frames_tty = uart.modality_path
+        return uart
 
-    def command(self) -> list[str]:
+    def command(self, watchdog: str | None = None) -> list[str]:
         args = ["--state", str(self.state), "--frames-port", str(self.frames_port)]
         if self.config:
             args += ["--config", str(self.config)]
         for dest in self.dests:
             args += ["--dest", dest]
-        if self.frames_serial:
-            args += ["--frame-tty", self._frame_device_tty]
+        if self.uart is not None:
+            args += ["--frame-tty", self.uart.device_path]
+        if watchdog:
+            args += ["--watchdog", watchdog]
         return image.command(self.board, "run", *args, heap=self.heap)
+
+    def set_link(self, up: bool) -> None:
+        """Plug the emulated network cable in, or pull it (boards/unix/board.py EmulatedLink)."""
+        flag = self.state / "link-down"
+        if up:
+            flag.unlink(missing_ok=True)
+        else:
+            self.state.mkdir(parents=True, exist_ok=True)
+            flag.write_bytes(b"")
+
+    def note(self, line: str) -> None:
+        """A line of the emulator's own in the device log (and on the echo stream)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with open(self.log_path, "a") as log:
+            log.write(f"{stamp} {line}\n")
+        if self.log_echo is not None:
+            print(line, file=self.log_echo, flush=True)
 
     def start(self, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
         self.state.mkdir(parents=True, exist_ok=True)
         # The board's firmware image, code frozen in as on a real board (built once, outside the
         # ready timeout).
         image.image(self.board)
-        if self.frames_serial and self._socat is None:
-            self._frame_device_tty = self._link_frame_ptys()
-        if self.master_fd < 0:
-            self.master_fd, self.slave_fd = os.openpty()
-            tty.setraw(self.slave_fd)
-            self.console_path = os.ttyname(self.slave_fd)
+        if self.frames_serial and self.uart is None:
+            self.uart = self._frame_uart()
+        if self.console is None:
+            self.console = ConsoleWire()
+            self.console_path = self.console.path
         self._ready.clear()
-        self.proc = subprocess.Popen(
-            self.command(),
-            stdin=self.master_fd,
-            stdout=self.master_fd,
-            stderr=subprocess.PIPE,
-            env=image.environment(),
-            cwd=str(self.state),
-        )
+        self.reset_by_watchdog = False
+        stdin, stdout = self.console.attach()
+        feeds, feed_end = os.pipe() if self.watchdog_ms else (-1, -1)
+        try:
+            self.proc = subprocess.Popen(
+                self.command(f"/dev/fd/{feed_end}" if self.watchdog_ms else None),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                env=image.environment(),
+                cwd=str(self.state),
+                pass_fds=(feed_end,) if self.watchdog_ms else (),
+            )
+        finally:
+            for fd in (stdin, stdout, feed_end):
+                if fd >= 0:
+                    os.close(fd)
         self._log_thread = threading.Thread(target=self._pump_log, args=(self.proc,), daemon=True)
         self._log_thread.start()
+        if self.watchdog_ms:
+            self._watchdog_thread = threading.Thread(target=self._watch, args=(self.proc, feeds), daemon=True)
+            self._watchdog_thread.start()
         deadline = time.monotonic() + timeout_s
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None:
@@ -164,6 +185,26 @@ class Emulator:
                 self.kill()
                 raise EmulatorError(f"firmware not ready within {timeout_s:.0f} s; see {self.log_path}")
         return self.ready_line()
+
+    def _watch(self, proc: subprocess.Popen[bytes], feeds: int) -> None:
+        """The emulated watchdog, armed when the board starts (board.py builds it, as a real
+        board's WDT starts in board.start): firmware that stops feeding it is reset."""
+        last = time.monotonic()
+        try:
+            while proc.poll() is None:
+                ready, _, _ = select.select([feeds], [], [], 0.1)
+                if ready:
+                    if not os.read(feeds, 4096):
+                        return  # the firmware closed its end: it is exiting
+                    last = time.monotonic()
+                elif (time.monotonic() - last) * 1000 > self.watchdog_ms:
+                    self.reset_by_watchdog = True
+                    self.watchdog_resets += 1
+                    self.note(f"emulator: watchdog: not fed for {self.watchdog_ms} ms; resetting the board")
+                    proc.kill()
+                    return
+        finally:
+            os.close(feeds)
 
     def _pump_log(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
@@ -184,10 +225,13 @@ class Emulator:
             return ""
 
     def wait(self) -> int:
+        """The firmware's exit code once it stopped (see `reset_by_watchdog`)."""
         assert self.proc is not None
         code = self.proc.wait()
         if self._log_thread is not None:
             self._log_thread.join(timeout=2)
+        if self._watchdog_thread is not None:
+            self._watchdog_thread.join(timeout=2)
         return code
 
     def terminate(self) -> None:
@@ -218,14 +262,12 @@ class Emulator:
 
     def close(self) -> None:
         self.stop()
-        if self._socat is not None:
-            self._socat.terminate()
-            self._socat.wait(timeout=10)
-            self._socat = None
-        for fd in (self.master_fd, self.slave_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.master_fd = self.slave_fd = -1
+        if self.uart is not None:
+            self.uart.close()
+            self.uart = None
+        if self.console is not None:
+            self.console.close()
+            self.console = None
 
     def __enter__(self) -> Emulator:
         self.start()

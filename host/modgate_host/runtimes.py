@@ -70,7 +70,7 @@ def environment(runtime: str) -> dict[str, str]:
     if runtime == "cpython":
         env["PYTHONPATH"] = path
     else:
-        env["MICROPYPATH"] = path
+        env["MICROPYPATH"] = path + os.pathsep + ".frozen"  # the build's own frozen asyncio
     return env
 
 

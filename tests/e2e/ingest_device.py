@@ -12,7 +12,7 @@ import sys
 
 from modgate import log
 from modgate.compat import deadline, remaining_ms
-from modgate.port import fs
+from modgate.port import aio, fs
 
 
 def emit(**event):
@@ -108,9 +108,7 @@ def main(argv):
 
         source = TcpInput(sink, "127.0.0.1", int(where), **link_options)
         emit(event="ready")
-        while not stop():
-            source.step(50)
-        source.close()
+        aio.run(source.serve(stop=stop))
     else:
         from modgate.ingest.link import FrameLink
         from modgate.port.uart import open_serial
@@ -118,7 +116,7 @@ def main(argv):
         link_options["close_on_idle"] = False
         link = FrameLink(open_serial(where), sink, "uart:" + where, **link_options)
         emit(event="ready")
-        link.serve(stop)
+        aio.run(link.run(lambda: None, stop))
         link.close()
     emit(event="stopped")
     return 0

@@ -20,7 +20,7 @@ DRIVER = REPO / "tests" / "e2e" / "ingest_device.py"
 class Device:
     def __init__(self, runtime: str, mode: str, where: str, folder: Path, *options: str) -> None:
         env = dict(os.environ)
-        env["MICROPYPATH"] = str(FIRMWARE)
+        env["MICROPYPATH"] = str(FIRMWARE) + os.pathsep + ".frozen"  # and the build's own asyncio
         env["PYTHONPATH"] = str(FIRMWARE)
         self.folder = folder
         self.stderr_path = folder / "device.log"

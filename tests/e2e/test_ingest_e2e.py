@@ -20,8 +20,8 @@ import pytest
 from ingest_harness import Device, simulate
 from modgate.testpattern import Pattern
 from modgate_host import frameproto as hp
-from modgate_host.emulator import link_ptys
 from modgate_host.runtimes import available
+from modgate_host.wires import UartWire
 
 RUNTIMES = [pytest.param(rt, marks=pytest.mark.skipif(not available(rt), reason=f"{rt} not installed"))
             for rt in ("micropython", "qemu-armhf")]
@@ -134,14 +134,15 @@ def test_tcp_source_vanishes_mid_series(runtime: str, folder: Path) -> None:
     assert not list(folder.glob("*.tmp"))
 
 
-def socat_pair(folder: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+def serial_pair(folder: Path) -> tuple[UartWire, str, str]:
+    """A lossless serial cable between two ptys (no line rate: these tests check the protocol)."""
     a, b = folder / "ttyDEV", folder / "ttySRC"
-    return link_ptys(a, b), str(a), str(b)
+    return UartWire(a, b), str(a), str(b)
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_serial_pty_series_with_faults(runtime: str, folder: Path) -> None:
-    socat, dev_tty, src_tty = socat_pair(folder)
+    wire, dev_tty, src_tty = serial_pair(folder)
     try:
         dev = Device(runtime, "serial", dev_tty, folder, "--frame-timeout-ms", "700")
         try:
@@ -154,15 +155,14 @@ def test_serial_pty_series_with_faults(runtime: str, folder: Path) -> None:
         report = json.loads((folder / "report.json").read_text())
         check_run(folder, dev, report, "RGB888", 32, 32, 12)
     finally:
-        socat.terminate()
-        socat.wait()
+        wire.close()
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_serial_source_goes_quiet_mid_series(runtime: str, folder: Path) -> None:
     import serial
 
-    socat, dev_tty, src_tty = socat_pair(folder)
+    wire, dev_tty, src_tty = serial_pair(folder)
     try:
         dev = Device(runtime, "serial", dev_tty, folder, "--frame-timeout-ms", "500",
                      "--idle-timeout-ms", "1500")
@@ -189,8 +189,7 @@ def test_serial_source_goes_quiet_mid_series(runtime: str, folder: Path) -> None
         assert len(dev.commits()) == 1
         assert not list(folder.glob("*.tmp"))
     finally:
-        socat.terminate()
-        socat.wait()
+        wire.close()
 
 
 def test_retry_for_resends_after_device_restart(folder: Path) -> None:

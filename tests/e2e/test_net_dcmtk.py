@@ -150,3 +150,32 @@ def test_jobs_run_frozen_even_from_inside_the_firmware_folder(tmp_path: Path, ru
         proc = subprocess.run(argv, env=env, cwd=FIRMWARE, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.startswith("OK 0x0000 "), proc.stdout
+
+
+def test_two_hundred_file_arguments_fit_the_64k_heap(tmp_path: Path) -> None:
+    """`modgate send` hands the names over in a list file: as arguments, 200 paths took ~13 KB of
+    the device's heap, and at 64k every file failed with "out of memory"."""
+    import subprocess
+    import sys
+
+    files = [make_sc(tmp_path / f"{i:03d}.dcm", 16, 16, seed=i) for i in range(200)]
+    out = tmp_path / "out"
+    out.mkdir()
+    with dcmtk_storescp([], out) as peer:
+        proc = subprocess.run(
+            [sys.executable, "-m", "modgate_host.cli", "send", "--heap", "64k", "-aec", "STORESCP",
+             "127.0.0.1", str(peer.port), *map(str, files)],
+            capture_output=True, text=True, timeout=300,
+        )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stdout.count("OK 0x0000 ") == 200
+    assert "SUMMARY 200 sent, 0 failed" in proc.stdout
+    assert len(received(out)) == 200
+
+
+def test_summary_gives_no_rate_when_nothing_was_sent(tmp_path: Path) -> None:
+    proc = run_device("send", ["-aec", "STORESCP", "127.0.0.1", "1", str(tmp_path / "missing.dcm")])
+    assert proc.returncode == 1
+    summary = [line for line in proc.stdout.splitlines() if line.startswith("SUMMARY")][0]
+    assert summary.startswith("SUMMARY 0 sent, 1 failed, ")
+    assert "objects/s" not in summary and "MB/s" not in summary, summary

@@ -4,6 +4,7 @@ association between two objects."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,11 @@ import pytest
 from modgate.errors import ConfigError, DeliveryError
 from modgate.net.scu import StoreSession
 from peers import make_sc, pynetdicom_scp
+
+
+def run(coro: Any) -> Any:
+    """The session's coroutines, one event loop each (the device runs them in its core)."""
+    return asyncio.run(coro)
 
 
 def session(port: int, **settings: Any) -> StoreSession:
@@ -27,9 +33,9 @@ def test_objects_share_an_association_up_to_the_bound(tmp_path: Path) -> None:
         s = session(peer.port, max_objects_per_association=2)
         assocs = []
         for f in files:
-            assert s.store(str(f)) == (0, "success", "stored")
+            assert run(s.store(str(f))) == (0, "success", "stored")
             assocs.append(s.assoc)
-        s.release()
+        run(s.release())
     assert len(peer.received) == 5
     # Released (orderly) after every second object; the next object opens a new association.
     assert [a is None for a in assocs] == [False, True, False, True, False]
@@ -39,22 +45,22 @@ def test_objects_share_an_association_up_to_the_bound(tmp_path: Path) -> None:
 def test_idle_expiry_and_echo(tmp_path: Path) -> None:
     with pynetdicom_scp() as peer:
         s = session(peer.port)
-        ms = s.echo()
+        ms = run(s.echo())
         assert 0 <= ms < 5000
         assert not s.idle_expired()
         time.sleep(0.4)
         assert s.idle_expired()
-        s.release()
+        run(s.release())
         assert s.assoc is None and not s.idle_expired()
-        assert s.store(str(make_sc(tmp_path / "a.dcm"))) [1] == "success"
-        s.release()
+        assert run(s.store(str(make_sc(tmp_path / "a.dcm"))))[1] == "success"
+        run(s.release())
 
 
 def test_peer_dropping_an_idle_association_is_survived(tmp_path: Path) -> None:
     src = make_sc(tmp_path / "a.dcm")
     with pynetdicom_scp() as peer:
         s = session(peer.port, idle_timeout_ms=60000)
-        s.store(str(src))
+        run(s.store(str(src)))
         old = s.assoc
         # The archive releases the idle association on its side (its release() waits for our RP).
         releasing = [threading.Thread(target=a.release) for a in peer_associations(peer)]
@@ -62,12 +68,12 @@ def test_peer_dropping_an_idle_association_is_survived(tmp_path: Path) -> None:
         releasing[0].start()
         time.sleep(0.3)
         started = time.monotonic()
-        assert s.store(str(src))[1] == "success"
+        assert run(s.store(str(src)))[1] == "success"
         assert time.monotonic() - started < 5
         assert s.assoc is not old
         releasing[0].join(5)
         assert not releasing[0].is_alive()
-        s.release()
+        run(s.release())
 
 
 def peer_associations(peer: Any) -> list[Any]:
@@ -91,5 +97,5 @@ def test_bad_configuration_is_a_config_error() -> None:
 def test_missing_file_is_permanent(tmp_path: Path) -> None:
     s = session(1)
     with pytest.raises(DeliveryError) as info:
-        s.store(str(tmp_path / "missing.dcm"))
+        run(s.store(str(tmp_path / "missing.dcm")))
     assert not info.value.transient

@@ -3,6 +3,7 @@ reach it with pyserial's `socket://` URL exactly as they reach a tty or a pty.""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from pathlib import Path
@@ -52,7 +53,7 @@ class ConsoleServer:
                         break
                     self.received += data
                     try:
-                        console.feed(data)
+                        asyncio.run(console.feed(data))
                     except OSError:
                         break
 

@@ -44,9 +44,10 @@ def run_tree(runtime: str, result: b.BuildResult, state: Path) -> subprocess.Com
         f"ports = board.start(['--state', {str(state)!r}])\n"
         f"for name in {module_names(result.files)!r}:\n"
         "    __import__(name)\n"
-        "print('OK', ports['board']['id'], ports['net_up']())\n"
+        "print('OK', ports['board']['id'], ports['network'].address())\n"
     )
-    env = dict(os.environ, MICROPYPATH=str(result.device_dir))
+    # ".frozen": the runtime's own frozen asyncio, which a board's port freezes too.
+    env = dict(os.environ, MICROPYPATH=str(result.device_dir) + ":.frozen")
     cmd = [*runtimes.interpreter(runtime), "-c", script]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 

@@ -3,6 +3,7 @@ checked against the spec's example and against the firmware's receiver running i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
@@ -91,15 +92,13 @@ def device() -> Iterator[tuple[int, FakeSink]]:
     stop = threading.Event()
 
     def serve() -> None:
-        while not stop.is_set():
-            tcp.step(20)
+        asyncio.run(tcp.serve(stop=stop.is_set))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     yield port, sink
     stop.set()
     thread.join(5)
-    tcp.close()
 
 
 def test_simulator_report_against_firmware_input(device: tuple[int, FakeSink], tmp_path: Path,

@@ -36,7 +36,7 @@ class DicomDevice(FakeDevice):  # type: ignore[misc]
                 return dict(d)
         raise ModgateError("no destination '" + name + "'")
 
-    def echo(self, name: str) -> int:
+    async def echo(self, name: str) -> int:
         d = self._dest(name)
         ae = AE(ae_title=self.config.get("ae_title"))
         ae.add_requested_context(Verification)

@@ -96,7 +96,7 @@ class FakeDevice:
             raise ModgateError("no destination '" + name + "'")
         self.config.set("destinations", kept)
 
-    def echo(self, name):
+    async def echo(self, name):
         if name not in [d["name"] for d in self.destinations()]:
             raise ModgateError("no destination '" + name + "'")
         if name in self.unreachable:

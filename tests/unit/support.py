@@ -2,7 +2,7 @@
 
 import os
 
-from modgate.port import fs
+from modgate.port import aio, fs
 
 _counter = [0]
 
@@ -56,3 +56,8 @@ class Contexts:
             context.update(header_context)
         context["now"] = (2026, 11, 27, 12, 0, 0)
         return context
+
+
+def run(awaitable):
+    """Run one coroutine of the device core to its end (a fresh event loop each time)."""
+    return aio.run(awaitable)

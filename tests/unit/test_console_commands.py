@@ -22,7 +22,7 @@ class ConsoleCase(unittest.TestCase):
     def ask(self, line):
         """Send `line` with --json; return the parsed one-line reply."""
         self.out.take()
-        self.console.feed((line + " --json\r\n").encode())
+        support.run(self.console.feed((line + " --json\r\n").encode()))
         lines = [x for x in self.out.take().split("\r\n") if x.startswith("{")]
         self.assertEqual(len(lines), 1, lines)
         return json.loads(lines[0])
@@ -40,7 +40,7 @@ class ConsoleCase(unittest.TestCase):
 
     def human(self, line):
         self.out.take()
-        self.console.feed((line + "\r").encode())
+        support.run(self.console.feed((line + "\r").encode()))
         return self.out.take()
 
     def provision_pin(self, pin="2468"):
@@ -170,16 +170,16 @@ class TestCommands(ConsoleCase):
 
     def test_json_mode_is_one_line_per_command_without_echo_or_prompt(self):
         self.human("json on")
-        self.console.feed(b'status\r\nbogus\r\nconfig set ae_title "a\\b"\r\n\r\n')
+        support.run(self.console.feed(b'status\r\nbogus\r\nconfig set ae_title "a\\b"\r\n\r\n'))
         lines = self.out.take().split("\r\n")
         self.assertEqual(lines[-1], "")
         replies = [json.loads(x) for x in lines[:-1]]
         self.assertEqual([r["ok"] for r in replies], [True, False, False])
         self.assertEqual(replies[1]["code"], "unknown")
         self.assertEqual(replies[2]["code"], "invalid")
-        self.console.feed(b"x" * 300 + b"\r")
+        support.run(self.console.feed(b"x" * 300 + b"\r"))
         self.assertEqual(json.loads(self.out.take())["code"], "line")
-        self.console.feed(b"json off\r")
+        support.run(self.console.feed(b"json off\r"))
         self.assertEqual(json.loads(self.out.take())["data"], {"json": False})
         self.assertTrue(self.human("status").endswith("modgate> "))
 
@@ -197,7 +197,7 @@ class TestCommands(ConsoleCase):
         out = Stream()
         console = Console(self.device, out)
         console.start()
-        console.feed(b"ident\r")
+        support.run(console.feed(b"ident\r"))
         self.assertTrue(json.loads(out.take())["ok"])
 
 
@@ -256,7 +256,7 @@ class TestPin(ConsoleCase):
         self.ok("config set pin 97531")
         for line in ("config show", "config get pin_hash", "status", "log tail 64"):
             self.out.take()
-            self.console.feed((line + "\r").encode())
+            support.run(self.console.feed((line + "\r").encode()))
             text = self.out.take()
             self.assertNotIn("97531", text)
             self.assertNotIn(self.device.config.get("pin_hash").split("$")[2], text)

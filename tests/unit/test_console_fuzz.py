@@ -122,9 +122,9 @@ class TestFuzz(unittest.TestCase):
         rng = Rng(20261127)
         ends = (b"\r", b"\n", b"\r\n")
         for _ in range(LINES):
-            console.feed(random_line(rng) + ends[rng.next(3)])
+            support.run(console.feed(random_line(rng) + ends[rng.next(3)]))
         self.assertGreater(stream.count, LINES)
-        console.feed(b"\x03status --json\r\n")
+        support.run(console.feed(b"\x03status --json\r\n"))
         reply = json.loads(stream.last.decode())
         self.assertTrue(reply["ok"])
         self.assertEqual(reply["cmd"], "status")

@@ -2,6 +2,7 @@
 
 import unittest
 
+import support
 from modgate.errors import DeliveryError
 from modgate.net.scu import StoreSession
 
@@ -13,7 +14,7 @@ class _AssociationThatCannotAbort:
     def __init__(self):
         self.closed = 0
 
-    def abort(self, message, transient=True):
+    async def abort(self, message, transient=True):
         raise MemoryError("memory allocation failed")
 
     def close(self):
@@ -29,7 +30,7 @@ class TestOutOfMemory(unittest.TestCase):
         assoc = _AssociationThatCannotAbort()
         self.session.assoc = assoc
         with self.assertRaises(DeliveryError) as caught:
-            self.session._out_of_memory()
+            support.run(self.session._out_of_memory())
         self.assertTrue(caught.exception.transient)
         self.assertEqual(assoc.closed, 1)
         self.assertIsNone(self.session.assoc)

@@ -6,7 +6,7 @@ import unittest
 import support
 from modgate.compat import deadline, remaining_ms, ticks_add, ticks_diff, ticks_ms
 from modgate.errors import LinkClosed, LinkTimeout
-from modgate.port import clock, fs, sockets
+from modgate.port import aio, clock, fs, sockets
 
 
 class TestFs(unittest.TestCase):
@@ -57,57 +57,103 @@ class TestSockets(unittest.TestCase):
         self.listener = sockets.Listener("127.0.0.1", self.PORT)
         self.addCleanup(self.listener.close)
 
-    def test_round_trip_and_close(self):
-        client = sockets.connect("127.0.0.1", self.PORT, 2000)
-        server = self.listener.accept(2000)
+    async def pair(self):
+        client = await sockets.connect("127.0.0.1", self.PORT, 2000)
+        server = await self.listener.accept(2000)
         self.assertIsNotNone(server)
-        client.send_all(b"ping" * 1000, 2000)
-        buf = bytearray(8192)
-        got = 0
-        while got < 4000:
-            got += server.recv_into(memoryview(buf)[got:], 8192 - got, 2000)
-        self.assertEqual(bytes(buf[:8]), b"pingping")
-        client.close()
-        self.assertEqual(server.recv_into(memoryview(buf), 10, 2000), 0)
-        server.close()
+        return client, server
+
+    def test_round_trip_and_close(self):
+        async def body():
+            client, server = await self.pair()
+            await client.send_all(b"ping" * 1000, 2000)
+            buf = bytearray(8192)
+            got = 0
+            while got < 4000:
+                got += await server.recv_into(memoryview(buf)[got:], 8192 - got, 2000)
+            self.assertEqual(bytes(buf[:8]), b"pingping")
+            client.close()
+            self.assertEqual(await server.recv_into(memoryview(buf), 10, 2000), 0)
+            server.close()
+
+        support.run(body())
 
     def test_receive_times_out(self):
-        client = sockets.connect("127.0.0.1", self.PORT, 2000)
-        server = self.listener.accept(2000)
-        with self.assertRaises(LinkTimeout):
-            server.recv_into(memoryview(bytearray(4)), 4, 50)
-        client.close()
-        server.close()
+        async def body():
+            client, server = await self.pair()
+            with self.assertRaises(LinkTimeout):
+                await server.recv_into(memoryview(bytearray(4)), 4, 50)
+            client.close()
+            server.close()
+
+        support.run(body())
+
+    def test_a_peer_that_stops_reading_is_a_send_timeout(self):
+        async def body():
+            client, server = await self.pair()
+            started = ticks_ms()
+            with self.assertRaises(LinkTimeout):
+                for _ in range(1000):  # far more than any socket buffer holds
+                    await client.send_all(bytearray(65536), 300)
+            self.assertLess(ticks_diff(ticks_ms(), started), 5000)
+            client.close()
+            server.close()
+
+        support.run(body())
+
+    def test_a_wait_lets_other_tasks_run(self):
+        ticks = []
+
+        async def ticker():
+            for _ in range(5):
+                ticks.append(1)
+                await aio.sleep_ms(10)
+
+        async def body():
+            client, server = await self.pair()
+            side = aio.create_task(ticker())
+            with self.assertRaises(LinkTimeout):
+                await server.recv_into(memoryview(bytearray(4)), 4, 200)
+            await side
+            client.close()
+            server.close()
+
+        support.run(body())
+        self.assertEqual(len(ticks), 5)  # the ticker ran while the receive waited
 
     def test_corked_bytes_arrive_once_uncorked(self):
-        client = sockets.connect("127.0.0.1", self.PORT, 2000)
-        server = self.listener.accept(2000)
-        client.cork(True)
-        client.send_all(b"pdu" * 100, 2000)
-        client.cork(False)
-        buf = bytearray(300)
-        got = 0
-        while got < 300:
-            got += server.recv_into(memoryview(buf)[got:], 300 - got, 2000)
-        self.assertEqual(bytes(buf), b"pdu" * 100)
-        client.close()
-        server.close()
+        async def body():
+            client, server = await self.pair()
+            client.cork(True)
+            await client.send_all(b"pdu" * 100, 2000)
+            client.cork(False)
+            buf = bytearray(300)
+            got = 0
+            while got < 300:
+                got += await server.recv_into(memoryview(buf)[got:], 300 - got, 2000)
+            self.assertEqual(bytes(buf), b"pdu" * 100)
+            client.close()
+            server.close()
+
+        support.run(body())
 
     def test_cork_is_a_no_op_where_the_port_lacks_it(self):
         class NoCork:
             def setsockopt(self, *args):
                 raise OSError(92)  # ENOPROTOOPT, as lwIP answers
 
-        conn = sockets.connect("127.0.0.1", self.PORT, 2000)
-        server = self.listener.accept(2000)
-        real, conn.sock = conn.sock, NoCork()
-        conn.cork(True)  # no exception
-        self.assertFalse(conn._can_cork)
-        conn.cork(False)  # and no further attempt
-        conn.sock = real
-        conn.close()
-        server.close()
+        async def body():
+            conn, server = await self.pair()
+            real, conn.sock = conn.sock, NoCork()
+            conn.cork(True)  # no exception
+            self.assertFalse(conn._can_cork)
+            conn.cork(False)  # and no further attempt
+            conn.sock = real
+            conn.close()
+            server.close()
+
+        support.run(body())
 
     def test_refused_connect_is_link_closed(self):
         with self.assertRaises(LinkClosed):
-            sockets.connect("127.0.0.1", 1, 2000)
+            support.run(sockets.connect("127.0.0.1", 1, 2000))

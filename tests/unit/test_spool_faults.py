@@ -75,7 +75,7 @@ class Archive:
     def __init__(self):
         self.got = {}  # uid -> [bytes, ...] (different contents under one UID are a failure)
 
-    def store(self, path):
+    async def store(self, path):
         data = fs.read_bytes(path)
         with fs.open_file(path, "rb") as f:
             uid = read_meta(f)["sop_instance_uid"]
@@ -84,7 +84,10 @@ class Archive:
             seen.append(data)
         return 0, "success", "stored"
 
-    def release(self):
+    async def release(self):
+        pass
+
+    def drop(self):
         pass
 
     def idle_expired(self):
@@ -115,7 +118,7 @@ class Board:
     def deliver(self, now):
         for _ in range(20):
             try:
-                if not self.forwarder.step(now):
+                if not support.run(self.forwarder.attempt("archive", now)):
                     return
             except (ModgateError, OSError):
                 pass  # the device loop logs it; what was not recorded is sent again

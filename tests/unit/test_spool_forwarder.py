@@ -1,10 +1,14 @@
-"""The forwarder against an injected fake archive: retry, isolation, ordering, dead letters."""
+"""The forwarder against an injected fake archive: retry, isolation, ordering, dead letters.
+
+Each destination's worker makes one attempt at a time (Forwarder.attempt); `step()` here gives
+the destinations turns in order, one attempt per call, so a test reads as a timeline."""
 
 import unittest
 
 import support
+from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import DeliveryError, LinkTimeout
-from modgate.port import fs
+from modgate.port import aio, fs
 from modgate.spool import backoff, routing
 from modgate.spool.forwarder import Forwarder
 from modgate.spool.queue import Spool
@@ -34,7 +38,7 @@ class Session:
         self.archive = archive
         self.dest = dest
 
-    def store(self, path):
+    async def store(self, path):
         mode = self.archive.mode.get(self.dest, "ok")
         data = fs.read_bytes(path)
         if mode == "down":
@@ -50,8 +54,16 @@ class Session:
             return 0xB000, "warning", "coercion"
         return 0, "success", ""
 
-    def release(self):
+    async def release(self):
         self.archive.released.append(self.dest)
+
+    def drop(self):
+        self.archive.released.append(self.dest)
+
+    async def echo(self):
+        if self.archive.mode.get(self.dest) == "down":
+            raise DeliveryError("association aborted", True)
+        return 3
 
     def idle_expired(self):
         return self.archive.idle.get(self.dest, False)
@@ -81,6 +93,7 @@ class ForwarderTest(unittest.TestCase):
                            destinations=self.dests, ticks=self.clock.ticks, seconds=self.clock.seconds)
         self.spool.recover()
         self.fwd = self.forwarder(POLICY)
+        self.turn = 0
 
     def forwarder(self, policy):
         return Forwarder(self.spool, self.archive.factory, policy, rand=lambda: 0.5)
@@ -91,9 +104,25 @@ class ForwarderTest(unittest.TestCase):
             f.write(data)
         return self.spool.commit(inc, "uid-" + data.decode(), {"series_uid": series, "modality": modality})
 
+    def step(self):
+        """One attempt by the next destination (in turn) that has work; True if one was made."""
+        dests = self.spool.destinations
+        for i in range(len(dests)):
+            name = dests[(self.turn + i) % len(dests)]
+            if support.run(self.fwd.attempt(name, self.clock.ms)):
+                self.turn = (self.turn + i + 1) % len(dests)
+                return True
+        return False
+
+    def next_due(self):
+        """Milliseconds until some destination has work; None when nothing is owed."""
+        dues = [self.fwd.due_ms(n, self.clock.ms) for n in self.spool.destinations]
+        dues = [d for d in dues if d is not None]
+        return min(dues) if dues else None
+
     def run_steps(self, limit=100):
         steps = 0
-        while self.fwd.step(self.clock.ms) and steps < limit:
+        while self.step() and steps < limit:
             steps += 1
         return steps
 
@@ -102,14 +131,14 @@ class TestDelivery(ForwarderTest):
     def test_every_destination_gets_every_object_in_order(self):
         for i in range(5):
             self.put(b"o%d" % i)
-        self.assertEqual(self.fwd.next_due_ms(self.clock.ms), 0)
+        self.assertEqual(self.next_due(), 0)
         self.assertEqual(self.run_steps(), 10)
         want = [b"o%d" % i for i in range(5)]
         self.assertEqual(self.archive.got["a"], want)
         self.assertEqual(self.archive.got["b"], want)
         self.assertEqual(self.spool.stats()["depth"], 0)
         self.assertEqual(fs.listdir(fs.join(self.root, "q")), [])
-        self.assertIsNone(self.fwd.next_due_ms(self.clock.ms))
+        self.assertIsNone(self.next_due())
         self.assertEqual(self.archive.opened, ["a", "b"])  # one session per destination, reused
         self.assertEqual(self.spool.stats()["destinations"]["a"]["last_success"], 1800000000)
 
@@ -123,9 +152,9 @@ class TestDelivery(ForwarderTest):
         self.put(b"x")
         self.run_steps()
         self.archive.idle["a"] = True
-        self.fwd.step(self.clock.ms)
+        support.run(self.fwd._release_if_idle("a"))
         self.assertEqual(self.archive.released, ["a"])
-        self.fwd.close()
+        support.run(self.fwd.close())
         self.assertEqual(self.archive.released, ["a", "b"])
 
 
@@ -136,8 +165,8 @@ class TestRetry(ForwarderTest):
             self.put(b"o%d" % i)
         delays = []
         for _ in range(8):
-            self.assertTrue(self.fwd.step(self.clock.ms) or self.fwd.next_due_ms(self.clock.ms) > 0)
-            due = self.fwd.next_due_ms(self.clock.ms)
+            self.assertTrue(self.step() or self.next_due() > 0)
+            due = self.next_due()
             if due:
                 delays.append(due)
                 self.clock.ms += due
@@ -158,8 +187,8 @@ class TestRetry(ForwarderTest):
         self.put(b"x")
         for _ in range(12):
             self.clock.ms += 2000
-            self.fwd.step(self.clock.ms)
-        self.assertEqual(self.fwd.next_due_ms(self.clock.ms), 1000)  # the cap
+            self.step()
+        self.assertEqual(self.next_due(), 1000)  # the cap
         # one of the 12 steps served b
         self.assertEqual(self.spool.stats()["destinations"]["a"]["attempts"], 11)
 
@@ -167,15 +196,15 @@ class TestRetry(ForwarderTest):
         self.fwd = self.forwarder({"base_backoff_ms": 1000, "jitter": 0.5})
         self.archive.mode["a"] = "down"
         self.put(b"x")
-        self.fwd.step(self.clock.ms)
-        self.assertEqual(self.fwd.next_due_ms(self.clock.ms), 0)  # b is owed the object
-        self.fwd.step(self.clock.ms)
-        self.assertEqual(self.fwd.next_due_ms(self.clock.ms), 750)  # 1000 less 0.5 * 0.5 of it
+        self.step()
+        self.assertEqual(self.next_due(), 0)  # b is owed the object
+        self.step()
+        self.assertEqual(self.next_due(), 750)  # 1000 less 0.5 * 0.5 of it
 
     def test_link_timeout_is_transient(self):
         self.archive.mode["a"] = "timeout"
         self.put(b"x")
-        self.fwd.step(self.clock.ms)
+        self.step()
         self.assertEqual(self.spool.dead(), [])
         self.assertIn("LinkTimeout", self.spool.stats()["destinations"]["a"]["last_error"])
 
@@ -185,7 +214,7 @@ class TestRetry(ForwarderTest):
         self.put(b"x")
         for _ in range(5):
             self.clock.ms += 100
-            self.fwd.step(self.clock.ms)
+            self.step()
         dead = self.spool.dead()
         self.assertEqual(len(dead), 1)
         self.assertIn("gave up after 3 attempts", dead[0]["dead"]["a"])
@@ -196,7 +225,7 @@ class TestRetry(ForwarderTest):
         self.put(b"x")
         self.clock.s += 61
         self.archive.mode["b"] = "down"
-        self.fwd.step(self.clock.ms)
+        self.step()
         self.assertIn("max_age_s", self.spool.dead()[0]["dead"]["a"])
         self.assertEqual(self.archive.got, {})
 
@@ -208,8 +237,8 @@ class TestObservability(ForwarderTest):
         self.clock.s += 30
         self.put(b"o1")
         self.clock.s += 12
-        self.fwd.step(self.clock.ms)  # a fails: retry in 100 ms
-        self.fwd.step(self.clock.ms)  # b gets o0
+        self.step()  # a fails: retry in 100 ms
+        self.step()  # b gets o0
         stats = self.spool.stats(self.clock.ms)
         self.assertEqual(stats["depth"], 2)
         self.assertEqual(stats["oldest_age_s"], 42)
@@ -234,7 +263,7 @@ class TestIsolation(ForwarderTest):
             self.put(b"o%d" % i)
         steps = 0
         while len(self.archive.got.get("live", [])) < 20:
-            self.assertTrue(self.fwd.step(self.clock.ms))
+            self.assertTrue(self.step())
             steps += 1
             self.clock.ms += 1
         # one failed attempt, then the dead destination sits in backoff while "live" drains
@@ -300,14 +329,98 @@ class TestCapacityRecovery(ForwarderTest):
             self.put(b"%064d" % accepted)
             accepted += 1
         self.assertEqual(accepted, 8)
-        self.fwd.step(self.clock.ms)
+        self.step()
         self.archive.mode["a"] = "ok"
         self.clock.ms += 1000
         busy_seen = []
-        while self.fwd.step(self.clock.ms):
+        while self.step():
             busy_seen.append(self.spool.admit())
         self.assertEqual(busy_seen, [1000, 1000, 1000, 1000, 0, 0, 0, 0])
         self.assertEqual(len(self.archive.got["a"]), accepted)
+
+
+class SlowSession(Session):
+    """A black hole: every store waits `hang_ms` before it fails, as a silent archive makes us."""
+
+    hang_ms = 400
+
+    async def store(self, path):
+        if self.archive.mode.get(self.dest) == "black-hole":
+            await aio.sleep_ms(self.hang_ms)
+            raise DeliveryError("no A-ASSOCIATE-AC within the timeout", True)
+        return await Session.store(self, path)
+
+
+class TestWorkers(ForwarderTest):
+    """The per-destination worker tasks, concurrently, with the real event loop."""
+
+    dests = ["hole", "live"]
+
+    def forwarder(self, policy):
+        archive = self.archive
+        self.online = [True]
+        return Forwarder(self.spool, lambda dest: SlowSession(archive, dest), policy, rand=lambda: 0.5,
+                         online=lambda: self.online[0])
+
+    def serve(self, until, limit_ms=5000):
+        """Run both workers until `until()` holds (or limit_ms passes); the ms it took."""
+        async def body():
+            tasks = [aio.create_task(self.fwd.run(n, lambda: None)) for n in self.dests]
+            start = ticks_ms()
+            while not until() and ticks_diff(ticks_ms(), start) < limit_ms:
+                await aio.sleep_ms(5)
+            took = ticks_diff(ticks_ms(), start)
+            for t in tasks:
+                t.cancel()
+            return took
+
+        return support.run(body())
+
+    def test_a_black_hole_never_delays_the_other_destination(self):
+        self.archive.mode["hole"] = "black-hole"
+        for i in range(10):
+            self.put(b"o%d" % i)
+        took = self.serve(lambda: len(self.archive.got.get("live", [])) == 10)
+        self.assertEqual(len(self.archive.got["live"]), 10)
+        self.assertLess(took, SlowSession.hang_ms)  # all ten before the hole's first timeout
+        self.assertEqual(self.spool.stats()["destinations"]["hole"]["pending"], 10)
+
+    def test_echo_waits_for_the_delivery_in_progress(self):
+        self.archive.mode["hole"] = "black-hole"
+        self.put(b"x")
+        order = []
+
+        async def body():
+            worker = aio.create_task(self.fwd.run("hole", lambda: None))
+            await aio.sleep_ms(50)  # the worker is inside its store now
+            self.archive.mode["hole"] = "ok"
+            order.append(await self.fwd.echo("hole"))
+            order.append(self.spool.stats()["destinations"]["hole"]["last_error"])
+            worker.cancel()
+
+        support.run(body())
+        # The echo took its turn only after the store it waited behind had failed.
+        self.assertEqual(order, [3, "no A-ASSOCIATE-AC within the timeout"])
+
+    def test_offline_workers_wait_then_deliver(self):
+        self.online[0] = False
+        self.put(b"x")
+        self.serve(lambda: False, limit_ms=300)
+        self.assertEqual(self.archive.got, {})
+        self.online[0] = True
+        got = self.archive.got
+        self.serve(lambda: len(got.get("live", [])) == 1 and len(got.get("hole", [])) == 1)
+        self.assertEqual(self.spool.stats()["depth"], 0)
+
+    def test_a_removed_destination_ends_its_worker(self):
+        async def body():
+            worker = aio.create_task(self.fwd.run("hole", lambda: None))
+            await aio.sleep_ms(20)
+            self.spool.set_destinations(["live"])
+            self.fwd.nudge()
+            await aio.wait_for_ms(worker, 2000)  # returns: no cancel needed
+
+        support.run(body())
 
 
 class TestBackoffAndRouting(unittest.TestCase):

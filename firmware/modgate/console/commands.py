@@ -14,7 +14,7 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
     device.add_destination(name, aet, host, port)   values already validated here; raises
                                        ModgateError (e.g. name exists, list full)
     device.remove_destination(name)    raises ModgateError when there is no such name
-    device.echo(name) -> rtt_ms        C-ECHO (PS3.7 9.3.5); raises ModgateError with the reason
+    device.echo(name) -> rtt_ms        a coroutine: C-ECHO (PS3.7 9.3.5); raises ModgateError
     device.queue_list(limit) -> [dict] queued objects, oldest first: {id (int), uid (SOP Instance
                                        UID), size, age_s, pending [dest], done [dest], dead {dest:
                                        reason}, ...}
@@ -29,6 +29,7 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
     device.pending_patient() -> dict   what the next acquisition will use ({} when none)
     device.send_test_pattern() -> uid  queues a test pattern through the real path
     device.reboot()                    may not return; the shell replies before calling it
+    device.selftest_watchdog(task)     stop `task` reporting progress (commissioning check)
 Every method may raise ModgateError; anything else is reported as an internal error.
 """
 
@@ -149,22 +150,25 @@ def cmd_dest_remove(shell, words):
     return {"removed": words[0]}
 
 
-def _echo_one(device, name):
-    return {"name": name, "ok": True, "rtt_ms": device.echo(name)}
+async def _echo_one(device, name):
+    return {"name": name, "ok": True, "rtt_ms": await device.echo(name)}
+
+
+async def _echo_all(device):
+    results = []
+    for d in device.destinations():
+        try:
+            results.append(await _echo_one(device, d["name"]))
+        except ModgateError as exc:
+            results.append({"name": d["name"], "ok": False, "error": str(exc)})
+    return results
 
 
 def cmd_dest_echo(shell, words):
     _need(words, 1, "dest echo NAME|all")
-    device = shell.device
     if words[0] != "all":
-        return _echo_one(device, words[0])
-    results = []
-    for d in device.destinations():
-        try:
-            results.append(_echo_one(device, d["name"]))
-        except ModgateError as exc:
-            results.append({"name": d["name"], "ok": False, "error": str(exc)})
-    return results
+        return _echo_one(shell.device, words[0])
+    return _echo_all(shell.device)
 
 
 def cmd_queue_list(shell, words):
@@ -281,6 +285,11 @@ def cmd_test_pattern(shell, words):
     return {"sop_instance_uid": shell.device.send_test_pattern()}
 
 
+def cmd_selftest_watchdog(shell, words):
+    _need(words, 1, "selftest watchdog TASK")
+    return shell.device.selftest_watchdog(words[0])
+
+
 def cmd_reboot(shell, words):
     _need(words, 0, "reboot")
     shell.after_reply = shell.device.reboot
@@ -329,6 +338,8 @@ TABLE = (
     ("patient", "show", PRIV_NO, cmd_patient_show, "patient show", "Pending demographics"),
     ("patient", "clear", PRIV_NO, cmd_patient_clear, "patient clear", "Forget pending demographics"),
     ("test-pattern", "send", PRIV_NO, cmd_test_pattern, "test-pattern send", "Send a test image"),
+    ("selftest", "watchdog", PRIV_YES, cmd_selftest_watchdog, "selftest watchdog TASK",
+     "Make TASK stop reporting progress: the watchdog must reset the board (status lists tasks)"),
     ("reboot", "", PRIV_YES, cmd_reboot, "reboot", "Restart the device"),
     ("json", "", PRIV_NO, cmd_json, "json on|off", "Machine replies: one JSON line each"),
     ("unlock", "", PRIV_NO, cmd_unlock, "unlock PIN", "Open privileged commands for a while"),

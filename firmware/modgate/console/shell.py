@@ -53,8 +53,9 @@ class Console:
             self._write("modgate " + VERSION + " console; type help\r\n")
             self._prompt()
 
-    def feed(self, data):
-        """Handle received bytes: echo, and run each complete line."""
+    async def feed(self, data):
+        """Handle received bytes: echo, and run each complete line. A command that waits on the
+        network (dest echo) waits here; the device's other tasks go on meanwhile."""
         pos = 0
         n = len(data)
         while pos < n:
@@ -66,19 +67,19 @@ class Console:
                 continue
             kind, value = event
             if kind == LINE:
-                self.run_line(value)
+                await self.run_line(value)
             elif kind == ERROR:
                 self._reply({"ok": False, "cmd": "", "code": "line", "error": value}, self.json, None)
             elif kind == CANCEL and not self.json:
                 self._prompt()
 
-    def run_line(self, line):
+    async def run_line(self, line):
         """Execute one line and write its reply (and the prompt in human mode)."""
         as_json = self.json
         if line.endswith(" --json") or line == "--json":
             line = line[:-6].strip()
             as_json = True
-        reply, entry = self.execute(line)
+        reply, entry = await self.execute(line)
         if reply is not None:
             self._reply(reply, as_json, entry)
         elif not as_json:
@@ -87,8 +88,9 @@ class Console:
         if after is not None:
             after()
 
-    def execute(self, line):
-        """(reply dict or None for a blank line, table entry or None). Never raises."""
+    async def execute(self, line):
+        """(reply dict or None for a blank line, table entry or None). Never raises (but for
+        cancellation, which is the device stopping)."""
         entry = None
         name = ""
         try:
@@ -101,7 +103,10 @@ class Console:
             entry, args = commands.find(words)
             name = entry[0] + (" " + entry[1] if entry[1] else "")
             self._authorize(entry, args)
-            return {"ok": True, "cmd": name, "data": entry[3](self, args)}, entry
+            data = entry[3](self, args)
+            if hasattr(data, "send"):
+                data = await data  # a handler that talks to the network returns a coroutine
+            return {"ok": True, "cmd": name, "data": data}, entry
         except UsageError as exc:
             return _error(name, exc.code, exc), entry
         except ConfigError as exc:

@@ -19,10 +19,11 @@ import struct
 from modgate import log
 from modgate.dicom import pixels
 from modgate.errors import FrameError
-from modgate.port import fs
+from modgate.port import aio, fs
 
 IMAGE_EXTS = (".pgm", ".ppm", ".bmp", ".raw")
 _BPP = {"GRAY8": 1, "GRAY16": 2, "RGB888": 3, "RGB565": 2, "YUYV": 2}
+ROWS_PER_TURN = 32
 
 
 class BadImage(Exception):
@@ -231,9 +232,9 @@ class FileDrop:
         self.row_buffer = row_buffer
         self.seen = {}  # name -> (size, mtime) at the previous scan
 
-    def scan(self):
+    async def scan(self):
         """Look at the folder once; store every file that is stable and complete. Returns the
-        number of files stored."""
+        number of files stored. Yields to the device's other tasks every ROWS_PER_TURN rows."""
         names = [n for n in fs.listdir(self.folder) if not n.startswith(".")]
         now = {}
         for name in names:
@@ -258,11 +259,11 @@ class FileDrop:
                 continue
             if self.sink.busy():
                 return stored  # spool full: try again on a later scan
-            if self._ingest(name, sidecar_name if sidecar_name in stable else None):
+            if await self._ingest(name, sidecar_name if sidecar_name in stable else None):
                 stored += 1
         return stored
 
-    def _ingest(self, name, sidecar_name):
+    async def _ingest(self, name, sidecar_name):
         path = fs.join(self.folder, name)
         try:
             sidecar = json.loads(fs.read_bytes(fs.join(self.folder, sidecar_name))) if sidecar_name else None
@@ -294,8 +295,12 @@ class FileDrop:
                 }
                 buf = bytearray(max(self.row_buffer, image.stride))
                 target = self.sink.begin_frame(header)
+                rows = 0
                 for row in image.rows(buf):
                     target.write(row)
+                    rows += 1
+                    if not rows % ROWS_PER_TURN:
+                        await aio.sleep_ms(0)  # a large image must not starve a UART link
                 uid = self.sink.commit_frame(target)
                 target = None
             finally:

@@ -1,16 +1,20 @@
 """One frame-protocol stream (a TCP connection or a serial line) served against a sink.
 
-Non-blocking: the owner's poll loop calls `on_readable()` when the stream has bytes and `step()`
-every iteration (timeouts). `serve()` is the same loop for a link that owns its thread of control
-(the serial job, tests). One receive buffer of `chunk_bytes` per link is all the RAM a frame costs.
+`run(beat)` is the link's task: it waits (without blocking other tasks) until the stream has
+bytes, reads what is there (`on_readable`, a bounded amount per turn so that a fast source
+cannot starve the others), sends the responses, and applies the frame and idle timeouts
+(`step`). One receive buffer of `chunk_bytes` per link is all the RAM a frame costs.
 """
 
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import LinkClosed, LinkTimeout
 from modgate.ingest.frameproto import FrameReceiver
+from modgate.port import aio
 
-_READS_PER_CALL = 16  # bounded work per call, so several links share one loop fairly
+_READS_PER_CALL = 16  # bounded work per turn, so several links and a delivery share the loop
+POLL_MS = 250  # the longest wait for input before the timeouts are looked at again
+UNPOLLABLE_MS = 5
 
 
 class FrameLink:
@@ -31,43 +35,57 @@ class FrameLink:
         self.closed = False
 
     def pollable(self):
-        """The object to register with select.poll for POLLIN."""
-        getter = getattr(self.stream, "pollable", None)
-        return getter() if getter else self.stream.sock
+        """What the link's task waits on for input (None: the stream must be looked at)."""
+        return self.stream.pollable()
 
-    def on_readable(self):
+    async def run(self, beat, stop=None):
+        """Serve the stream until it closes (or `stop()` returns true); `beat()` reports
+        progress to the device's supervisor at least every POLL_MS."""
+        target = self.pollable()
+        while not self.closed and not (stop and stop()):
+            beat()
+            if target is None:
+                await aio.sleep_ms(UNPOLLABLE_MS)  # a UART poll cannot watch: look every few ms
+                ready = self.stream.readable(0)
+            else:
+                ready = await aio.readable(target, POLL_MS)
+            if ready:
+                await self.on_readable()
+            await self.step()
+
+    async def on_readable(self):
         """Read what is there (up to a bound), feed it, send responses. False once closed."""
         if self.closed:
             return False
         size = len(self.buf)
         for _ in range(_READS_PER_CALL):
             try:
-                n = self.stream.recv_into(self.view, size, 0)
-            except LinkTimeout:
-                break
+                n = self.stream.recv_now(self.view, size)
             except LinkClosed as exc:
                 self._close("lost: " + str(exc))
                 return False
+            if n is None:
+                break
             if n == 0:
                 self._close("closed by peer")
                 return False
             self.last_rx = ticks_ms()
             self.idle_reported = False
             self.receiver.feed(self.buf, 0, n)
-            if not self._flush():
+            if not await self._flush():
                 return False
             if n < size:
                 break
         return True
 
-    def step(self):
+    async def step(self):
         """Apply the frame and idle timeouts. False once closed."""
         if self.closed:
             return False
         idle = ticks_diff(ticks_ms(), self.last_rx)
         if self.receiver.in_frame() and idle > self.frame_timeout_ms:
             self.receiver.timeout()
-            if not self._flush():
+            if not await self._flush():
                 return False
         if idle > self.idle_timeout_ms and not self.idle_reported:
             if self.close_on_idle:
@@ -78,22 +96,15 @@ class FrameLink:
             self.receiver.close()
         return True
 
-    def serve(self, stop=None, poll_ms=50):
-        """Serve until the stream closes or `stop()` returns true."""
-        while not self.closed and not (stop and stop()):
-            if self.stream.readable(poll_ms):
-                self.on_readable()
-            self.step()
-
     def close(self):
         self._close("closed by device")
 
-    def _flush(self):
+    async def _flush(self):
         out = self.receiver.outbox
         if not out:
             return True
         try:
-            self.stream.send_all(out, self.send_timeout_ms)
+            await self.stream.send_all(out, self.send_timeout_ms)
         except (LinkClosed, LinkTimeout) as exc:
             self._close("response not delivered: " + str(exc))
             return False

@@ -24,16 +24,25 @@ def main(argv):
 
     storage_classes()  # before the stack: see modgate.net.storage_classes
     from modgate.net.scu import StoreSession
+    from modgate.port import aio
 
     try:
         session = StoreSession(dest, settings)
-        ms = session.echo()
+    except ModgateError as exc:
+        sys.stderr.write("echo: " + str(exc) + "\n")
+        return 2
+    return aio.run(_echo(session))
+
+
+async def _echo(session):
+    try:
+        ms = await session.echo()
     except DeliveryError as exc:
         print("FAILED " + ("transient " if exc.transient else "permanent ") + str(exc))
         return 1
     except ModgateError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
-    session.release()
+    await session.release()
     print("OK %d ms" % ms)
     return 0

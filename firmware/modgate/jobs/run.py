@@ -1,8 +1,11 @@
-"""The device's main job: boot the board, recover the flash, then serve inputs and deliver.
+"""The device's main job: boot the board, recover the flash, then run the event-driven core.
 
-One cooperative loop, no threads: it waits in the frame input's poll (bounded), then serves the
-console, the file drop, series timeouts and at most one delivery attempt, and feeds the watchdog.
-Every wait is bounded, so a stuck peer or a silent source never stops the others.
+Boot never waits for the network. The core is a set of asyncio tasks, each with bounded waits
+and a heartbeat (modgate.supervisor): the network bring-up and link watch, the TCP frame input
+(one task per source) once the link is up, the frame UART, the console, the file drop, the
+series timeouts, and one delivery task per destination. Every wait on a peer suspends only its
+own task, so a dead archive delays nobody else and frames keep arriving during a C-STORE of any
+size. The supervisor feeds the watchdog while every task makes progress. Docs: architecture.md.
 """
 
 import gc
@@ -11,11 +14,17 @@ import json
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import ConfigError, ModgateError
-from modgate.port import fs
+from modgate.port import aio, fs
 
-IDLE_WAIT_MS = 50
 FILEDROP_SCAN_MS = 1000
+SERIES_TICK_MS = 200
 CONSOLE_READ_BYTES = 256
+CONSOLE_POLL_MS = 1000
+NET_POLL_UP_MS = 2000
+NET_POLL_DOWN_MS = 500
+NET_RESTART_MS = 30000  # a link down this long is brought up again from the start
+REBOOT_POLL_MS = 100
+SHUTDOWN_MS = 3000  # the orderly releases before a reboot may take this long, no more
 
 
 def main(argv):
@@ -23,15 +32,15 @@ def main(argv):
 
     ports = board.start(argv)
     options = ports.get("options") or {}
-    # The PDU buffer is the device's largest block: take it while the heap is unfragmented.
     gc.collect()
     from modgate.device import Device
 
     device = Device(ports)
     _apply_boot_options(device, options)
     log.configure(level=device.config.get("log_level"))
-    loop = Loop(device, ports, options)
-    return loop.run()
+    aio.run(Core(device, ports).run())
+    ports["reboot"]()
+    return 0
 
 
 def _apply_boot_options(device, options):
@@ -64,125 +73,218 @@ def _apply_boot_options(device, options):
         device.apply_config()
 
 
-class Loop:
-    def __init__(self, device, ports, options):
-        from modgate.console.shell import Console
-        from modgate.ingest.tcp import TcpInput
+class Core:
+    """The device's tasks, started and watched (see the module docstring)."""
+
+    def __init__(self, device, ports):
+        from modgate.supervisor import Supervisor
 
         self.device = device
         self.ports = ports
-        cfg = device.config
-        host = ports["board"].get("network", {}).get("ip") or "0.0.0.0"
-        net_up = ports.get("net_up")
-        if net_up is not None:
-            host = net_up() or host
-        self.frames = TcpInput(
-            device.acquirer,
-            host,
-            cfg.get("frames_port"),
-            max_frame_bytes=cfg.get("frames_max_bytes"),
-            idle_timeout_ms=cfg.get("frames_idle_timeout_ms"),
-            # Larger reads mean fewer wake-ups per frame; the board data says what its RAM allows.
-            chunk_bytes=ports["board"].get("frame_chunk_bytes", 4096),
-        )
-        self.uart_link = None
-        if ports.get("frame_uart") is not None:
-            from modgate.ingest.link import FrameLink
-            from modgate.port.uart import open_serial
+        self.board = ports.get("board") or {}
+        watchdog = ports.get("watchdog")
+        wd_ms = self.board.get("watchdog_ms") or 8000
+        # Fed well inside the watchdog's period, so one late turn never resets a healthy board.
+        self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory)
+        device.supervisor = self.supervisor
+        device.on_destinations_changed = self._start_deliveries
+        self.bound_ms = device.task_bound_ms()
+        self.network = ports.get("network")
+        self.frames = None
 
-            self.uart_link = FrameLink(
-                open_serial(ports["frame_uart"]),
-                device.acquirer,
-                "uart",
-                close_on_idle=False,
-                max_frame_bytes=cfg.get("frames_max_bytes"),
-            )
-        self.filedrop = None
-        if cfg.get("filedrop_enabled"):
-            from modgate.ingest.filedrop import FileDrop
+    def spawn(self, name, body, restart=True):
+        return self.supervisor.spawn(name, body, self.bound_ms, restart)
 
-            folder = cfg.get("filedrop_dir")
-            if not folder.startswith("/"):
-                folder = fs.join(device.state_dir, folder)
-            fs.makedirs(folder)
-            self.filedrop = FileDrop(device.acquirer, folder)
-        self.console_in = ports.get("console_in")
-        self.console = Console(device, ports["console_out"]) if self.console_in is not None else None
-        self.watchdog = ports.get("watchdog")
-        self.last_scan = ticks_ms()
+    async def run(self):
+        device = self.device
+        self._look_at_network()  # a link already up (the emulator's loopback) serves frames at once
+        self.spawn("network", self._network_task)
+        self._start_uart()
+        self._start_console()
+        self._start_filedrop()
+        self.spawn("series", self._series_task)
+        self._start_deliveries()
+        supervising = aio.create_task(self.supervisor.run())
         gc.collect()
-        self.device.note_heap()
-        free = self.device.heap_stats()["free"]
-        log.info("app", "ready frames=tcp://%s:%d heap_free=%d" % (host, cfg.get("frames_port"), free))
+        device.note_heap()
+        cfg = device.config
+        log.info("app", "ready frames=tcp://%s:%d network=%s heap_free=%d" % (
+            self._frames_host(), cfg.get("frames_port"), "up" if device.online else "down",
+            device.heap_stats()["free"]))
+        while not device.reboot_requested:
+            await aio.sleep_ms(REBOOT_POLL_MS)
+        log.info("app", "rebooting: releasing associations")
+        self.supervisor.cancel_all()
+        try:
+            await aio.wait_for_ms(device.shutdown(), SHUTDOWN_MS)
+        except (aio.TimeoutError, ModgateError, OSError):
+            device.release_sessions()
+        supervising.cancel()
 
-    def run(self):
-        if self.console is not None:
-            self.console.start()
-        busy = False
+    def _out_of_memory(self):
+        self.device.out_of_memory += 1
+
+    # ---- network --------------------------------------------------------------------------------
+
+    def _frames_host(self):
+        ip = self.board.get("network", {}).get("ip")
+        return ip if isinstance(ip, str) and ip.count(".") == 3 else "0.0.0.0"
+
+    def _look_at_network(self):
+        """One look at the link: on the way up, start what needs it; on the way down, say so."""
+        address = None
+        if self.network is not None:
+            try:
+                address = self.network.address()
+            except (ModgateError, OSError) as exc:
+                log.warn("net", "link: " + str(exc))
+        device = self.device
+        if address and not device.online:
+            device.online = True
+            log.info("net", "link up, address " + address)
+            self._start_frames()
+            device.forwarder.nudge()
+        elif not address and device.online:
+            device.online = False
+            log.warn("net", "link lost: deliveries wait for it; acquisition goes on to flash")
+        return address
+
+    async def _network_task(self, beat):
+        """Bring the link up without ever blocking boot, watch it, and bring it up again when it
+        stays down (mqtt_as's approach: never wait on the network, poll it)."""
+        if self.network is None:
+            return
+        started = None
         while True:
-            try:
-                busy = self._turn(busy)
-            except Exception as exc:  # noqa: BLE001 - the device must outlive any one failure
-                # Everything accepted is already on flash; log, free what we can, keep serving.
-                log.error("app", "loop: %s: %s" % (type(exc).__name__, exc))
-                if isinstance(exc, MemoryError):
-                    self.device.out_of_memory += 1
-                gc.collect()
-                self.device.note_heap()
-                busy = False
-            if self.watchdog is not None:
-                self.watchdog.feed()
-            if self.device.reboot_requested:
-                self.device.shutdown()
-                self.ports["reboot"]()
-                return 0
+            beat()
+            stale = started is None or ticks_diff(ticks_ms(), started) > NET_RESTART_MS
+            if not self.device.online and stale:
+                started = ticks_ms()
+                try:
+                    self.network.start()
+                except (ModgateError, OSError) as exc:
+                    log.warn("net", "link cannot be started: " + str(exc))
+            self._look_at_network()
+            await aio.sleep_ms(NET_POLL_UP_MS if self.device.online else NET_POLL_DOWN_MS)
 
-    def _turn(self, busy):
-        """One pass over every service; True when a delivery was made (so do not sleep)."""
-        self.frames.step(0 if busy else self._wait_ms())
-        if self.uart_link is not None:
-            if self.uart_link.stream.readable(0):
-                self.uart_link.on_readable()
-            self.uart_link.step()
-        self._serve_console()
-        self._scan_filedrop()
-        self.device.acquirer.tick()
-        return self._deliver()
+    # ---- inputs ---------------------------------------------------------------------------------
 
-    def _wait_ms(self):
-        due = self.device.forwarder.next_due_ms()
-        if due is None or due > IDLE_WAIT_MS:
-            return IDLE_WAIT_MS
-        return due
-
-    def _serve_console(self):
-        if self.console is None:
+    def _start_frames(self):
+        if self.frames is not None:
             return
-        data = self.console_in.read(CONSOLE_READ_BYTES)
-        if data:
-            try:
-                self.console.feed(data)
-            except ModgateError as exc:
-                log.error("console", "line failed: " + str(exc))
+        from modgate.ingest.tcp import TcpInput
 
-    def _scan_filedrop(self):
-        if self.filedrop is None or ticks_diff(ticks_ms(), self.last_scan) < FILEDROP_SCAN_MS:
+        device = self.device
+        cfg = device.config
+        try:
+            self.frames = TcpInput(
+                device.acquirer,
+                self._frames_host(),
+                cfg.get("frames_port"),
+                spawn=self._spawn_link,
+                max_frame_bytes=cfg.get("frames_max_bytes"),
+                idle_timeout_ms=cfg.get("frames_idle_timeout_ms"),
+                chunk_bytes=self._chunk_bytes(),
+            )
+        except OSError as exc:
+            log.error("ingest", "frame input cannot listen on port %d: %s" % (cfg.get("frames_port"), exc))
             return
-        self.last_scan = ticks_ms()
-        try:
-            self.filedrop.scan()
-        except (ModgateError, OSError) as exc:
-            log.error("ingest", "file drop scan failed: " + str(exc))
+        self.spawn("frames-tcp", self.frames.serve)
 
-    def _deliver(self):
-        try:
-            worked = self.device.forwarder.step()
-        except ModgateError as exc:
-            log.error("spool", "delivery step failed: " + str(exc))
-            return False
-        if worked:
-            gc.collect()
-            self.device.note_heap()
-            log.debug("app", "delivery step done, heap_free=%d" % self.device.heap_stats()["free"])
-        return worked
+    def _spawn_link(self, name, body):
+        self.spawn(name, body, restart=False)
 
+    def _chunk_bytes(self):
+        # Larger reads mean fewer wake-ups per frame; the board data says what its RAM allows.
+        return self.board.get("frame_chunk_bytes", 4096)
+
+    def _start_uart(self):
+        if self.ports.get("frame_uart") is None:
+            return
+        from modgate.ingest.link import FrameLink
+        from modgate.port.uart import open_serial
+
+        cfg = self.device.config
+        link = FrameLink(
+            open_serial(self.ports["frame_uart"]),
+            self.device.acquirer,
+            "uart",
+            close_on_idle=False,
+            max_frame_bytes=cfg.get("frames_max_bytes"),
+            chunk_bytes=self._chunk_bytes(),
+        )
+        self.spawn("frames-uart", link.run)
+
+    def _start_console(self):
+        if self.ports.get("console_in") is None:
+            return
+        from modgate.console.shell import Console
+
+        self.console = Console(self.device, self.ports["console_out"])
+        self.spawn("console", self._console_task)
+
+    async def _console_task(self, beat):
+        console_in = self.ports["console_in"]
+        target = self.ports.get("console_poll")
+        self.console.start()
+        while True:
+            beat()
+            if target is None:
+                await aio.sleep_ms(20)
+            elif not await aio.readable(target, CONSOLE_POLL_MS):
+                continue
+            data = console_in.read(CONSOLE_READ_BYTES)
+            if data == b"":
+                log.info("console", "console input closed")
+                return
+            if data:
+                try:
+                    await self.console.feed(data)
+                except ModgateError as exc:
+                    log.error("console", "line failed: " + str(exc))
+
+    def _start_filedrop(self):
+        cfg = self.device.config
+        if not cfg.get("filedrop_enabled"):
+            return
+        from modgate.ingest.filedrop import FileDrop
+
+        folder = cfg.get("filedrop_dir")
+        if not folder.startswith("/"):
+            folder = fs.join(self.device.state_dir, folder)
+        fs.makedirs(folder)
+        self.filedrop = FileDrop(self.device.acquirer, folder)
+        self.spawn("filedrop", self._filedrop_task)
+
+    async def _filedrop_task(self, beat):
+        while True:
+            beat()
+            try:
+                await self.filedrop.scan()
+            except (ModgateError, OSError) as exc:
+                log.error("ingest", "file drop scan failed: " + str(exc))
+            await aio.sleep_ms(FILEDROP_SCAN_MS)
+
+    async def _series_task(self, beat):
+        while True:
+            beat()
+            self.device.acquirer.tick()
+            await aio.sleep_ms(SERIES_TICK_MS)
+
+    # ---- deliveries -----------------------------------------------------------------------------
+
+    def _start_deliveries(self):
+        """One worker per destination; (re)started whenever the destinations change, so a
+        replaced destination never keeps talking to its old address."""
+        self.supervisor.cancel_all("dest:")
+        self.bound_ms = self.device.task_bound_ms()
+        forwarder = self.device.forwarder
+        for name in self.device.spool.destinations:
+            self.spawn("dest:" + name, _worker(forwarder, name))
+
+
+def _worker(forwarder, name):
+    async def body(beat):
+        await forwarder.run(name, beat)
+
+    return body

@@ -1,12 +1,14 @@
 """Job `send`: the device's C-STORE SCU on Part 10 files (host `modgate send`), flags as storescu's.
 
 usage: main.py send [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE] [-v]
-       [--max-objects N] HOST PORT FILE|FOLDER...
-A FOLDER sends each file in it, in the folder's own order (as storescu's +sd): the names are read
-one at a time, so a large set costs no heap, where as many arguments would.
+       [--max-objects N] [--files-from LIST] HOST PORT [FILE|FOLDER...]
+A FOLDER sends each file in it, in the folder's own order (as storescu's +sd); LIST is a text file
+of paths, one per line (how the host hands over many files). Names are read one at a time, so a
+large set costs no heap, where as many arguments would (200 paths in argv cost ~13 KB).
 Prints one line per file: `OK|WARNING|FAILED <status|transient|permanent> <file> <message>`, then
-a summary line with objects/s, MB/s and the heap in use after a collection. Exit 0 when every file
-was delivered, 1 when any failed, 2 on usage errors. Files share one association (as storescu's).
+a summary line: counts, and the rate of what was delivered (none when nothing was), and the heap
+in use after a collection. Exit 0 when every file was delivered, 1 when any failed, 2 on usage
+errors. Files share one association (as storescu's).
 """
 
 import gc
@@ -17,7 +19,7 @@ from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import DeliveryError, ModgateError
 from modgate.port import fs
 
-_VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects")
+_VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from")
 
 
 def parse(argv, defaults=None):
@@ -46,9 +48,11 @@ def parse(argv, defaults=None):
 
 
 def reserve_buffer(settings):
-    """The PDU buffer, taken before anything else while the heap is one free block: our max PDU
-    plus its header (net.association.buffer_size). The session adopts it."""
-    settings["buffer"] = bytearray(settings.get("max_pdu", 16384) + 6)
+    """The PDU buffer, taken before anything else while the heap is one free block. The session
+    adopts it; its size is the one formula of net.association.buffer_size."""
+    from modgate.net import DEFAULT_MAX_PDU, receive_buffer
+
+    settings["buffer"] = receive_buffer(settings.get("max_pdu") or DEFAULT_MAX_PDU)
 
 
 def session_args(opts, host, port):
@@ -73,19 +77,19 @@ def _heap():
 def main(argv):
     try:
         opts, rest = parse(argv)
-        if len(rest) < 3:
-            raise ValueError("need HOST PORT FILE...")
+        if len(rest) < 2 or (len(rest) < 3 and "--files-from" not in opts):
+            raise ValueError("need HOST PORT FILE... (or --files-from LIST)")
         dest, settings = session_args(opts, rest[0], rest[1])
     except ValueError as exc:
         sys.stderr.write("send: " + str(exc) + "\n")
-        sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] HOST PORT FILE|FOLDER...\n")
+        sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] [--files-from LIST] HOST PORT "
+                         "[FILE|FOLDER...]\n")
         return 2
     # The log lines go to stderr; the ring (for a console's `log tail`) needs few in a job.
     log.configure(ring_bytes=512, level="debug" if opts.get("-v") else "info")
     # The PDU buffer first, while the heap is one free block; then the passing peak of loading
     # the SOP class list; then the network stack.
     reserve_buffer(settings)
-    paths = rest[2:]
     # Files of SOP classes the device never makes are proposed when met (storescu proposes
     # what its files need, too); a pre-scan would read every file's meta twice.
     settings["auto_propose"] = True
@@ -93,47 +97,73 @@ def main(argv):
 
     storage_classes()
     from modgate.net.scu import StoreSession
+    from modgate.port import aio
 
     try:
         session = StoreSession(dest, settings)
     except ModgateError as exc:
         sys.stderr.write("send: " + str(exc) + "\n")
         return 2
+    return aio.run(_send_all(session, rest[2:], opts.get("--files-from")))
+
+
+async def _send_all(session, paths, files_from):
     failed = 0
-    total = 0
-    count = 0
+    sent = 0
+    sent_bytes = 0
     start = ticks_ms()
-    for path in _files(paths):
-        count += 1
+    for path in _files(paths, files_from):
         try:
-            code, klass, message = session.store(path)
+            code, klass, message = await session.store(path)
             print(("OK " if klass == "success" else "WARNING ") + "0x%04X " % code + path + " " + message)
         except DeliveryError as exc:
             failed += 1
             print("FAILED " + ("transient " if exc.transient else "permanent ") + path + " " + str(exc))
+            continue
         except ModgateError as exc:
             failed += 1
             print("FAILED permanent " + path + " " + str(exc))
+            continue
+        sent += 1
         try:
-            total += fs.size(path)
+            sent_bytes += fs.size(path)
         except OSError:
             pass
-    session.release()
-    gc.collect()
-    used = _heap()
+    await session.release()
     elapsed = ticks_diff(ticks_ms(), start) or 1
-    print("SUMMARY %d sent, %d failed, %d ms, %.1f objects/s, %.2f MB/s, heap in use %d" % (
-        count - failed, failed, elapsed, count * 1000.0 / elapsed, total / 1000.0 / elapsed, used))
+    gc.collect()
+    line = "SUMMARY %d sent, %d failed, %d ms" % (sent, failed, elapsed)
+    if sent:
+        # Rates of what was delivered only: a failed file moved no data worth a rate.
+        line += ", %.1f objects/s, %.2f MB/s" % (sent * 1000.0 / elapsed, sent_bytes / 1000.0 / elapsed)
+    print(line + ", heap in use %d" % _heap())
     return 1 if failed else 0
 
 
-def _files(paths):
-    """Each FILE argument, and each file in each FOLDER argument."""
+def _files(paths, files_from=None):
+    """Each FILE argument and each file in each FOLDER argument, then the same for each line
+    of LIST."""
     for path in paths:
-        if not fs.isdir(path):
-            yield path
-            continue
-        for name in fs.iterdir(path):
-            inner = fs.join(path, name)
-            if not fs.isdir(inner):
-                yield inner
+        for inner in _expand(path):
+            yield inner
+    if files_from:
+        with fs.open_file(files_from, "r") as listing:
+            while True:
+                line = listing.readline()
+                if not line:
+                    return
+                line = line.strip()
+                if line:
+                    for inner in _expand(line):
+                        yield inner
+
+
+def _expand(path):
+    """A file itself, or the files of a folder, one name at a time (as storescu's +sd)."""
+    if not fs.isdir(path):
+        yield path
+        return
+    for name in fs.iterdir(path):
+        inner = fs.join(path, name)
+        if not fs.isdir(inner):
+            yield inner

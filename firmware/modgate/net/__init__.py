@@ -1,6 +1,10 @@
 """DICOM upper layer (PS3.8) and DIMSE service users (PS3.7). Knows nothing of frames."""
 
 VERIFICATION = "1.2.840.10008.1.1"
+PDU_HEADER = 6  # PDU type, reserved, length (PS3.8 9.3.1)
+# What a job advertises without -pdu (the device uses its max_pdu setting). An SCU receives
+# only responses, and sends at the peer's maximum whatever its own: 4 KB keeps 12 KB of heap.
+DEFAULT_MAX_PDU = 4096
 _storage = []  # STORAGE_SOP_CLASSES, copied once
 
 
@@ -30,3 +34,10 @@ def storage_classes(extra=()):
             classes.append(uid)
     classes.append(VERIFICATION)
     return classes
+
+
+def receive_buffer(max_pdu):
+    """The one PDU buffer of an association: the largest PDU we receive (our max PDU and its
+    header). What we send is streamed through it; association.buffer_size grows it when an
+    A-ASSOCIATE-RQ with many contexts is larger. Jobs take it first, while the heap is whole."""
+    return bytearray(max_pdu + PDU_HEADER)

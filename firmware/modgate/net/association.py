@@ -12,7 +12,7 @@ import struct
 from modgate import log
 from modgate.compat import deadline, remaining_ms
 from modgate.errors import LinkClosed, LinkTimeout
-from modgate.net import aetitle, items, pdu
+from modgate.net import PDU_HEADER, aetitle, items, pdu
 from modgate.net.fsm import StateMachine
 from modgate.net.pdu import PDUError
 from modgate.port import sockets
@@ -54,7 +54,9 @@ class Association:
         self.failure = None  # (message, transient) of the first fault
         self.pdu_type = 0
         self.pdu_len = 0
-        self._out = 0
+        self._out = 0  # bytes of buf an action asked to send (_queue)
+        self._out_ms = 0
+        self._connect = False  # AE-1 asked for a transport connection
         self._broken = None
         self._abort_reason = pdu.REASON_NOT_SPECIFIED
         self._abort_sent = False
@@ -62,130 +64,143 @@ class Association:
         self._artim = 0
         self._sent = 0
 
-    # -- the service user's side -------------------------------------------------------------
+    # -- the service user's side (coroutines: the association waits, other tasks run) ------
 
-    def open(self, impl_uid, impl_version):
+    async def open(self, impl_uid, impl_version):
         """Connect and negotiate (AE-1, AE-2, then AE-3 or AE-4). True when established (Sta6)."""
         self._impl = (impl_uid, impl_version)
-        self.fsm.fire("Evt1")
+        await self._fire("Evt1")
         if self.conn is None:
-            self.fsm.fire("Evt17")  # the connect failed: Sta4 + Evt17 -> AA-4
+            await self._fire("Evt17")  # the connect failed: Sta4 + Evt17 -> AA-4
             return False
-        self.fsm.fire("Evt2")
-        if self._check_broken():
+        await self._fire("Evt2")
+        if await self._check_broken():
             return False
-        self._await(5, "A-ASSOCIATE-AC", self.timeouts["acse"])
+        await self._await(5, "A-ASSOCIATE-AC", self.timeouts["acse"])
         return self.fsm.state == 6
 
-    def send_pdu(self, nbytes):
+    async def send_pdu(self, nbytes):
         """Send the P-DATA-TF in buf[0:nbytes] (DT-1). False when the association has ended."""
         self._sent += 1
         if not self._sent & 7 and self.conn.readable(0):
             # The peer spoke while we were sending a request: an A-ABORT, a close, or a violation.
             # Looked for every 8th PDU: a poll per PDU cost ~10% of the large-object throughput.
-            self._unsolicited()
+            await self._unsolicited()
             return False
-        self.fsm.fire("Evt9", nbytes)
-        return not self._check_broken()
+        await self._fire("Evt9", nbytes)
+        return not await self._check_broken()
 
-    def send_rest(self, nbytes):
+    async def send_rest(self, nbytes):
         """Send buf[0:nbytes], the next part of the P-DATA-TF whose start send_pdu sent (a PDU
         larger than the buffer goes out in several writes). False when the association ended."""
-        self._send(nbytes)
-        return not self._check_broken()
+        await self._send(nbytes, self.timeouts["dimse"])
+        return not await self._check_broken()
 
-    def next_pdata(self, timeout_ms, what):
+    async def next_pdata(self, timeout_ms, what):
         """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended."""
         until = deadline(timeout_ms)
         while True:
-            event = self._read_or_timeout(until, what)
+            event = await self._read_or_timeout(until, what)
             if event is None:
                 return False
-            self.fsm.fire(event)
+            await self._fire(event)
             state = self.fsm.state
             if event == "Evt10" and state == 6:
                 return True
             if state == 8:
                 # AR-2: the peer asked to release before answering us; answer it (Evt14, AR-4).
                 self._fail("peer released the association while we waited for " + what, True)
-                self.fsm.fire("Evt14")
+                await self._fire("Evt14")
             if self.fsm.state == 13:
-                self._linger()
+                await self._linger()
             if self.fsm.state == 1:
                 return False
 
-    def _await(self, state, what, timeout_ms):
+    async def _await(self, state, what, timeout_ms):
         until = deadline(timeout_ms)
         while self.fsm.state == state:
-            event = self._read_or_timeout(until, what)
+            event = await self._read_or_timeout(until, what)
             if event is None:
                 return
-            self.fsm.fire(event)
+            await self._fire(event)
             if self.fsm.state == 13:
-                self._linger()
+                await self._linger()
 
-    def alive(self):
+    async def alive(self):
         """True when established and the peer has not closed, released or aborted meanwhile."""
         if self.fsm.state != 6:
             return False
         if self.conn.readable(0):
-            self._unsolicited()
+            await self._unsolicited()
         return self.fsm.state == 6
 
-    def release(self):
+    async def release(self):
         """Orderly release (AR-1, then AR-3 on A-RELEASE-RP). True when the peer confirmed it."""
         if self.fsm.state != 6:
             return False
-        self.fsm.fire("Evt11")
-        if self._check_broken():
+        await self._fire("Evt11")
+        if await self._check_broken():
             return False
         until = deadline(self.timeouts["acse"])
         while self.fsm.state in (7, 9, 11):
             if self.fsm.state == 9:
-                self.fsm.fire("Evt14")  # release collision, requestor side: AR-9 sends A-RELEASE-RP
-                if self._check_broken():
+                await self._fire("Evt14")  # release collision, requestor side: AR-9 sends A-RELEASE-RP
+                if await self._check_broken():
                     return False
                 continue
-            event = self._read_or_timeout(until, "A-RELEASE-RP")
+            event = await self._read_or_timeout(until, "A-RELEASE-RP")
             if event is None:
                 return False
-            self.fsm.fire(event)
+            await self._fire(event)
         if self.fsm.state == 13:
-            self._linger()
+            await self._linger()
         return self.failure is None
 
-    def abort(self, message, transient=True):
-        """Local A-ABORT (Evt15 -> AA-1): record why, send it, wait for the close (ARTIM)."""
+    async def abort(self, message, transient=True):
+        """Local A-ABORT (Evt15 -> AA-1, source: service user): record why, send it, wait for
+        the close (ARTIM). Also how we end an association whose DIMSE exchange went wrong."""
         self._fail(message, transient)
         if self.fsm.state in (1, 2, 13):
             self.close()
             return
-        self.fsm.fire("Evt15")
+        await self._fire("Evt15")
         if self.fsm.state == 13:
-            self._linger()
+            await self._linger()
 
-    def violation(self, message):
-        """The peer broke PS3.7/PS3.8 inside a PDU we already took: abort as the service provider."""
+    async def violation(self, message):
+        """The peer broke PS3.8 inside a PDU we already took: abort as the service provider."""
         self._fail(message, True)
         self._abort_reason = pdu.REASON_UNEXPECTED_PARAMETER
-        self.fsm.fire("Evt19")
+        await self._fire("Evt19")
         if self.fsm.state == 13:
-            self._linger()
+            await self._linger()
+
+    async def _fire(self, event, arg=None):
+        """Run Table 9-10's action for `event`, then the I/O it requested (the actions only
+        ask for a connect or a send, as PS3.8 describes them: a request, then an event)."""
+        self.fsm.fire(event, arg)
+        if self._connect:
+            self._connect = False
+            try:
+                self.conn = await sockets.connect(self.host, self.port, self.timeouts["connect"])
+            except (LinkTimeout, LinkClosed) as exc:
+                self._fail(str(exc), True)
+        nbytes = self._out
+        if nbytes:
+            self._out = 0
+            await self._send(nbytes, self._out_ms)
 
     # -- PS3.8 Table 9-6..9-9 actions used by a requestor ---------------------------------
 
     def AE_1(self, _):
-        try:
-            self.conn = sockets.connect(self.host, self.port, self.timeouts["connect"])
-        except (LinkTimeout, LinkClosed) as exc:
-            self._fail(str(exc), True)
+        self._connect = True  # TRANSPORT CONNECT request; _fire connects (Evt2 or Evt17 follow)
         return 4
 
     def AE_2(self, _):
         buf = self.buf
         end = pdu.encode_associate(buf, pdu.A_ASSOCIATE_RQ, self.called, self.calling)
         end = items.encode_rq_items(buf, end, self.contexts, self.max_pdu, self._impl[0], self._impl[1])
-        self._send(pdu.finish_associate(buf, end))
+        self._queue(pdu.finish_associate(buf, end))
         return 5
 
     def AE_3(self, _):
@@ -215,7 +230,7 @@ class Association:
         return 1
 
     def DT_1(self, nbytes):
-        self._send(nbytes)
+        self._queue(nbytes)
         return 6
 
     def DT_2(self, _):
@@ -223,7 +238,7 @@ class Association:
         return 6
 
     def AR_1(self, _):
-        self._send(pdu.encode_release_rq(self.buf))
+        self._queue(pdu.encode_release_rq(self.buf))
         return 7
 
     def AR_2(self, _):
@@ -235,7 +250,7 @@ class Association:
         return 1
 
     def AR_4(self, _):
-        self._send(pdu.encode_release_rp(self.buf))
+        self._queue(pdu.encode_release_rp(self.buf))
         self._start_artim()
         return 13
 
@@ -251,7 +266,7 @@ class Association:
         return 9  # we are the requestor (PS3.8 Table 9-9 AR-8)
 
     def AR_9(self, _):
-        self._send(pdu.encode_release_rp(self.buf))
+        self._queue(pdu.encode_release_rp(self.buf))
         return 11
 
     def AA_1(self, _):
@@ -297,11 +312,16 @@ class Association:
             self.failure = (message, transient)
             log.warn("net", self.peer + ": " + message)
 
-    def _send(self, nbytes):
+    def _queue(self, nbytes, timeout_ms=None):
+        """An action's send request: buf[0:nbytes] goes out when the action has returned."""
+        self._out = nbytes
+        self._out_ms = self.timeouts["dimse"] if timeout_ms is None else timeout_ms
+
+    async def _send(self, nbytes, timeout_ms):
         if self._broken is not None or self.conn is None:
             return
         try:
-            self.conn.send_all(self.mv[:nbytes], self.timeouts["dimse"])
+            await self.conn.send_all(self.mv[:nbytes], timeout_ms)
         except (LinkClosed, LinkTimeout) as exc:
             self._broken = exc
 
@@ -309,85 +329,82 @@ class Association:
         if self._abort_sent or self.conn is None or self._broken is not None:
             return  # one A-ABORT per association, however much garbage follows
         self._abort_sent = True
-        try:
-            self.conn.send_all(self.mv[:pdu.encode_abort(self.buf, source, reason)], _ABORT_SEND_MS)
-        except (LinkClosed, LinkTimeout):
-            pass
+        self._queue(pdu.encode_abort(self.buf, source, reason), _ABORT_SEND_MS)
 
-    def _check_broken(self):
+    async def _check_broken(self):
         """After a send: a failed write is the transport closing under us (Evt17)."""
         exc = self._broken
         if exc is None:
             return False
         self._broken = None
         if self.conn.readable(0) and self.fsm.state not in (1, 13):
-            self._unsolicited()  # often an A-ABORT with the peer's reason is waiting
+            await self._unsolicited()  # often an A-ABORT with the peer's reason is waiting
         if self.fsm.state not in (1, 13):
             self._fail("sending to " + self.peer + " failed: " + str(exc), True)
-            self.fsm.fire("Evt17")
+            await self._fire("Evt17")
         if self.fsm.state == 13:
-            self._linger()
+            await self._linger()
         return True
 
-    def _unsolicited(self):
+    async def _unsolicited(self):
         """The peer sent something while we expected nothing: take it through the table."""
-        event = self._read_or_timeout(deadline(self.timeouts["acse"]), "the rest of a PDU")
+        event = await self._read_or_timeout(deadline(self.timeouts["acse"]), "the rest of a PDU")
         if event is None:
             return
-        self.fsm.fire(event)
+        await self._fire(event)
         state = self.fsm.state
         if state == 8:
-            self.fsm.fire("Evt14")  # peer released an idle association: confirm (AR-4)
+            await self._fire("Evt14")  # peer released an idle association: confirm (AR-4)
         elif event == "Evt10" and state == 6:
-            self.violation("peer sent P-DATA nobody asked for")
+            await self.violation("peer sent P-DATA nobody asked for")
         if self.fsm.state == 13:
-            self._linger()
+            await self._linger()
 
     def _start_artim(self):
         self._artim = deadline(self.timeouts["artim"])
 
-    def _linger(self):
+    async def _linger(self):
         """Sta13: wait for the peer to close; the ARTIM timer bounds the wait (Evt18)."""
         until = self._artim
         while self.fsm.state == 13:
             try:
-                event = self._read_pdu(until)
+                event = await self._read_pdu(until)
             except LinkTimeout:
                 event = "Evt18"
-            self.fsm.fire(event)
+            await self._fire(event)
 
     def close(self):
         """Drop the transport now, whatever the state; closing twice is harmless."""
         if self.conn is not None:
             self.conn.close()
 
-    def _read_or_timeout(self, until, what):
+    async def _read_or_timeout(self, until, what):
         """The next PDU's event; on timeout, abort locally (Evt15) and return None."""
         try:
-            return self._read_pdu(until)
+            return await self._read_pdu(until)
         except LinkTimeout:
-            self.abort("no " + what + " from " + self.peer + " within the timeout", True)
+            await self.abort("no " + what + " from " + self.peer + " within the timeout", True)
             return None
 
-    def _recv(self, start, end, until):
+    async def _recv(self, start, end, until):
         conn = self.conn
         mv = self.mv
         while start < end:
             left = remaining_ms(until)
             if left == 0:
                 raise LinkTimeout("timed out")
-            got = conn.recv_into(mv[start:end], end - start, left)
+            got = await conn.recv_into(mv[start:end], end - start, left)
             if not got:
                 raise LinkClosed("closed")
             start += got
 
-    def _read_pdu(self, until):
+    async def _read_pdu(self, until):
         """Read one PDU into buf and name its event (PS3.8 9.2.1); LinkTimeout when none came."""
         try:
-            self._recv(0, pdu.HEADER, until)
+            await self._recv(0, pdu.HEADER, until)
             limit = self.max_pdu if self.buf[0] == pdu.P_DATA_TF else len(self.buf) - pdu.HEADER
             pdu_type, length = pdu.parse_header(self.buf, limit)
-            self._recv(pdu.HEADER, pdu.HEADER + length, until)
+            await self._recv(pdu.HEADER, pdu.HEADER + length, until)
         except LinkClosed:
             return "Evt17"
         except PDUError as exc:
@@ -432,7 +449,7 @@ def buffer_size(max_pdu, contexts, impl_uid, impl_version):
     """Bytes of the one buffer an association needs: the largest PDU we receive (our max PDU),
     or the A-ASSOCIATE-RQ if that is larger. What we send is streamed through it."""
     size = items.rq_size(contexts, impl_uid, impl_version)
-    need = max_pdu + pdu.HEADER
+    need = max_pdu + PDU_HEADER
     return need if need > size else size
 
 

@@ -14,9 +14,9 @@ from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
 from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError
-from modgate.net import aetitle, dimse, pdu, storage_classes
+from modgate.net import DEFAULT_MAX_PDU, aetitle, dimse, pdu, storage_classes
 from modgate.net.association import Association, buffer_size, pack_pdv_header
-from modgate.port import fs
+from modgate.port import aio, fs
 
 EXPLICIT_VR_LE = part10.EXPLICIT_VR_LE
 IMPLICIT_VR_LE = part10.IMPLICIT_VR_LE
@@ -26,7 +26,7 @@ PROPOSED_TRANSFER_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)
 VERIFICATION = dimse.VERIFICATION  # also in modgate.net, which must not import dimse
 
 DEFAULTS = {
-    "max_pdu": 16384,
+    "max_pdu": DEFAULT_MAX_PDU,
     "connect_timeout_ms": 5000,
     "acse_timeout_ms": 10000,
     "dimse_timeout_ms": 30000,
@@ -35,7 +35,7 @@ DEFAULTS = {
     "max_objects_per_association": 500,
 }
 MIN_MAX_PDU = 4096
-MAX_MAX_PDU = 1 << 20
+MAX_MAX_PDU = 131072  # the max_pdu setting's upper limit (config.py)
 _COMMAND_CAP = 512  # a C-STORE-RSP/C-ECHO-RSP command set; larger is a violation for us
 _MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
 
@@ -87,7 +87,7 @@ class StoreSession:
         except (TypeError, ValueError) as exc:
             raise ConfigError("network setting is not a whole number: " + str(exc))
         if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
-            raise ConfigError("max_pdu must be 4096 to 1048576, not %d" % self.max_pdu)
+            raise ConfigError("max_pdu must be %d to %d, not %d" % (MIN_MAX_PDU, MAX_MAX_PDU, self.max_pdu))
         self.classes = storage_classes(settings.get("extra_sop_classes") or ())
         self.auto_propose = bool(settings.get("auto_propose"))
         self.contexts = proposal(self.classes)
@@ -105,6 +105,7 @@ class StoreSession:
         self.cmd = bytearray(_COMMAND_CAP)
         self.scratch = bytearray(16)
         self.assoc = None
+        self.on_progress = None  # called after every PDU sent (the device's task heartbeat)
         self.message_id = 0
         self.objects = 0
         self.last_used = ticks_ms()
@@ -112,22 +113,27 @@ class StoreSession:
 
     # -- public API --------------------------------------------------------------------------
 
-    def store(self, path):
+    async def store(self, path):
         """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
         try:
-            return self._store_path(path)
+            return await self._store_path(path)
         except MemoryError:
-            self._out_of_memory()
+            await self._out_of_memory()
+        except BaseException:
+            # Cancelled (the destination was replaced or removed): the association is mid-message
+            # and can never be used again; its socket must not outlive the task.
+            self.drop()
+            raise
 
-    def _out_of_memory(self):
+    async def _out_of_memory(self):
         # The association is in an unknown state: drop it (best effort) and keep the object.
         try:
-            self.abort()
+            await self.abort()
         except (MemoryError, ModgateError):
             self.assoc = None
         raise DeliveryError("out of memory while talking to " + self.peer, True)
 
-    def _store_path(self, path):
+    async def _store_path(self, path):
         try:
             f = fs.open_file(path, "rb")
         except OSError as exc:
@@ -139,27 +145,30 @@ class StoreSession:
                 raise DeliveryError(path + ": " + str(exc), False)
             except OSError as exc:
                 raise DeliveryError("cannot read " + path + ": " + str(exc), True)
-            return self._store(f, meta)
+            return await self._store(f, meta)
         finally:
             f.close()
 
-    def echo(self):
+    async def echo(self):
         """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
         try:
-            return self._echo()
+            return await self._echo()
         except MemoryError:
-            self._out_of_memory()
+            await self._out_of_memory()
+        except BaseException:
+            self.drop()
+            raise
 
-    def _echo(self):
+    async def _echo(self):
         start = ticks_ms()
-        assoc = self._association()
+        assoc = await self._association()
         context_id = self._context_for(VERIFICATION, (IMPLICIT_VR_LE, EXPLICIT_VR_LE))[0]
         message_id = self._next_id()
         n = dimse.encode_echo_rq(self.buf, pdu.PDATA_OVERHEAD, message_id)
         size = pdu.pack_pdata(self.buf, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST, n)
-        if not assoc.send_pdu(size):
+        if not await assoc.send_pdu(size):
             self._lost()
-        rsp = self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
+        rsp = await self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
         self._done()
         if rsp["status"] != 0:
             from modgate.net import status
@@ -167,24 +176,32 @@ class StoreSession:
             raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
         return ticks_diff(ticks_ms(), start)
 
-    def release(self):
+    async def release(self):
         """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
         assoc = self.assoc
         self.assoc = None
         if assoc is not None and assoc.fsm.state == 6:
-            assoc.release()
+            await assoc.release()
             log.info("net", "released association with %s after %d objects" % (self.peer, self.objects))
 
-    def abort(self):
+    async def abort(self):
         assoc = self.assoc
         self.assoc = None
         if assoc is not None:
             try:
-                assoc.abort("aborted by the device", True)
+                await assoc.abort("aborted by the device", True)
             finally:
                 # Even when the abort itself runs out of memory the socket must go: a
                 # single-threaded archive (storescp without --fork) serves nobody else meanwhile.
                 assoc.close()
+
+    def drop(self):
+        """Close the transport now, without a word to the peer (a task being cancelled cannot
+        wait for an A-ABORT to go out); the peer sees the connection close (PS3.8 Evt17)."""
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None:
+            assoc.close()
 
     def idle_expired(self):
         """True when an open association has been idle longer than idle_timeout_ms."""
@@ -192,11 +209,11 @@ class StoreSession:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _association(self):
+    async def _association(self):
         assoc = self.assoc
         if assoc is not None:
-            if self.idle_expired() or not assoc.alive():
-                self.release()
+            if self.idle_expired() or not await assoc.alive():
+                await self.release()
             else:
                 return assoc
         assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
@@ -204,7 +221,7 @@ class StoreSession:
         # Held before the handshake, so an out-of-memory inside it still aborts and closes it.
         self.assoc = assoc
         self.objects = 0
-        if not assoc.open(self.impl[0], self.impl[1]):
+        if not await assoc.open(self.impl[0], self.impl[1]):
             self.assoc = None
             message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
             raise DeliveryError(message, transient, "destination")
@@ -227,14 +244,14 @@ class StoreSession:
         raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
                             + "; ".join(results) + ")", False)
 
-    def _propose(self, sop_class):
+    async def _propose(self, sop_class):
         """Add a SOP class the device does not make (a host tool sending any file, as storescu
         does); the next association proposes it, so an open one is released first."""
         classes = self.classes[:-1] + [sop_class] + self.classes[-1:]
         contexts = proposal(classes)
         if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1]) > len(self.buf):
             raise DeliveryError("no room to propose SOP class " + sop_class, False)
-        self.release()
+        await self.release()
         self.classes = classes
         self.contexts = contexts
 
@@ -252,14 +269,14 @@ class StoreSession:
     def _done(self):
         self.last_used = ticks_ms()
 
-    def _store(self, f, meta):
+    async def _store(self, f, meta):
         sop_class = meta["sop_class_uid"]
         source = meta["transfer_syntax_uid"]
         if not sop_class or not meta["sop_instance_uid"]:
             raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
         if self.auto_propose and sop_class not in self.classes:
-            self._propose(sop_class)
-        assoc = self._association()
+            await self._propose(sop_class)
+        assoc = await self._association()
         # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
         wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
         context_id, ts = self._context_for(sop_class, wanted)
@@ -271,13 +288,13 @@ class StoreSession:
         buf = self.buf
         n = dimse.encode_store_rq(buf, pdu.PDATA_OVERHEAD, message_id, sop_class, meta["sop_instance_uid"])
         pack_pdv_header(buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
-        self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
-        rsp = self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
+        await self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
+        rsp = await self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
         self._done()
         code = rsp["status"]
         self.objects += 1
         if self.objects >= self.max_objects:
-            self.release()
+            await self.release()
         if code == 0:
             return 0, "success", "stored"  # the common case needs no table (PS3.7 C.1.1)
         try:
@@ -293,7 +310,7 @@ class StoreSession:
         log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
         raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)
 
-    def _stream(self, assoc, reader, context_id, start):
+    async def _stream(self, assoc, reader, context_id, start):
         """Send the command PDV already at buf[6:start] and the data set, PDU by PDU.
 
         The first data fragment shares the command's PDU. Each PDU is as large as the peer
@@ -310,11 +327,11 @@ class StoreSession:
         conn = assoc.conn
         conn.cork(True)
         try:
-            self._send_pdus(assoc, reader, context_id, start, left)
+            await self._send_pdus(assoc, reader, context_id, start, left)
         finally:
             conn.cork(False)
 
-    def _send_pdus(self, assoc, reader, context_id, start, left):
+    async def _send_pdus(self, assoc, reader, context_id, start, left):
         """The P-DATA-TF PDUs of one message, `left` data set bytes after the command (_stream)."""
         buf = self.buf
         mv = memoryview(buf)
@@ -323,7 +340,7 @@ class StoreSession:
         if limit - start - pdu.PDV_HEADER < 1:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
-            if not assoc.send_pdu(start):
+            if not await assoc.send_pdu(start):
                 self._lost()
             start = pdu.HEADER
         while True:
@@ -336,18 +353,23 @@ class StoreSession:
             first = True
             while first or frag:
                 n = cap - at if cap - at < frag else frag
-                self._fill(assoc, reader, mv, at, at + n)
+                await self._fill(assoc, reader, mv, at, at + n)
                 frag -= n
-                sent = assoc.send_pdu(at + n) if first else assoc.send_rest(at + n)
+                sent = await (assoc.send_pdu(at + n) if first else assoc.send_rest(at + n))
                 if not sent:
                     self._lost()
                 first = False
                 at = 0
+            if self.on_progress is not None:
+                self.on_progress()
             if not left:
                 return
+            # A turn for every other task between PDUs: frames keep arriving during a C-STORE
+            # of any size (the UART's receive buffer lasts ~90 ms on a small board).
+            await aio.sleep_ms(0)
             start = pdu.HEADER
 
-    def _fill(self, assoc, reader, mv, start, end):
+    async def _fill(self, assoc, reader, mv, start, end):
         """Read the next data set bytes into buf[start:end], exactly: the PDU header promised them."""
         try:
             while start < end:
@@ -357,17 +379,29 @@ class StoreSession:
                 start += k
         except (EncodeError, OSError) as exc:
             self.assoc = None
-            assoc.abort("stored object unreadable: " + str(exc), False)
+            await assoc.abort("stored object unreadable: " + str(exc), False)
             raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
 
-    def _response(self, command, message_id, context_id, what):
-        """Collect the response command set (fragments in order) and check it answers us."""
+    async def _response(self, command, message_id, context_id, what):
+        """The response command set, checked to answer us; a DIMSE-level fault we detect ends
+        the association as the service user (A-ABORT source 0, AA-1): the PDUs were valid, it
+        is the exchange above them that went wrong (PS3.7 and PS3.8 7.3)."""
+        try:
+            return await self._collect(command, message_id, context_id, what)
+        except dimse.DimseError as exc:
+            assoc = self.assoc
+            self.assoc = None
+            await assoc.abort(str(exc), True)
+            raise DeliveryError(str(exc), True)
+
+    async def _collect(self, command, message_id, context_id, what):
+        """Collect the response command set (fragments in order) and parse it."""
         assoc = self.assoc
         cmd = self.cmd
         got = 0
         timeout = self.timeouts["dimse"]
         while True:
-            if not assoc.next_pdata(timeout, what):
+            if not await assoc.next_pdata(timeout, what):
                 self._lost()
             buf = assoc.buf
             end = pdu.HEADER + assoc.pdu_len
@@ -376,31 +410,23 @@ class StoreSession:
                 pcid, control, a, b = pdu.next_pdv(buf, offset, end)
                 offset = b
                 if pcid != context_id or not control & pdu.CONTROL_COMMAND:
-                    self._violate("%s came as %s on context %d (expected command on %d)"
-                                  % (what, "command" if control & 1 else "data", pcid, context_id))
+                    raise dimse.DimseError("%s came as %s on context %d (expected command on %d)"
+                                           % (what, "command" if control & 1 else "data", pcid, context_id))
                 if got + b - a > len(cmd):
-                    self._violate(what + " command set is larger than %d bytes" % len(cmd))
+                    raise dimse.DimseError(what + " command set is larger than %d bytes" % len(cmd))
                 cmd[got:got + b - a] = assoc.mv[a:b]
                 got += b - a
                 if control & pdu.CONTROL_LAST:
                     if offset != end:
-                        self._violate("PDVs follow the last fragment of " + what)
-                    return self._check(cmd, got, command, message_id, what)
+                        raise dimse.DimseError("PDVs follow the last fragment of " + what)
+                    return _check(cmd, got, command, message_id, what)
 
-    def _check(self, cmd, got, command, message_id, what):
-        try:
-            rsp = dimse.parse_response(cmd, got)
-        except dimse.DimseError as exc:
-            self._violate(str(exc))
-        if rsp["command"] != command or rsp["responded_to"] != message_id:
-            self._violate("expected %s to message %d, got command 0x%04x to message %d"
-                          % (what, message_id, rsp["command"], rsp["responded_to"]))
-        if rsp["dataset_type"] != dimse.NO_DATASET:
-            self._violate(what + " announces a data set")
-        return rsp
 
-    def _violate(self, message):
-        assoc = self.assoc
-        self.assoc = None
-        assoc.violation(message)
-        raise DeliveryError(message, True)
+def _check(cmd, got, command, message_id, what):
+    rsp = dimse.parse_response(cmd, got)
+    if rsp["command"] != command or rsp["responded_to"] != message_id:
+        raise dimse.DimseError("expected %s to message %d, got command 0x%04x to message %d"
+                               % (what, message_id, rsp["command"], rsp["responded_to"]))
+    if rsp["dataset_type"] != dimse.NO_DATASET:
+        raise dimse.DimseError(what + " announces a data set")
+    return rsp

@@ -1,7 +1,8 @@
-"""TCP with poll-based timeouts: the only module that imports `socket` and `select`.
+"""TCP for the event-driven core: the only module that imports `socket`.
 
-Every wait is bounded by a millisecond timeout; errors come out as LinkTimeout or LinkClosed
-with the errno, never as a bare OSError from deep inside a protocol.
+Sockets are non-blocking; every wait is a coroutine (port.aio) bounded by a millisecond
+timeout, so a slow or silent peer holds up only the task talking to it. Errors come out as
+LinkTimeout or LinkClosed with the errno, never as a bare OSError from deep inside a protocol.
 """
 
 import errno
@@ -10,6 +11,7 @@ import socket
 
 from modgate.compat import deadline, remaining_ms
 from modgate.errors import LinkClosed, LinkTimeout
+from modgate.port import aio
 
 # Linux values; MicroPython's unix port lacks the names but accepts the numbers.
 _IPPROTO_TCP = 6
@@ -22,16 +24,13 @@ _IN_PROGRESS = (errno.EINPROGRESS, errno.EAGAIN, getattr(errno, "EWOULDBLOCK", e
 
 
 def _resolve(host, port):
+    # Blocking, but instant for an IP address (what destinations normally are); a host name
+    # costs one DNS round trip, during which the other tasks wait.
     return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
 
 
-def _wait(sock, events, timeout_ms, what):
-    poller = select.poll()
-    poller.register(sock, events)
-    ready = poller.poll(timeout_ms)
-    if not ready:
-        raise LinkTimeout(what + " timed out after " + str(timeout_ms) + " ms")
-    return ready[0][1]
+def _errno(exc):
+    return exc.args[0] if exc.args else None
 
 
 class Connection:
@@ -65,55 +64,59 @@ class Connection:
     def fileno(self):
         return self.sock.fileno() if hasattr(self.sock, "fileno") else self.sock
 
-    def send_all(self, data, timeout_ms):
-        """Write every byte of `data` (bytes, bytearray or memoryview) within `timeout_ms`."""
+    def pollable(self):
+        """What a task waits on for input (port.aio.readable)."""
+        return self.sock
+
+    async def send_all(self, data, timeout_ms):
+        """Write every byte of `data` (bytes, bytearray or memoryview) within `timeout_ms`; a
+        peer that stops reading is a LinkTimeout, never a hang. Other tasks run while it waits."""
         view = memoryview(data)
         total = len(view)
-        sent = 0
+        sent = self._send_some(view)
+        if sent >= total:
+            return
         until = deadline(timeout_ms)
         while sent < total:
-            try:
-                n = self.sock.send(view[sent:])
-            except OSError as exc:
-                if exc.args and exc.args[0] in _IN_PROGRESS:
-                    n = 0
-                else:
-                    raise LinkClosed(
-                        "send to " + self.peer + " failed: errno " + str(exc.args[0] if exc.args else "?")
-                    )
-            if n is None:
-                n = 0
-            sent += n
-            if sent < total:
-                left = remaining_ms(until)
-                if left == 0:
-                    raise LinkTimeout("send to " + self.peer + " timed out")
-                ev = _wait(self.sock, _POLLOUT, left, "send to " + self.peer)
-                if ev & _POLL_ERR and not ev & _POLLOUT:
-                    raise LinkClosed("connection to " + self.peer + " broke while sending")
+            left = remaining_ms(until)
+            if not left or not await aio.writable(self.sock, left):
+                raise LinkTimeout("send to " + self.peer + " timed out after " + str(timeout_ms) + " ms")
+            sent += self._send_some(view[sent:])
 
-    def recv_into(self, buf, nbytes, timeout_ms):
-        """Read up to `nbytes` into `buf` (a memoryview); return the count, 0 when the peer closed."""
-        while True:
-            try:
-                n = (
-                    self.sock.readinto(buf, nbytes)
-                    if hasattr(self.sock, "readinto")
-                    else self.sock.recv_into(buf, nbytes)
-                )
-            except OSError as exc:
-                code = exc.args[0] if exc.args else None
-                if code not in _IN_PROGRESS:
-                    raise LinkClosed("receive from " + self.peer + " failed: errno " + str(code))
-                n = None
-            if n is not None:
-                return n
-            ready = self._poller.poll(timeout_ms)
-            if not ready:
+    def _send_some(self, view):
+        """What a non-blocking send took of `view` (0 when the socket buffer is full)."""
+        try:
+            n = self.sock.send(view)
+        except OSError as exc:
+            if _errno(exc) in _IN_PROGRESS:
+                return 0
+            raise LinkClosed("send to " + self.peer + " failed: errno " + str(_errno(exc)))
+        return n or 0
+
+    async def recv_into(self, buf, nbytes, timeout_ms):
+        """Read up to `nbytes` into `buf` (a memoryview); the count, 0 when the peer closed;
+        LinkTimeout when nothing came within `timeout_ms`."""
+        n = self.recv_now(buf, nbytes)
+        while n is None:
+            if not await aio.readable(self.sock, timeout_ms):
                 raise LinkTimeout("receive from " + self.peer + " timed out after " + str(timeout_ms) + " ms")
+            n = self.recv_now(buf, nbytes)
+        return n
+
+    def recv_now(self, buf, nbytes):
+        """A non-blocking read: the count (0 = closed), None when nothing is waiting."""
+        try:
+            if hasattr(self.sock, "readinto"):
+                return self.sock.readinto(buf, nbytes)
+            return self.sock.recv_into(buf, nbytes)
+        except OSError as exc:
+            if _errno(exc) not in _IN_PROGRESS:
+                raise LinkClosed("receive from " + self.peer + " failed: errno " + str(_errno(exc)))
+        return None
 
     def readable(self, timeout_ms=0):
-        """True when a read would not block (data, or the peer closed)."""
+        """True when a read would not block (data, or the peer closed). A synchronous look:
+        `timeout_ms` other than 0 blocks every task; wait with port.aio.readable instead."""
         return bool(self._poller.poll(timeout_ms))
 
     def close(self):
@@ -133,27 +136,9 @@ def _peer_name(addr):
     return "?"
 
 
-class Poller:
-    """Waits on several streams (sockets, ttys) at once, for input; the ingest's TCP input uses it.
-
-    `poll` returns (key, events) pairs where key is what the runtime reports: the registered
-    object on MicroPython, its file descriptor on CPython."""
-
-    def __init__(self):
-        self._poll = select.poll()
-
-    def register(self, obj):
-        self._poll.register(obj, _POLLIN)
-
-    def unregister(self, obj):
-        self._poll.unregister(obj)
-
-    def poll(self, timeout_ms):
-        return self._poll.poll(timeout_ms)
-
-
-def connect(host, port, timeout_ms):
-    """Open a TCP connection within `timeout_ms`; LinkTimeout or LinkClosed (refused) otherwise."""
+async def connect(host, port, timeout_ms):
+    """Open a TCP connection within `timeout_ms`; LinkTimeout or LinkClosed (refused) otherwise.
+    The connect runs in the background: other tasks go on while the peer is slow to answer."""
     peer = host + ":" + str(port)
     try:
         addr = _resolve(host, port)
@@ -165,10 +150,11 @@ def connect(host, port, timeout_ms):
         try:
             sock.connect(addr)
         except OSError as exc:
-            if not exc.args or exc.args[0] not in _IN_PROGRESS:
+            if _errno(exc) not in _IN_PROGRESS:
                 raise
-        events = _wait(sock, _POLLOUT, timeout_ms, "connect to " + peer)
-        if events & _POLL_ERR:
+        if not await aio.writable(sock, timeout_ms):
+            raise LinkTimeout("connect to " + peer + " timed out after " + str(timeout_ms) + " ms")
+        if _events(sock, _POLLOUT) & _POLL_ERR:
             # Refused or unreachable: poll reports the failed connect as an error/hang-up.
             raise OSError(errno.ECONNREFUSED)
     except LinkTimeout:
@@ -176,10 +162,20 @@ def connect(host, port, timeout_ms):
         raise
     except OSError as exc:
         sock.close()
-        code = exc.args[0] if exc.args else None
+        code = _errno(exc)
         reason = "refused" if code == errno.ECONNREFUSED else "errno " + str(code)
         raise LinkClosed("connect to " + peer + " failed: " + reason)
+    except BaseException:
+        sock.close()  # cancelled (the destination was replaced): no socket may outlive its task
+        raise
     return Connection(sock, peer)
+
+
+def _events(sock, mask):
+    poller = select.poll()
+    poller.register(sock, mask)
+    ready = poller.poll(0)
+    return ready[0][1] if ready else 0
 
 
 class Listener:
@@ -205,11 +201,9 @@ class Listener:
             return name[1]
         return int.from_bytes(bytes(name[2:4]), "big")  # raw sockaddr_in
 
-    def accept(self, timeout_ms=0):
+    async def accept(self, timeout_ms=None):
         """A new Connection, or None when no client arrived within `timeout_ms`."""
-        poller = select.poll()
-        poller.register(self.sock, _POLLIN)
-        if not poller.poll(timeout_ms):
+        if not await aio.readable(self.sock, timeout_ms):
             return None
         try:
             sock, addr = self.sock.accept()

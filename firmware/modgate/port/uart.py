@@ -1,14 +1,18 @@
 """Serial lines: a UART on boards, a tty or pseudo-terminal on the unix port and in the emulator.
 
-`open_serial(path_or_uart, baud)` returns a stream with the same methods as sockets.Connection
-(recv_into, send_all, readable, close), so frame links serve either one. Give it a tty path
-("/dev/ttyUSB0", the emulator's pty) or a machine.UART built with timeout=0 (boards/common).
+`open_serial(path_or_uart, baud)` returns a stream with the methods a frame link uses of a
+sockets.Connection (recv_now, async send_all, pollable, readable, close), so links serve either.
+Give it a tty path ("/dev/ttyUSB0", the emulator's pty) or a machine.UART built with timeout=0
+(boards/common).
 """
 
 import select
 
 from modgate.compat import deadline, remaining_ms
 from modgate.errors import LinkClosed, LinkTimeout
+from modgate.port import aio
+
+_WRITE_WAIT_MS = 50  # a full transmit buffer drains at the line's rate: look again this soon
 
 try:
     import termios
@@ -50,19 +54,16 @@ class SerialStream:
     def pollable(self):
         return self.file
 
-    def recv_into(self, buf, nbytes, timeout_ms):
-        """Read up to `nbytes`; never returns 0 (a tty has no end), raises LinkTimeout when idle."""
-        if not self._poller.poll(timeout_ms):
-            raise LinkTimeout("serial " + self.peer + " idle for " + str(timeout_ms) + " ms")
+    def recv_now(self, buf, nbytes):
+        """Read what is waiting, up to `nbytes`: the count, None when nothing is (a tty has no
+        end, so never 0)."""
         try:
             n = self.file.readinto(memoryview(buf)[0:nbytes])
         except OSError as exc:
             raise LinkClosed("serial " + self.peer + " failed: errno " + _errno(exc))
-        if not n:
-            raise LinkTimeout("serial " + self.peer + " has no data")
-        return n
+        return n or None
 
-    def send_all(self, data, timeout_ms):
+    async def send_all(self, data, timeout_ms):
         view = memoryview(data)
         sent = 0
         until = deadline(timeout_ms)
@@ -72,8 +73,10 @@ class SerialStream:
             except OSError as exc:
                 raise LinkClosed("serial " + self.peer + " write failed: errno " + _errno(exc))
             sent += n or 0
-            if sent < len(view) and not remaining_ms(until):
-                raise LinkTimeout("serial " + self.peer + " write timed out")
+            if sent < len(view):
+                left = remaining_ms(until)
+                if not left or not await aio.writable(self.file, left):
+                    raise LinkTimeout("serial " + self.peer + " write timed out")
 
     def readable(self, timeout_ms=0):
         return bool(self._poller.poll(timeout_ms))
@@ -100,7 +103,8 @@ class MachineUartStream:
             pass  # a UART that poll cannot watch: fall back to any()
 
     def pollable(self):
-        return self.uart
+        """The UART for port.aio.readable, or None when poll cannot watch it (look with any())."""
+        return self.uart if self._poller is not None else None
 
     def readable(self, timeout_ms=0):
         if self.uart.any():
@@ -109,15 +113,11 @@ class MachineUartStream:
             return bool(self._poller.poll(timeout_ms))
         return False
 
-    def recv_into(self, buf, nbytes, timeout_ms):
-        """Read what waits (up to `nbytes`); raises LinkTimeout when nothing arrives in time."""
+    def recv_now(self, buf, nbytes):
+        """Read what waits in the rx buffer (up to `nbytes`): the count, None when nothing."""
         waiting = self.uart.any()
         if not waiting:
-            if not self.readable(timeout_ms):
-                raise LinkTimeout("uart " + self.peer + " idle for " + str(timeout_ms) + " ms")
-            waiting = self.uart.any()
-            if not waiting:
-                raise LinkTimeout("uart " + self.peer + " has no data")
+            return None
         n = min(nbytes, waiting)
         view = memoryview(buf)[0:n]
         readinto = getattr(self.uart, "readinto", None)
@@ -127,18 +127,18 @@ class MachineUartStream:
             data = self.uart.read(n)
             got = len(data) if data else 0
             view[0:got] = data[0:got] if got else b""
-        if not got:
-            raise LinkTimeout("uart " + self.peer + " has no data")
-        return got
+        return got or None
 
-    def send_all(self, data, timeout_ms):
+    async def send_all(self, data, timeout_ms):
         view = memoryview(data)
         sent = 0
         until = deadline(timeout_ms)
         while sent < len(view):
             sent += self.uart.write(view[sent:]) or 0
-            if sent < len(view) and not remaining_ms(until):
-                raise LinkTimeout("uart " + self.peer + " write timed out")
+            if sent < len(view):
+                if not remaining_ms(until):
+                    raise LinkTimeout("uart " + self.peer + " write timed out")
+                await aio.sleep_ms(_WRITE_WAIT_MS)
 
     def close(self):
         pass  # the board owns the UART; a link closing does not release it

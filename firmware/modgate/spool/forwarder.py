@@ -1,13 +1,23 @@
-"""Delivers queued entries to their destinations, one attempt per step() so the device's main
-loop stays responsive. Per destination: FIFO (so each series arrives in acquisition order),
-its own backoff, its own session; a dead destination only ever costs its own attempts."""
+"""Delivers queued entries: one worker task per destination, each with its own session, backoff
+and association, so a destination that is down, slow or a black hole only ever costs its own
+time. Per destination the order is FIFO (each series arrives in acquisition order).
+
+`run(name, beat)` is a destination's worker (the device core starts one per destination and
+cancels it when the destination goes); `attempt(name)` is one delivery attempt of it. `echo`
+shares the destination's session, taking turns with deliveries through its lock.
+"""
 
 from modgate import log
 from modgate.compat import ticks_add, ticks_diff, ticks_ms
 from modgate.errors import DeliveryError, ModgateError
+from modgate.port import aio
 from modgate.spool import backoff
 
 _SRC = "spool"
+# A worker with nothing owed looks again this often (new objects, an operator's retry); a
+# nudge() wakes it at once.
+IDLE_POLL_MS = 250
+OFFLINE_POLL_MS = 500
 
 DEFAULT_POLICY = {
     "base_backoff_ms": 1000,
@@ -19,7 +29,7 @@ DEFAULT_POLICY = {
 
 
 class Forwarder:
-    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform):
+    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform, online=None):
         self.spool = spool
         self.factory = session_factory
         merged = dict(DEFAULT_POLICY)
@@ -30,51 +40,83 @@ class Forwarder:
         self.max_age_s = int(merged["max_age_s"])
         self.jitter = float(merged["jitter"])
         self.rand = rand
+        self.online = online or _always
         self._sessions = {}
-        self._turn = 0
+        self._locks = {}
+        self._wake = {}
+        self._beats = {}
 
-    def step(self, now_ms=None):
-        """At most one delivery attempt (or one expiry to the dead-letter area); True if it did
-        work. Destinations take turns, so one in backoff or failing never starves the others."""
-        now = ticks_ms() if now_ms is None else now_ms
-        self._release_idle()
-        dests = self.spool.destinations
-        count = len(dests)
-        for i in range(count):
-            name = dests[(self._turn + i) % count]
-            if self._waiting(name, now):
+    # ---- a destination's worker ---------------------------------------------------------------
+
+    async def run(self, name, beat):
+        """Deliver to `name` for as long as it is configured. `beat()` reports progress to the
+        device's supervisor: called at least every IDLE_POLL_MS, and around every network wait
+        (each bounded by the session's timeouts)."""
+        wake = self._wake_event(name)
+        self._beats[name] = beat
+        while name in self.spool.destinations:
+            beat()
+            if not self.online():
+                await aio.sleep_ms(OFFLINE_POLL_MS)
                 continue
-            entry = self.spool.next_for(name)
-            if entry is None:
+            due = self.due_ms(name)
+            if due != 0:
+                await self._release_if_idle(name)
+                wait = IDLE_POLL_MS if due is None or due > IDLE_POLL_MS else due
+                wake.clear()
+                await aio.wait_event(wake, wait)
                 continue
-            self._turn = (self._turn + i + 1) % count
-            self._attempt(name, entry, now)
-            return True
-        return False
+            await self.attempt(name)
+        await self.close(name)
 
-    def next_due_ms(self, now_ms=None):
-        """Milliseconds until step() has work: 0 now, None when nothing is owed anywhere."""
-        now = ticks_ms() if now_ms is None else now_ms
-        due = None
-        for name in self.spool.destinations:
-            if self.spool.next_for(name) is None:
-                continue
-            retry = self.spool.dest_status(name)["next_retry"]
-            wait = ticks_diff(retry, now) if retry is not None else 0
-            wait = wait if wait > 0 else 0
-            if due is None or wait < due:
-                due = wait
-        return due
+    def nudge(self, name=None):
+        """Wake a destination's worker (every worker when `name` is None) to look at the queue."""
+        for key in self._wake:
+            if name is None or key == name:
+                self._wake[key].set()
 
-    def close(self):
-        for name in list(self._sessions):
-            self._drop(name)
-
-    def _waiting(self, name, now):
+    def due_ms(self, name, now_ms=None):
+        """Milliseconds until `name` has work: 0 now, None when nothing is owed to it."""
+        if self.spool.next_for(name) is None:
+            return None
         retry = self.spool.dest_status(name)["next_retry"]
-        return retry is not None and ticks_diff(retry, now) > 0
+        if retry is None:
+            return 0
+        wait = ticks_diff(retry, ticks_ms() if now_ms is None else now_ms)
+        return wait if wait > 0 else 0
 
-    def _attempt(self, name, entry, now):
+    async def attempt(self, name, now_ms=None):
+        """At most one delivery attempt to `name` (or one expiry to the dead-letter area); True
+        if it did work."""
+        now = ticks_ms() if now_ms is None else now_ms
+        if self.due_ms(name, now) != 0:
+            return False
+        entry = self.spool.next_for(name)
+        async with self._lock(name):
+            await self._attempt(name, entry, now, now_ms is None)
+        return True
+
+    async def echo(self, name):
+        """C-ECHO round trip to `name` in ms, through the destination's own session."""
+        async with self._lock(name):
+            return await self.session(name).echo()
+
+    async def close(self, name=None):
+        """Release the session of `name` (every session when None): orderly, when it can be."""
+        for key in list(self._sessions):
+            if name is None or key == name:
+                await self._drop(key)
+
+    def drop_all(self):
+        """Close every association at once, without waiting for the peers (configuration changed
+        under running workers: their next attempt opens a new one with the new settings)."""
+        for session in self._sessions.values():
+            session.drop()
+        self._sessions = {}
+
+    # ---- one attempt --------------------------------------------------------------------------
+
+    async def _attempt(self, name, entry, now, live_clock):
         spool = self.spool
         state = spool.dest_status(name)
         eid = entry[0]
@@ -87,18 +129,21 @@ class Forwarder:
         state["attempts"] += 1
         try:
             session = self.session(name)
-            status, klass, message = session.store(spool.data_path(eid))
+            status, klass, message = await session.store(spool.data_path(eid))
             if klass not in ("success", "warning"):
                 raise DeliveryError(message or ("status " + str(status)), klass == "transient")
         except DeliveryError as exc:
+            if live_clock:
+                now = ticks_ms()  # the attempt took time: back off from its end
             if exc.scope == "destination" and not exc.transient:
-                self._refused(name, state, now, str(exc))
+                await self._refused(name, state, now, str(exc))
             else:
-                self._failed(name, state, eid, now, str(exc), exc.transient)
+                await self._failed(name, state, eid, now, str(exc), exc.transient)
             return
         except (ModgateError, OSError) as exc:
             # Link timeouts, resets and the like: the network may come back.
-            self._failed(name, state, eid, now, exc.__class__.__name__ + " " + str(exc), True)
+            end = ticks_ms() if live_clock else now
+            await self._failed(name, state, eid, end, exc.__class__.__name__ + " " + str(exc), True)
             return
         if klass == "warning":
             log.warn(_SRC, "%s stored entry %d with warning %s: %s" % (name, eid, status, message))
@@ -108,14 +153,14 @@ class Forwarder:
         state["head"] = None
         state["next_retry"] = None
 
-    def _failed(self, name, state, eid, now, message, transient):
+    async def _failed(self, name, state, eid, now, message, transient):
         state["last_error"] = message
         if not transient:
             # The peer refused this object (PS3.4 B.2.3 failure status): retrying cannot help,
             # and the association is still good for the next one.
             self._dead(name, state, eid, "permanent: " + message)
             return
-        self._drop(name)
+        await self._drop(name)
         attempts = state["attempts"]
         delay = backoff.delay_ms(attempts, self.base_ms, self.max_ms, self.jitter, self.rand)
         state["next_retry"] = ticks_add(now, delay)
@@ -126,13 +171,13 @@ class Forwarder:
         log.warn(_SRC, "%s: entry %d failed (%s); attempt %d, retry in %d ms" % (
             name, eid, message, attempts, delay))
 
-    def _refused(self, name, state, now, message):
+    async def _refused(self, name, state, now, message):
         """The destination refused the association for good (e.g. our AE title unknown there):
         no object is to blame, so none is dead-lettered; its queue waits at the longest backoff
         until someone fixes the configuration (PS3.8 9.3.4: rejected-permanent)."""
         state["last_error"] = message
         state["attempts"] -= 1
-        self._drop(name)
+        await self._drop(name)
         state["next_retry"] = ticks_add(now, self.max_ms)
         log.error(_SRC, "%s refuses associations (%s); holding its queue, next try in %d ms" % (
             name, message, self.max_ms))
@@ -144,23 +189,44 @@ class Forwarder:
         state["next_retry"] = None
         self.spool.mark_dead(eid, name, reason)
 
+    # ---- sessions -----------------------------------------------------------------------------
+
     def session(self, name):
         """The destination's session, opened on first use and kept while it is in use."""
         session = self._sessions.get(name)
         if session is None:
             session = self.factory(name)
+            # A long C-STORE is progress, PDU by PDU: the worker must not look stuck meanwhile.
+            session.on_progress = self._beats.get(name)
             self._sessions[name] = session
         return session
 
-    def _drop(self, name):
+    def _lock(self, name):
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = aio.Lock()
+        return lock
+
+    def _wake_event(self, name):
+        event = self._wake.get(name)
+        if event is None:
+            event = self._wake[name] = aio.Event()
+        return event
+
+    async def _release_if_idle(self, name):
+        session = self._sessions.get(name)
+        if session is not None and session.idle_expired():
+            async with self._lock(name):
+                await self._drop(name)
+
+    async def _drop(self, name):
         session = self._sessions.pop(name, None)
         if session is not None:
             try:
-                session.release()
+                await session.release()
             except (OSError, ModgateError) as exc:
                 log.debug(_SRC, "%s: release failed: %s" % (name, exc))
 
-    def _release_idle(self):
-        for name in list(self._sessions):
-            if name not in self.spool.destinations or self._sessions[name].idle_expired():
-                self._drop(name)
+
+def _always():
+    return True

@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="also give the board a frame UART: a pty pair, the modality's end printed as frames_serial",
     )
+    p.add_argument(
+        "--link-down",
+        action="store_true",
+        help="boot with the network cable pulled (remove STATE/link-down to plug it in)",
+    )
     p.add_argument("--verbose", action="store_true", help="echo the device log on stderr")
     p.set_defaults(func=run)
 
@@ -47,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         log_echo=sys.stderr if args.verbose else None,
         frames_serial=args.frames_serial,
     )
+    if args.link_down:
+        emu.set_link(False)
     stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -63,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
             code = emu.wait()
             if stopping:
                 return 0
-            if code != REBOOT_EXIT_CODE:
+            if emu.reset_by_watchdog:
+                print("modgate emulate: the watchdog reset the board (it was not fed); booting again",
+                      file=sys.stderr)
+            elif code != REBOOT_EXIT_CODE:
                 print(f"modgate emulate: firmware exited with {code}; see {emu.log_path}", file=sys.stderr)
                 return 1
     except (EmulatorError, RuntimeUnavailable) as exc:

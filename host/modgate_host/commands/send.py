@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from modgate_host.runtimes import RUNTIMES, RuntimeUnavailable, firmware_process
@@ -66,5 +67,10 @@ def run(args: argparse.Namespace) -> int:
     job_argv = job_args(args)
     if args.max_objects:
         job_argv += ["--max-objects", str(args.max_objects)]
-    job_argv += [args.host, str(args.port), *(str(f) for f in args.files)]
-    return run_job(args.runtime, "send", job_argv, args.heap)
+    # The names go over in a list file the device reads one line at a time: as arguments, 200
+    # paths would cost the device ~13 KB of heap before it sent anything.
+    with tempfile.NamedTemporaryFile("w", prefix="modgate-send-", suffix=".txt") as listing:
+        listing.write("".join(f"{Path(f).absolute()}\n" for f in args.files))
+        listing.flush()
+        job_argv += ["--files-from", listing.name, args.host, str(args.port)]
+        return run_job(args.runtime, "send", job_argv, args.heap)

@@ -1,0 +1,119 @@
+"""The event loop's facilities the device core needs, the same on CPython and MicroPython.
+
+Both runtimes have `asyncio`, but they differ where it matters here: MicroPython sleeps and times
+out in milliseconds (`sleep_ms`, `wait_for_ms`) and waits on a stream through its scheduler's
+poll queue; CPython works in seconds and waits on a file descriptor with `add_reader`. This
+module hides the difference: `readable`/`writable` suspend the calling task until a socket, tty
+or UART is ready (or a timeout passes) while every other task goes on. Only one task may wait on
+one stream in one direction at a time (MicroPython's I/O queue holds one waiter per direction).
+"""
+
+import asyncio
+
+CancelledError = asyncio.CancelledError
+TimeoutError = asyncio.TimeoutError
+create_task = asyncio.create_task
+run = asyncio.run
+
+
+# MicroPython's asyncio loads its event and lock modules on first use (~1.6 KB of heap on
+# x86-64): only the device core needs them, not a job like `send`.
+def Event():  # noqa: N802 - stands for the class
+    return asyncio.Event()
+
+
+def Lock():  # noqa: N802 - stands for the class
+    return asyncio.Lock()
+
+try:
+    from asyncio import core as _core  # MicroPython: the scheduler and its I/O queue
+
+    _io_queue = _core._io_queue
+except ImportError:  # pragma: no cover - CPython
+    _io_queue = None
+
+if hasattr(asyncio, "sleep_ms"):
+    sleep_ms = asyncio.sleep_ms
+    wait_for_ms = asyncio.wait_for_ms
+else:  # pragma: no cover - CPython
+
+    def sleep_ms(ms):
+        return asyncio.sleep(ms / 1000)
+
+    def wait_for_ms(awaitable, ms):
+        return asyncio.wait_for(awaitable, ms / 1000)
+
+
+def _queued(stream, write):
+    # A generator the scheduler runs as a task: it parks that task on the I/O queue until poll
+    # reports the stream ready (MicroPython's asyncio streams wait the same way).
+    if write:
+        yield _io_queue.queue_write(stream)
+    else:
+        yield _io_queue.queue_read(stream)
+
+
+async def _ready_mp(stream, write, timeout_ms):
+    if timeout_ms is None:
+        await _queued(stream, write)
+        return True
+    try:
+        await asyncio.wait_for_ms(_queued(stream, write), timeout_ms)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def _ready_cpython(stream, write, timeout_ms):  # pragma: no cover - CPython
+    loop = asyncio.get_running_loop()
+    fd = stream if isinstance(stream, int) else stream.fileno()
+    ready = loop.create_future()
+
+    def done():
+        if not ready.done():
+            ready.set_result(True)
+
+    try:
+        if write:
+            loop.add_writer(fd, done)
+        else:
+            loop.add_reader(fd, done)
+    except PermissionError:
+        return True  # a regular file (stdin from /dev/null): epoll refuses it, and it never blocks
+    try:
+        if timeout_ms is None:
+            await ready
+        else:
+            await asyncio.wait_for(ready, timeout_ms / 1000)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        if write:
+            loop.remove_writer(fd)
+        else:
+            loop.remove_reader(fd)
+
+
+_ready = _ready_mp if _io_queue is not None else _ready_cpython
+
+
+def readable(stream, timeout_ms=None):
+    """Await until `stream` has input (or an error/hang-up); False when `timeout_ms` passed."""
+    return _ready(stream, False, timeout_ms)
+
+
+def writable(stream, timeout_ms=None):
+    """Await until `stream` accepts output; False when `timeout_ms` passed."""
+    return _ready(stream, True, timeout_ms)
+
+
+async def wait_event(event, timeout_ms):
+    """Await `event` for at most `timeout_ms`; True when it was set."""
+    if event.is_set():
+        return True
+    try:
+        await wait_for_ms(event.wait(), timeout_ms)
+    except asyncio.TimeoutError:
+        return False
+    return True
