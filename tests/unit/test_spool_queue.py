@@ -229,6 +229,33 @@ class TestOpenObjects(SpoolTest):
         self.assertEqual(self.reboot().open_objects()[0].open_meta, {"n": 2})
 
 
+class TestTags(SpoolTest):
+    def tag(self, key, n):
+        inc = self.spool.begin()
+        return self.spool.commit(inc, "u%d" % n, {}, tag={"key": key, "n": n})
+
+    def test_the_newest_tag_of_a_key_survives_a_restart(self):
+        for n in range(5):
+            self.tag("frame:tcp:10.0.0.1", n)
+        self.tag("series:7", 9)
+        want = ({"key": "frame:tcp:10.0.0.1", "n": 4}, "u4")
+        self.assertEqual(self.spool.tagged("frame:tcp:10.0.0.1"), want)
+        spool = self.reboot()
+        self.assertEqual(spool.tagged("frame:tcp:10.0.0.1")[1], "u4")
+        self.assertEqual(spool.tagged("series:7")[1], "u9")
+        self.assertIsNone(spool.tagged("frame:tcp:10.0.0.2"))
+
+    def test_only_the_keys_tagged_last_are_kept(self):
+        from modgate.spool.queue import TAGS_KEPT
+
+        for n in range(TAGS_KEPT + 4):
+            self.tag("k%d" % n, n)
+        for spool in (self.spool, self.reboot()):
+            self.assertIsNone(spool.tagged("k3"))
+            self.assertEqual(spool.tagged("k4")[1], "u4")
+            self.assertEqual(spool.tagged("k%d" % (TAGS_KEPT + 3))[1], "u%d" % (TAGS_KEPT + 3))
+
+
 class TestBadInputToRecovery(SpoolTest):
     def log_of(self, eid):
         return fs.join(self.root, "q/%010d.m" % eid)

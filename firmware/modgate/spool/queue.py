@@ -36,7 +36,7 @@ ENTRY_OVERHEAD = 512
 # entries): below this the medium is fuller than the budget assumed, and sources must wait.
 FREE_MARGIN = 4 * ENTRY_OVERHEAD
 BUSY_RETRY_MS = 1000  # the retry-after hint of a BUSY answer (docs/frame-protocol.md)
-TAGS_KEPT = 16  # newest commit tags remembered (see commit() and tagged())
+TAGS_KEPT = 16  # keys whose newest commit tag is remembered (see commit() and tagged())
 # The configuration keys the spool reads (modgate.config: the schema holds their defaults).
 SETTINGS = ("spool_budget_bytes", "spool_high_pct", "spool_low_pct", "spool_max_items",
             "dead_max_items", "dead_policy", "routing")
@@ -77,7 +77,7 @@ class Spool:
         self._refusing = False
         self._short = False
         self._routes = {}
-        self._tags = []  # [key, tag, uid] of the newest tagged commits, oldest first
+        self._tags = {}  # key -> [entry id, tag, uid] of the newest commit tagged with it
 
     def configure(self, settings):
         """Apply a settings view (at boot and at `config save`); the config validated it."""
@@ -103,7 +103,7 @@ class Spool:
         self._active = {}
         self._recovered_open = []
         self._unreadable = {}
-        self._tags = []
+        self._tags = {}
         dropped = self._recover_incoming()
         # One pass with no per-file sets (RAM stays flat); deletions wait until the scan ends.
         doomed = []
@@ -133,8 +133,6 @@ class Spool:
                 log.error(_SRC, "entry %d delivered but not deleted: %s" % (eid, exc))
         dropped += len(doomed) + len(finished)
         self._entries.sort(key=_entry_id)
-        self._tags.sort(key=_entry_id)
-        self._tags = [t[1:] for t in self._tags[-TAGS_KEPT:]]
         self._next_id = top + 1
         self._tidy_routes()
         log.info(_SRC, "recovered %d queued (%d bytes), %d open, %d dead, removed %d leftovers" % (
@@ -219,7 +217,7 @@ class Spool:
         size = incoming.size_of(self._data_path(eid))
         tag = header.get("tag")
         if isinstance(tag, dict) and isinstance(tag.get("key"), str):
-            self._tags.append([eid, tag["key"], tag, header.get("uid")])  # sorted and cut after the scan
+            self._remember(eid, tag, header.get("uid"))
         entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed), done or None,
                  dead or None]
         if self._complete(entry):
@@ -275,12 +273,24 @@ class Spool:
             inc.noted = True
 
     def tagged(self, key):
-        """(tag, SOP Instance UID) of the newest commit tagged `key` in this boot or found by
-        recover() (of the last TAGS_KEPT tagged commits), or None."""
-        for i in range(len(self._tags) - 1, -1, -1):
-            if self._tags[i][0] == key:
-                return self._tags[i][1], self._tags[i][2]
-        return None
+        """(tag, SOP Instance UID) of the newest commit tagged `key` (committed in this boot or
+        found by recover(); the TAGS_KEPT keys tagged last), or None."""
+        found = self._tags.get(key)
+        return None if found is None else (found[1], found[2])
+
+    def _remember(self, eid, tag, uid):
+        # One tag per key, the newest: a few dozen bytes per source, not per entry.
+        key = tag["key"]
+        known = self._tags.get(key)
+        if known is not None and known[0] > eid:
+            return
+        self._tags[key] = [eid, tag, uid]
+        if len(self._tags) > TAGS_KEPT:
+            oldest = None
+            for k in self._tags:
+                if oldest is None or self._tags[k][0] < self._tags[oldest][0]:
+                    oldest = k
+            del self._tags[oldest]
 
     def open_objects(self):
         """Open objects found by recover() and not yet committed or aborted (see docs/spool.md)."""
@@ -331,9 +341,7 @@ class Spool:
         self._entries.append([eid, size, born, self.ticks(), self._route_tuple(routed), None, None])
         self._bytes += size + ENTRY_OVERHEAD
         if tag is not None:
-            self._tags.append([tag["key"], tag, sop_instance_uid])
-            if len(self._tags) > TAGS_KEPT:
-                self._tags.pop(0)
+            self._remember(eid, tag, sop_instance_uid)
         if not routed:
             log.warn(_SRC, "entry %d (%s) matches no destination; kept until one is added" % (
                 eid, sop_instance_uid))
