@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 NETNS := tools/netns
 PYTEST_ARGS ?=
 
-.PHONY: setup lint test test-python test-micropython demo bench clean
+.PHONY: setup lint test test-python test-micropython demo bench dist clean
 
 setup:
 	@bash tools/setup.sh
@@ -24,7 +24,7 @@ test-micropython: setup
 	$(NETNS) $(PY) tools/mptest.py
 
 test: lint test-python test-micropython
-	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm; devices: firmware images (MicroPython 1.25.0, firmware frozen) x86-64 and armhf under qemu-arm"
+	@echo "runtimes exercised: cpython (unit, host, e2e drivers), micropython x86-64 $$($(VENV)/bin/micropython -c 'import sys; print(sys.version)'), armhf $$(cat .toolchain/sysroot-armhf.stamp) under qemu-arm; devices: firmware images (MicroPython 1.25.0, firmware frozen) x86-64, armhf under qemu-arm, bare-metal Cortex-M3 (qemu port) under qemu-system-arm"
 
 demo: setup
 	$(NETNS) $(PY) tools/demo.py $(if $(PACS),--pacs $(PACS)) $(if $(BOARD),--board $(BOARD))
@@ -36,5 +36,9 @@ bench: setup
 	$(NETNS) $(PY) tools/bench_send.py
 	$(NETNS) $(PY) tools/bench_ingest.py --stage archive
 
+# The host's wheel and sdist, firmware, boards, docs and image tools inside (README, "Installing").
+dist: setup
+	$(PY) -m build --no-isolation --outdir dist .
+
 clean:
-	rm -rf out build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf out build dist .pytest_cache .mypy_cache .ruff_cache

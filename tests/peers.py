@@ -328,6 +328,86 @@ class HostilePeer:
         return False
 
 
+class SlowArchive(HostilePeer):
+    """A storage SCP that reads at `rate` bytes/s (a slow WAN link, a busy archive), answers every
+    C-STORE with success, and A-RELEASE with A-RELEASE-RP. `stall_first` connections stop reading
+    after their first P-DATA-TF and hold the socket open for `stall_s` (a peer that stops reading
+    mid-PDU). `received_bytes` and `stored` (SOP Instance UIDs are not parsed: message IDs) let a
+    test watch it; `rcvbuf` keeps the kernel from absorbing megabytes on its behalf."""
+
+    def __init__(self, rate: float | None = None, stall_first: int = 0, stall_s: float = 0.0,
+                 rcvbuf: int | None = None) -> None:
+        self.rate = rate
+        self.stall_left = stall_first
+        self.stall_s = stall_s
+        self.received_bytes = 0
+        self.stored: list[int] = []
+        self.stalls = 0
+        super().__init__(self._session)
+        if rcvbuf:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+
+    def _serve(self) -> None:
+        # One thread per association: a retry must get through while a stalled one is held.
+        while not self.stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self._session(conn, self)
+            except Exception as exc:  # recorded for the test to assert on
+                self.errors.append(exc)
+
+    def _session(self, conn: socket.socket, peer: HostilePeer) -> None:
+        pdu_type, rq = read_pdu(conn)
+        if pdu_type != 1:
+            return
+        conn.sendall(associate_ac(rq))
+        stall = self.stall_left > 0
+        self.stall_left -= 1 if stall else 0
+        message = (0, 0)
+        while not self.stop.is_set():
+            pdu_type, body = read_pdu(conn, 30)
+            self.received_bytes += len(body) + 6
+            if stall and pdu_type == 4:
+                self.stalls += 1
+                self.stop.wait(self.stall_s)  # not reading: the device's sends must time out
+                return
+            if self.rate:
+                time.sleep((len(body) + 6) / self.rate)
+            if pdu_type == 5:
+                conn.sendall(pdu_bytes(6, bytes(4)))
+                return
+            if pdu_type != 4:
+                return
+            offset = 0
+            while offset + 6 <= len(body):
+                length, context_id, control = struct.unpack_from(">LBB", body, offset)
+                value = body[offset + 6:offset + 4 + length]
+                if control & 1:
+                    message = (_message_id(value), context_id)
+                elif control & 2:
+                    self.stored.append(message[0])
+                    conn.sendall(store_rsp(message[0], message[1], 0))
+                offset += 4 + length
+
+
+def _message_id(command: bytes) -> int:
+    """Message ID (0000,0110) of an Implicit VR LE command set."""
+    offset = 0
+    while offset + 8 <= len(command):
+        group, elem, length = struct.unpack_from("<HHL", command, offset)
+        if (group, elem) == (0, 0x0110):
+            return int(struct.unpack_from("<H", command, offset + 8)[0])
+        offset += 8 + length
+    return 0
+
+
 # -- test inputs and the device under test ------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host import image, runtimes  # noqa: E402
+from modgate_host import image  # noqa: E402
 from modgate_host.build import (  # noqa: E402
     FOOTPRINT_TARGET_BYTES,
     LAYERS,
@@ -32,7 +32,7 @@ from modgate_host.build import (  # noqa: E402
     load_board,
 )
 
-DOCS = runtimes.REPO / "docs" / "benchmarks.md"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 EMULATED = {board: runtime for runtime, board in image.BOARD_OF_RUNTIME.items()}
 READY_TIMEOUT_S = 60.0
 IDLE_HEAP_TARGET = 24 * 1024

@@ -81,7 +81,8 @@ def association_bytes(files: list[Path], max_pdu: int) -> bytes:
     return bytes(out)
 
 
-def one_round(port: int, files: list[Path]) -> float:
+def ceiling_seconds(port: int, files: list[Path]) -> float:
+    """Seconds the receiver needs for `files` when sending costs nothing (one association)."""
     sock, peer_max = associate(port)
     blob = association_bytes(files, peer_max or 16384)
     release = struct.pack(">BBL", 5, 0, 4) + bytes(4)
@@ -119,7 +120,7 @@ def main() -> int:
         files = [make_sc(folder / f"{i:04d}.dcm", 2048, 2048, seed=i) for i in range(args.large)]
     megabytes = sum(f.stat().st_size for f in files) / 1e6
     with dcmtk_storescp(["--ignore"]) as peer:
-        times = [one_round(peer.port, files) for _ in range(args.rounds)]
+        times = [ceiling_seconds(peer.port, files) for _ in range(args.rounds)]
     median = statistics.median(times)
     print(f"receiver ceiling, {len(files)} x 8 MB into dcmtk storescp --ignore: {median:.3f} s median "
           f"({min(times):.3f}-{max(times):.3f}), {megabytes / median:.0f} MB/s")

@@ -6,38 +6,20 @@
 # ("flash"), so the GC heap holds only data. The board's data (board.json) gives the mpy-cross
 # architecture and the cross compiler (`image_cross_compile`, empty for the host's own).
 # Writes OUT/micropython. Needs gcc, make and, for armhf, gcc-arm-linux-gnueabihf (make setup).
+# Runs from the checkout's tools/ or from an installed host's share/tools/ (the folder above holds
+# firmware/ and boards/ either way); the MicroPython source is fetched into MODGATE_TOOLCHAIN
+# (the checkout's .toolchain/, or the user cache of an installed host: runtimes.py decides).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 board="$1"; out="$2"
-. tools/versions.env
-. tools/private_apt.sh
-TOOLCHAIN="$PWD/.toolchain"
-src="$TOOLCHAIN/micropython-src-$MP_DEBIAN_VERSION"
-if [ ! -f "$src/py/mpconfig.h" ]; then
-  echo "build_frozen: fetching the MicroPython $MP_DEBIAN_VERSION source from Debian $MP_DEBIAN_SUITE" >&2
-  apt_dir="$TOOLCHAIN/apt-src"
-  mkdir -p "$apt_dir/download"
-  private_apt "$apt_dir" deb-src
-  (cd "$apt_dir/download" && rm -f ./* &&
-     apt-get "${APT_PRIVATE[@]}" source --download-only "micropython=$MP_DEBIAN_VERSION+ds-1" >/dev/null 2>&1)
-  rm -rf "$src.tmp" && mkdir -p "$src.tmp"
-  tar -xf "$apt_dir"/download/micropython_*.orig.tar.* -C "$src.tmp" --strip-components=1
-  # Debian strips the submodules; the build only checks that micropython-lib is there, and our
-  # manifest needs nothing from it.
-  touch "$src.tmp/lib/micropython-lib/README.md"
-  rm -rf "$src" && mv "$src.tmp" "$src"
-fi
+. tools/image_build_lib.sh
 
-board_field() { python3 -c "import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2]) or '')" \
-  "boards/$board/board.json" "$1"; }
 arch="$(board_field mpy_cross_arch)"
 cross="$(board_field image_cross_compile)"
 [ -n "$arch" ] || { echo "build_frozen: boards/$board/board.json has no mpy_cross_arch" >&2; exit 2; }
 
 mkdir -p "$out"
-# The board's data goes in with its code: an image has no board folder to read board.json from.
-python3 -c "import json,sys; print('DATA = ' + repr(json.load(open(sys.argv[1]))))" \
-  "boards/$board/board.json" > "$out/board_data.py"
+board_data "$out"
 # The entry point: MicroPython's `-m` searches the current folder before the frozen modules, so a
 # job started inside firmware/ would load the sources into the heap. This runs main.py frozen only.
 printf '%s\n' 'import sys' '' 'if "" in sys.path:' '    sys.path.remove("")' 'import main  # noqa: E402,F401' \
@@ -53,10 +35,12 @@ module("main.py", base_path="$PWD/firmware")
 module("board.py", base_path="$PWD/boards/$board")
 EOF
 make -s -C "$src/mpy-cross" -j2 >&2
-# No btree, ssl or ffi: the firmware uses none of them, and they would need more cross libraries.
+# The image's MicroPython features, one make variable each: the one place to turn one on (TLS
+# needs MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1 and, for armhf, mbedTLS for the cross compiler).
+# Now no btree, ssl or ffi: the firmware uses none of them, and they would need more cross libraries.
+features=(MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 MICROPY_PY_FFI=0)
 make -s -C "$src/ports/unix" -j2 VARIANT=standard BUILD="build-$board" CROSS_COMPILE="$cross" \
-  MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 MICROPY_PY_FFI=0 \
-  FROZEN_MANIFEST="$manifest" MPY_CROSS_FLAGS="-march=$arch" >&2
+  "${features[@]}" FROZEN_MANIFEST="$manifest" MPY_CROSS_FLAGS="-march=$arch" >&2
 cp "$src/ports/unix/build-$board/micropython" "$out/micropython.tmp"
 mv "$out/micropython.tmp" "$out/micropython"
 echo "$out/micropython"

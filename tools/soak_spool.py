@@ -28,7 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-from modgate_host.runtimes import FIRMWARE, REPO, environment, interpreter  # noqa: E402
+from modgate_host.runtimes import environment, interpreter  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+FIRMWARE = REPO / "firmware"
 
 DRIVER = REPO / "tests" / "spool_crash_driver.py"
 sys.path.insert(0, str(FIRMWARE))

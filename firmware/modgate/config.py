@@ -49,7 +49,7 @@ SCHEMA = (
     ("institution_name", "text", "", 64, _P, "Institution Name (0008,0080), LO"),
     ("ae_title", "aet", "MODGATE", 16, _P, "Our AE title as calling SCU"),
     ("uid_root", "uid_root", "2.25", UID_ROOT_MAX, _P, "UID root for generated UIDs (2.25 = UUID-derived)"),
-    ("max_pdu", "int", 16384, (4096, 131072), _P, "Max PDU length we receive, bytes (PS3.8 D.1)"),
+    ("max_pdu", "int", 4096, (4096, 131072), _P, "Max PDU length we receive, bytes (PS3.8 D.1)"),
     ("connect_timeout_ms", "int", 5000, (100, 600000), _P, "TCP connect timeout"),
     ("acse_timeout_ms", "int", 10000, (100, 600000), _P, "Association accept/release timeout"),
     ("dimse_timeout_ms", "int", 30000, (100, 3600000), _P, "DIMSE response timeout"),

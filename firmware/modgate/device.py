@@ -18,6 +18,7 @@ from modgate.spool.queue import Spool
 
 BOOT_COUNT_FILE = "boot_count"
 SERIAL_FILE = "serial"
+RESET_CAUSE_FILE = "reset_cause"
 TASK_BOUND_SLACK_MS = 5000
 class Device:
     def __init__(self, ports):
@@ -31,10 +32,12 @@ class Device:
         # One PDU buffer per destination, each kept for the device's life once taken (a session
         # comes and goes; a fresh 4-16 KB block is hard to find in a fragmented heap).
         self.pdu_buffers = {}
+        self.reserve_buffers()
         self.online = False  # the network link has an address (the core's network task says)
         self.supervisor = None  # the core's task table, for status
         self.on_destinations_changed = None  # the core restarts the delivery workers
         self.boot_count = uids.next_boot_count(fs.join(self.state_dir, BOOT_COUNT_FILE))
+        self.last_reset = self._take_reset_cause()
         self.serial = self.config.get("device_serial") or _board_serial(ports, self.state_dir)
         self.uid_gen = self._uid_generator()
         self.contexts = Contexts(self)
@@ -47,7 +50,8 @@ class Device:
         self.feed_watchdog()
         self.spool.recover()
         self.feed_watchdog()
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
+                                   settle=self.settle_heap)
         self.acquirer = Acquirer(
             self.spool, self.uid_gen, self.contexts, self.config.settings(Acquirer.SETTINGS)
         )
@@ -56,6 +60,41 @@ class Device:
         self.reboot_requested = False
         self.heap_free_min = -1
         self.out_of_memory = 0
+
+    def _take_reset_cause(self):
+        """Why the previous boot ended, when the device itself knew (a stuck task left it there
+        before the watchdog reset the board): logged once, shown by status, then forgotten."""
+        path = fs.join(self.state_dir, RESET_CAUSE_FILE)
+        try:
+            cause = fs.read_bytes(path).decode().strip()
+        except (OSError, ValueError):
+            return None
+        fs.remove(path)
+        log.warn("app", "the previous boot ended in a watchdog reset: " + cause)
+        return cause
+
+    def note_reset_cause(self, line):
+        """The supervisor saw a stuck task and lets the watchdog fire: keep why, on flash."""
+        try:
+            fs.write_atomic(fs.join(self.state_dir, RESET_CAUSE_FILE), line.encode())
+        except OSError:
+            pass  # a full or failing flash: the log line is all there is
+
+    def reserve_buffers(self):
+        """A PDU buffer for each destination, taken while the heap is still one block (at boot,
+        before any frame link has its receive buffer), and kept: sessions come and go on them."""
+        from modgate.net import receive_buffer
+
+        size = self.config.get("max_pdu")
+        for name in self._destination_names():
+            buf = self.pdu_buffers.get(name)
+            if buf is None or len(buf) < size:
+                gc.collect()
+                try:
+                    self.pdu_buffers[name] = receive_buffer(size)
+                except MemoryError:
+                    log.error("app", "no %d-byte block left for %s's PDU buffer: its deliveries wait; reboot "
+                              "to take it at boot" % (size, name))
 
     def feed_watchdog(self):
         """Between long boot steps (recovery), before the supervisor feeds it."""
@@ -75,7 +114,8 @@ class Device:
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self.config.settings(Acquirer.SETTINGS)
         self.spool.configure(self.config.settings(Spool.SETTINGS))
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online)
+        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
+                                   settle=self.settle_heap)
         self._destinations_changed()
 
     def _uid_generator(self, sequence=0):
@@ -158,6 +198,7 @@ class Device:
             "clock_set": clock.is_set(),
             "time": _iso(clock.now()),
             "boot_count": self.boot_count,
+            "last_reset": self.last_reset,
             "objects_committed": self.acquirer.objects_committed,
             "frames_acked": self.acquirer.frames_acked,
             "open_series": len(self.acquirer.open_series),
@@ -168,6 +209,12 @@ class Device:
         if self.supervisor is not None:
             out.update(self.supervisor.status())
         return out
+
+    def settle_heap(self):
+        """After a delivery: free its temporaries now (a fragmented heap fails the next large
+        block) and note the least free heap seen, for status."""
+        gc.collect()
+        self.note_heap()
 
     def note_heap(self):
         """Called by the loop right after it collects garbage (at ready, after each delivery,
@@ -215,6 +262,7 @@ class Device:
         self.spool.set_destinations(names, self.config.get("routing"))
         for gone in [n for n in self.pdu_buffers if n not in names]:
             del self.pdu_buffers[gone]
+        self.reserve_buffers()
         if self.on_destinations_changed is not None:
             self.on_destinations_changed()
 

@@ -25,10 +25,11 @@ _FROZEN = 3
 
 
 class Supervisor:
-    def __init__(self, watchdog=None, feed_ms=1000, on_memory_error=None):
+    def __init__(self, watchdog=None, feed_ms=1000, on_memory_error=None, on_stuck=None):
         self.watchdog = watchdog
         self.feed_ms = feed_ms
         self.on_memory_error = on_memory_error
+        self.on_stuck = on_stuck  # (line) -> None: keeps the cause where the next boot finds it
         self.tasks = {}  # name -> [asyncio task, last beat (ticks), bound ms, frozen]
         self.stall_max_ms = 0
         self.stall_max_at = None  # name of the task that ran just before the longest stall
@@ -125,8 +126,10 @@ class Supervisor:
             if age > entry[_BOUND]:
                 if self.stuck is None:
                     self.stuck = name
-                    log.error("app", "task %s made no progress for %d ms (bound %d ms): not feeding the "
-                              "watchdog, so it resets the board" % (name, age, entry[_BOUND]))
+                    line = "task %s made no progress for %d ms (bound %d ms)" % (name, age, entry[_BOUND])
+                    log.error("app", line + ": not feeding the watchdog, so it resets the board")
+                    if self.on_stuck is not None:
+                        self.on_stuck(line)
                 return name
         return None
 

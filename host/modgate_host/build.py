@@ -1,8 +1,16 @@
-"""Build the device tree for a board: firmware/modgate/** and the board module compiled to .mpy
-with mpy-cross for the board's architecture, plus main.py and board.json, and a footprint report.
+"""Build what a board runs: its firmware image with the code frozen in (the board's manifest and
+its MicroPython port's own make), the settings deploy writes beside it, and the footprint.
+
+A board runs the firmware frozen into its MicroPython image, bytecode in flash, so the GC heap
+holds only data (the heap budgets are measured that way). Its file system gets data only.
 
 Layout of build/<board>/:
-  device/          exactly what goes on the board's file system root (deploy copies it)
+  recipe.txt       how the board's port builds its image: the make line with FROZEN_MANIFEST
+  firmware.elf     that image, for a board whose port builds here (bare-metal qemu boards)
+  settings/        what `modgate deploy` writes to the board's file system: board data, no code
+  mpy/             the firmware and board modules compiled by mpy-cross for the board's
+                   architecture: the footprint's measure, and `deploy --with-code` for a board
+                   that runs a stock MicroPython image (its heap then holds the bytecode)
   footprint.json   bytes per module, per layer and in total
   footprint.txt    the same for people
 The root package.json (for MicroPython's `mip`) is generated from the same file list.
@@ -21,10 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, venv_tool
+from modgate_host.runtimes import BOARDS, CHECKOUT, FIRMWARE, SHARE, TOOLS, venv_tool
 
-BUILD = REPO / "build"
-PACKAGE_JSON = REPO / "package.json"
+# Output root of `modgate build`, relative to the folder it runs in.
+BUILD = Path("build")
+# mip's package.json lives at the root of the repository it is fetched from: checkout work only.
+PACKAGE_JSON = CHECKOUT / "package.json" if CHECKOUT is not None else None
 # Layers in the order of the firmware's shape (docs/architecture): the footprint report groups by them.
 LAYERS = ("dicom", "net", "spool", "ingest", "console", "port", "jobs", "core", "board")
 # The firmware proper: what the "core <= 64 KB" target counts (the board layer is per board).
@@ -88,9 +98,13 @@ class Footprint:
 @dataclass
 class BuildResult:
     board: dict[str, object]
-    device_dir: Path
-    files: list[str]  # device paths, relative to the board's file-system root
+    mpy_dir: Path
+    files: list[str]  # device paths of the .mpy tree, relative to the board's file-system root
     footprint: Footprint
+    settings_dir: Path
+    settings: list[str]  # device paths of what deploy writes, relative to the file-system root
+    recipe: str
+    image: Path | None = None
 
 
 def layer_of(device_path: str) -> str:
@@ -153,12 +167,61 @@ def compile_module(src: Path, dest: Path, device_path: str, arch: str) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         why = proc.stderr.strip() or proc.stdout.strip()
-        name = src.relative_to(REPO) if src.is_relative_to(REPO) else src
+        name = src.relative_to(SHARE) if src.is_relative_to(SHARE) else src
         raise BuildError(f"mpy-cross failed on {name}: {why}")
 
 
 def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
-    """Compile the firmware and the board module for `board_id` into out_root/<board>/device.
+    """Everything `board_id` runs, into out_root/<board>: the recipe (and, where its port builds
+    here, the image), the settings deploy writes, the .mpy tree and the footprint report."""
+    data = load_board(board_id)
+    board_dir = out_root / board_id
+    mpy_dir, files, footprint = build_mpy(board_id, board_dir / "mpy")
+    _write_atomic(board_dir / "footprint.json", json.dumps(footprint.as_json(), indent=2) + "\n")
+    _write_atomic(board_dir / "footprint.txt", footprint.as_text())
+    settings_dir = board_dir / "settings"
+    settings_dir.mkdir(exist_ok=True)
+    settings = settings_files(data)
+    for name in settings:
+        shutil.copyfile(BOARDS / board_id / name, settings_dir / name)
+    recipe = image_recipe(board_id, board_dir)
+    _write_atomic(board_dir / "recipe.txt", recipe + "\n")
+    elf = None
+    if data["kind"] == "qemu-system":
+        from modgate_host import image
+        from modgate_host.runtimes import RuntimeUnavailable
+
+        try:
+            built = image.image(board_id)
+        except RuntimeUnavailable as exc:
+            raise BuildUnavailable(str(exc)) from exc
+        elf = board_dir / built.name
+        shutil.copyfile(built, elf.with_suffix(".tmp"))
+        elf.with_suffix(".tmp").replace(elf)
+    return BuildResult(data, mpy_dir, files, footprint, settings_dir, settings, recipe, elf)
+
+
+def settings_files(data: dict[str, object]) -> list[str]:
+    """Board data deploy writes to the file-system root: board.json where the board module reads
+    it from there (the real boards); none where it is frozen into the image (bare-metal qemu)."""
+    return ["board.json"] if data["kind"] == "hardware" else []
+
+
+def image_recipe(board_id: str, board_dir: Path) -> str:
+    """The command that builds the board's image, code frozen in, in a MicroPython source tree."""
+    data = load_board(board_id)
+    manifest = (BOARDS / board_id / "manifest.py").absolute()
+    if data["kind"] == "hardware":
+        return f"{data['image_make']} FROZEN_MANIFEST={manifest}"
+    if data["kind"] == "qemu-system":
+        # tools/build_baremetal.sh runs the port's make with the board's port folder and manifest.
+        return f"bash {TOOLS / 'build_baremetal.sh'} {board_id} {board_dir.absolute()}"
+    # Emulators: the unix port, built by tools/build_frozen.sh (host/modgate_host/image.py).
+    return f"bash {TOOLS / 'build_frozen.sh'} {board_id} OUT"
+
+
+def build_mpy(board_id: str, mpy_dir: Path) -> tuple[Path, list[str], Footprint]:
+    """Compile the firmware and the board module for `board_id` into `mpy_dir`.
 
     The tree is built in a staging folder and swapped in whole, so two builds at once (parallel
     tests, an emulator starting while `modgate build` runs) never see a half-written tree, and an
@@ -166,7 +229,7 @@ def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
     """
     data = load_board(board_id)
     arch = str(data["mpy_cross_arch"])
-    board_dir = out_root / board_id
+    board_dir = mpy_dir.parent
     board_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=board_dir))
     staging.chmod(0o755)  # mkdtemp makes it private; the tree is read by emulators and mpremote
@@ -189,22 +252,20 @@ def build(board_id: str, out_root: Path = BUILD) -> BuildResult:
         footprint.modules["main.py"] = (staging / "main.py").stat().st_size
         shutil.copyfile(BOARDS / board_id / "board.json", staging / "board.json")
         files += ["main.py", "board.json"]
-        device = _swap_in(staging, board_dir)
+        tree = _swap_in(staging, mpy_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    _write_atomic(board_dir / "footprint.json", json.dumps(footprint.as_json(), indent=2) + "\n")
-    _write_atomic(board_dir / "footprint.txt", footprint.as_text())
-    return BuildResult(data, device, sorted(files), footprint)
+    return tree, sorted(files), footprint
 
 
 OLD_TREE_KEEP_S = 600.0
 
 
-def _swap_in(staging: Path, board_dir: Path) -> Path:
-    """Make `staging` the board's device tree. The previous tree is moved aside, not deleted, and
+def _swap_in(staging: Path, device: Path) -> Path:
+    """Make `staging` the tree at `device`. The previous tree is moved aside, not deleted, and
     trees set aside more than OLD_TREE_KEEP_S ago are removed (a running emulator imports lazily)."""
-    device = board_dir / "device"
+    board_dir = device.parent
     if device.exists():
         try:
             device.rename(board_dir / f".old-{time.time_ns()}-{os.getpid()}")
@@ -255,13 +316,15 @@ def published_firmware() -> list[str]:
     return sorted(line for line in proc.stdout.splitlines() if line.endswith(".py"))
 
 
-def write_package_json(path: Path = PACKAGE_JSON) -> Path:
+def write_package_json(path: Path | None = PACKAGE_JSON) -> Path:
+    if path is None:
+        raise BuildUnavailable("package.json belongs to the repository: run --mip in a checkout")
     path.write_text(json.dumps(package_json(), indent=2) + "\n")
     return path
 
 
 def build_if_stale(board_id: str, out_root: Path = BUILD) -> Path:
-    """The board's device tree, rebuilt only when a source or the board data changed since."""
+    """The board's .mpy tree, rebuilt only when a source or the board data changed since."""
     data = load_board(board_id)
     sources = [src for src, _ in firmware_sources() + board_sources(board_id, data)]
     sources += [FIRMWARE / "main.py", BOARDS / board_id / "board.json"]
@@ -269,10 +332,10 @@ def build_if_stale(board_id: str, out_root: Path = BUILD) -> Path:
     for src in sources:
         st = src.stat()
         digest.update(f"{src}:{st.st_mtime_ns}:{st.st_size}\n".encode())
-    device = out_root / board_id / "device"
+    tree = out_root / board_id / "mpy"
     stamp = out_root / board_id / "sources.sha256"
-    if device.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
-        return device
-    result = build(board_id, out_root)
+    if tree.exists() and stamp.exists() and stamp.read_text() == digest.hexdigest():
+        return tree
+    built, _, _ = build_mpy(board_id, tree)
     _write_atomic(stamp, digest.hexdigest())
-    return result.device_dir
+    return built

@@ -1,4 +1,5 @@
-"""Firmware images of the emulated boards: MicroPython's unix port with the firmware frozen in.
+"""Firmware images: MicroPython's unix port (the emulated boards) or a bare-metal port (qemu-mps2)
+with the firmware frozen in.
 
 A real board's image carries the firmware frozen: bytecode in flash, only module objects and data
 in the GC heap. The emulators run the same way, so their heap limit means what a board's does:
@@ -6,6 +7,8 @@ in the GC heap. The emulators run the same way, so their heap limit means what a
 board.json) with firmware/modgate, main.py, the board module and the board's data frozen in.
 Every device process on a MicroPython runtime (emulate, send, echo, encode, the demo, the
 end-to-end tests and the benchmarks) starts from here; firmware unit tests run the sources.
+Images live in TOOLCHAIN/images/<board>: the checkout's .toolchain/, or an installed host's user
+cache (runtimes.TOOLCHAIN).
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import subprocess
 from pathlib import Path
 
 from modgate_host.build import board_ids, load_board
-from modgate_host.runtimes import BOARDS, FIRMWARE, REPO, TOOLCHAIN, RuntimeUnavailable
+from modgate_host.runtimes import BOARDS, FIRMWARE, SHARE, TOOLCHAIN, TOOLS, RuntimeUnavailable
 
 IMAGES = TOOLCHAIN / "images"
-BUILD_SCRIPT = REPO / "tools" / "build_frozen.sh"
+BUILD_SCRIPT = TOOLS / "build_frozen.sh"
+# Bare-metal boards (kind "qemu-system") are built by their MicroPython port's own make.
+BAREMETAL_SCRIPT = TOOLS / "build_baremetal.sh"
+BAREMETAL_KIND = "qemu-system"
 # The emulated board whose image each MicroPython runtime runs, from board.json ("kind", "runtime").
 BOARD_OF_RUNTIME = {
     str(data["runtime"]): board
@@ -30,35 +36,49 @@ BOARD_OF_RUNTIME = {
 }
 
 
+def _baremetal(board_id: str) -> bool:
+    return load_board(board_id)["kind"] == BAREMETAL_KIND
+
+
 def _sources(board_id: str) -> list[Path]:
     """Every file whose content is in the image: a change to any of them rebuilds it."""
     files = sorted((FIRMWARE / "modgate").rglob("*.py"))
     files += [FIRMWARE / "main.py", BOARDS / board_id / "board.py", BOARDS / board_id / "board.json"]
-    files += [BUILD_SCRIPT, REPO / "tools" / "versions.env"]
+    if _baremetal(board_id):
+        port_board = BOARDS / board_id / str(load_board(board_id)["image_board_dir"])
+        files += [BOARDS / board_id / "manifest.py", *sorted(p for p in port_board.iterdir() if p.is_file())]
+        files += [BAREMETAL_SCRIPT]
+    else:
+        files += [BUILD_SCRIPT]
+    files += [TOOLS / "image_build_lib.sh", TOOLS / "versions.env"]
     return files
 
 
 def _digest(board_id: str) -> str:
     digest = hashlib.sha256()
     for path in _sources(board_id):
-        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
+        digest.update(path.relative_to(SHARE).as_posix().encode() + b"\0")
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def image(board_id: str) -> Path:
-    """The board's interpreter with the firmware frozen in, rebuilt when a source changed.
-    Concurrent callers (parallel tests, a demo beside a test run) wait for one build."""
+    """The board's firmware image (the unix port's interpreter, or a bare-metal board's
+    firmware.elf) with the firmware frozen in, rebuilt when a source changed. Concurrent callers
+    (parallel tests, a demo beside a test run) wait for one build."""
     out = IMAGES / board_id
     out.mkdir(parents=True, exist_ok=True)
-    executable, stamp = out / "micropython", out / "sources.sha256"
+    baremetal = _baremetal(board_id)
+    executable = out / ("firmware.elf" if baremetal else "micropython")
+    stamp = out / "sources.sha256"
     want = _digest(board_id)
     with open(out / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if executable.exists() and stamp.exists() and stamp.read_text() == want:
             return executable
-        proc = subprocess.run(["bash", str(BUILD_SCRIPT), board_id, str(out)], capture_output=True,
-                              text=True)
+        script = BAREMETAL_SCRIPT if baremetal else BUILD_SCRIPT
+        proc = subprocess.run(["bash", str(script), board_id, str(out)], capture_output=True,
+                              text=True, env={**os.environ, "MODGATE_TOOLCHAIN": str(TOOLCHAIN)})
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             raise RuntimeUnavailable(f"building the {board_id} firmware image failed:\n{tail}")

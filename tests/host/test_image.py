@@ -11,16 +11,17 @@ from modgate_host import image, runtimes
 
 @pytest.fixture
 def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the files an image is built from, standing in for the repository."""
+    """A copy of the files an image is built from, standing in for the package's share/."""
     root = tmp_path / "repo"
     shutil.copytree(runtimes.FIRMWARE, root / "firmware", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "boards").mkdir()
     for board in ("unix", "qemu-armhf"):
         shutil.copytree(runtimes.BOARDS / board, root / "boards" / board, symlinks=False)
     (root / "tools").mkdir()
-    for name in ("build_frozen.sh", "versions.env"):
-        shutil.copy(runtimes.REPO / "tools" / name, root / "tools" / name)
-    monkeypatch.setattr(image, "REPO", root)
+    for name in ("build_frozen.sh", "image_build_lib.sh", "versions.env"):
+        shutil.copy(runtimes.TOOLS / name, root / "tools" / name)
+    monkeypatch.setattr(image, "SHARE", root)
+    monkeypatch.setattr(image, "TOOLS", root / "tools")
     monkeypatch.setattr(image, "FIRMWARE", root / "firmware")
     monkeypatch.setattr(image, "BOARDS", root / "boards")
     monkeypatch.setattr(image, "BUILD_SCRIPT", root / "tools" / "build_frozen.sh")
@@ -31,7 +32,7 @@ def test_the_digest_follows_every_source_of_the_image(tree: Path) -> None:
     before = image._digest("unix")
     assert image._digest("unix") == before  # stable while nothing changes
     for changed in ("firmware/modgate/net/pdu.py", "firmware/main.py", "boards/unix/board.json",
-                    "tools/build_frozen.sh"):
+                    "tools/build_frozen.sh", "tools/image_build_lib.sh"):
         path = tree / changed
         original = path.read_bytes()
         path.write_bytes(original + b"\n")

@@ -196,7 +196,7 @@ class TestFile(unittest.TestCase):
         conf = Config(self.path).load()
         self.assertEqual(conf.get("ae_title"), "MODGATE")
         self.assertEqual(conf.get("frames_port"), 7001)
-        self.assertEqual(conf.get("max_pdu"), 16384)
+        self.assertEqual(conf.get("max_pdu"), config.default("max_pdu"))
         self.assertFalse(conf.has_pin())
 
     def test_reset_keeps_pin(self):

@@ -124,10 +124,17 @@ class Console:
     def _reply(self, reply, as_json, entry):
         if as_json:
             try:
-                text = json.dumps(reply)
-            except (TypeError, ValueError) as exc:
-                text = json.dumps(_error(reply.get("cmd", ""), "internal", "unencodable reply: " + str(exc)))
-            self._write(text + "\r\n")
+                # Streamed straight to a native stream (UART, stdout) on MicroPython: no
+                # reply-sized string is built, which a busy, fragmented heap may not hold.
+                json.dump(reply, self.stream)
+                self._write("\r\n")
+            except (OSError, TypeError):
+                try:
+                    text = json.dumps(reply)
+                except (TypeError, ValueError) as exc:
+                    reason = "unencodable reply: " + str(exc)
+                    text = json.dumps(_error(reply.get("cmd", ""), "internal", reason))
+                self._write(text + "\r\n")
             return
         from modgate.console import render
 

@@ -43,7 +43,14 @@ class TcpInput:
             log.warn("ingest", "refusing " + conn.peer + ": " + str(self.max_clients) + " sources connected")
             conn.close()
             return
-        link = FrameLink(conn, self.sink, "tcp:" + conn.peer, recent=self.recent, **self.link_options)
+        try:
+            link = FrameLink(conn, self.sink, "tcp:" + conn.peer, recent=self.recent, **self.link_options)
+        except MemoryError:
+            # No block for its receive buffer: refuse it now (the source reconnects and resends)
+            # rather than hold a connection nobody serves.
+            log.error("ingest", "refusing " + conn.peer + ": no memory for its receive buffer")
+            conn.close()
+            return
         self.links.append(link)
         log.info("ingest", "source connected: " + conn.peer)
         if self.spawn is not None:

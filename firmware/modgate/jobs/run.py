@@ -25,6 +25,7 @@ NET_POLL_DOWN_MS = 500
 NET_RESTART_MS = 30000  # a link down this long is brought up again from the start
 REBOOT_POLL_MS = 100
 SHUTDOWN_MS = 3000  # the orderly releases before a reboot may take this long, no more
+_NO_MEMORY_REPLY = b'{"ok": false, "cmd": "", "code": "internal", "error": "out of memory; try again"}\r\n'
 
 
 def main(argv):
@@ -35,27 +36,36 @@ def main(argv):
     gc.collect()
     from modgate.device import Device
 
+    _save_boot_options(ports, options)
     device = Device(ports)
-    _apply_boot_options(device, options)
     log.configure(level=device.config.get("log_level"))
     aio.run(Core(device, ports).run())
     ports["reboot"]()
     return 0
 
 
-def _apply_boot_options(device, options):
-    """`--config FILE` and `--dest AET@HOST:PORT` from the emulator: applied and saved at boot."""
+def _save_boot_options(ports, options):
+    """`--config FILE`, `--dest AET@HOST:PORT` and `--frames-port` from the emulator: saved
+    before the device is built, so that settings read at boot (the spool budget) apply too."""
+    from modgate.config import Config
+
     config_file = options.get("config")
+    dests = options.get("dest") or []
+    if isinstance(dests, str):
+        dests = [dests]
+    if not (config_file or dests or options.get("frames-port")):
+        return
+    board = ports.get("board") or {}
+    fs.makedirs(ports["state_dir"])
+    config = Config(fs.join(ports["state_dir"], "config.json"), board.get("config_defaults"))
+    config.load()
     if config_file:
         try:
             values = json.loads(fs.read_bytes(config_file))
         except (OSError, ValueError) as exc:
             raise ConfigError("cannot read --config " + config_file + ": " + str(exc))
         for key in values:
-            device.config.set(key, values[key])
-    dests = options.get("dest") or []
-    if isinstance(dests, str):
-        dests = [dests]
+            config.set(key, values[key])
     if dests:
         parsed = []
         for text in dests:
@@ -65,12 +75,10 @@ def _apply_boot_options(device, options):
                 parsed.append({"name": aet.lower(), "aet": aet, "host": host, "port": int(port)})
             except ValueError:
                 raise ConfigError("--dest wants AET@HOST:PORT, not " + repr(text))
-        device.config.set("destinations", parsed)
+        config.set("destinations", parsed)
     if options.get("frames-port"):
-        device.config.set("frames_port", options["frames-port"])
-    if config_file or dests or options.get("frames-port"):
-        device.config.save()
-        device.apply_config()
+        config.set("frames_port", options["frames-port"])
+    config.save()
 
 
 class Core:
@@ -85,7 +93,8 @@ class Core:
         watchdog = ports.get("watchdog")
         wd_ms = self.board.get("watchdog_ms") or 8000
         # Fed well inside the watchdog's period, so one late turn never resets a healthy board.
-        self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory)
+        self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory,
+                                     device.note_reset_cause)
         device.supervisor = self.supervisor
         device.on_destinations_changed = self._start_deliveries
         self.bound_ms = device.task_bound_ms()
@@ -242,6 +251,13 @@ class Core:
                     await self.console.feed(data)
                 except ModgateError as exc:
                     log.error("console", "line failed: " + str(exc))
+                except MemoryError:
+                    # The reply could not be built: answer with a line that needs no heap, so a
+                    # host waiting for one hears why, and go on reading.
+                    self.device.out_of_memory += 1
+                    self.ports["console_out"].write(_NO_MEMORY_REPLY)
+                    gc.collect()
+                    log.error("console", "out of memory while answering a line")
 
     def _start_filedrop(self):
         cfg = self.device.config

@@ -26,6 +26,7 @@ _EVENT_OF = {
     pdu.A_RELEASE_RP: "Evt13",
     pdu.A_ABORT: "Evt16",
 }
+NOT_ANSWERED = 0xFF  # a context the AC did not mention
 MIN_PEER_PDU = 256  # smaller cannot carry one C-STORE-RQ command set; PS3.8 D.1 sets no floor
 _ABORT_SEND_MS = 500  # an A-ABORT is best effort: a peer that will not read it is being dropped
 
@@ -46,8 +47,10 @@ class Association:
         self.mv = memoryview(buf)
         self.fsm = StateMachine(self)
         self.conn = None
-        self.accepted = {}  # (abstract syntax, transfer syntax) -> context ID
-        self.results = {}  # context ID -> result (PS3.8 Table 9-18)
+        # Result per context ID (PS3.8 Table 9-18), NOT_ANSWERED until the AC says: one small
+        # table instead of dicts keyed by syntax pairs (~1.5 KB per live association).
+        self.results = bytearray(b"\xff" * 256)
+        self.accepted = 0  # how many contexts the peer accepted
         self.peer_max = 0
         self.pdu_size = 0  # the largest PDU (header included) we send
         self.peer_implementation = ""
@@ -206,13 +209,11 @@ class Association:
     def AE_3(self, _):
         ac = self._ac
         self._ac = None
-        abstract_of = {}
-        for context_id, abstract, _ in self.contexts:
-            abstract_of[context_id] = abstract
-        for context_id, (result, syntax) in ac["contexts"].items():
+        for context_id, (result, _syntax) in ac["contexts"].items():
+            # One syntax proposed per context, so an accepted one is that syntax (_check_ac).
             self.results[context_id] = result
             if result == items.ACCEPTANCE:
-                self.accepted[(abstract_of[context_id], syntax)] = context_id
+                self.accepted += 1
         peer_max = ac["max_pdu"]
         self.peer_max = peer_max
         # We send PDUs as large as the peer receives (PS3.8 D.1): fewer PDUs, fewer headers for it
@@ -220,7 +221,7 @@ class Association:
         self.pdu_size = (peer_max or self.max_pdu) + pdu.HEADER
         self.peer_implementation = ac["implementation_uid"]
         log.info("net", "associated with %s: %d of %d contexts accepted, peer max PDU %d, sending %d"
-                 % (self.peer, len(self.accepted), len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
+                 % (self.peer, self.accepted, len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
         return 6
 
     def AE_4(self, _):

@@ -14,8 +14,8 @@ from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
 from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError
-from modgate.net import DEFAULT_MAX_PDU, aetitle, dimse, pdu, storage_classes
-from modgate.net.association import Association, buffer_size, pack_pdv_header
+from modgate.net import DEFAULT_MAX_PDU, aetitle, dimse, items, pdu, storage_classes
+from modgate.net.association import NOT_ANSWERED, Association, buffer_size, pack_pdv_header
 from modgate.port import aio, fs
 
 EXPLICIT_VR_LE = part10.EXPLICIT_VR_LE
@@ -228,21 +228,22 @@ class StoreSession:
         return assoc
 
     def _context_for(self, sop_class, syntaxes):
-        accepted = self.assoc.accepted
+        """(context ID, transfer syntax) accepted for `sop_class`, preferring `syntaxes` in order."""
+        results = self.assoc.results
         for ts in syntaxes:
-            context_id = accepted.get((sop_class, ts))
-            if context_id is not None:
-                return context_id, ts
+            for context_id, uid, offered in self.contexts:
+                if uid == sop_class and offered[0] == ts and results[context_id] == items.ACCEPTANCE:
+                    return context_id, ts
         if sop_class not in self.classes:
             raise DeliveryError("SOP class " + sop_class + " is not in the device's storage list", False)
-        results = []
+        lines = []
         for context_id, uid, offered in self.contexts:
             if uid == sop_class:
-                code = self.assoc.results.get(context_id)
-                results.append(offered[0] + ": " + ("not answered" if code is None else
-                                                    "result %d" % code))
+                code = results[context_id]
+                lines.append(offered[0] + ": " + ("not answered" if code == NOT_ANSWERED else
+                                                  "result %d" % code))
         raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
-                            + "; ".join(results) + ")", False)
+                            + "; ".join(lines) + ")", False)
 
     async def _propose(self, sop_class):
         """Add a SOP class the device does not make (a host tool sending any file, as storescu

@@ -57,10 +57,15 @@ async def _ready_mp(stream, write, timeout_ms):
     if timeout_ms is None:
         await _queued(stream, write)
         return True
+    waiter = asyncio.create_task(_queued(stream, write))
     try:
-        await asyncio.wait_for_ms(_queued(stream, write), timeout_ms)
+        await asyncio.wait_for_ms(waiter, timeout_ms)
     except asyncio.TimeoutError:
         return False
+    finally:
+        # Whatever ended the wait (a timeout, a cancel, no heap for wait_for's own task), the
+        # waiter must leave the I/O queue: it holds the stream's one slot for this direction.
+        waiter.cancel()
     return True
 
 

@@ -29,7 +29,7 @@ DEFAULT_POLICY = {
 
 
 class Forwarder:
-    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform, online=None):
+    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform, online=None, settle=None):
         self.spool = spool
         self.factory = session_factory
         merged = dict(DEFAULT_POLICY)
@@ -41,6 +41,7 @@ class Forwarder:
         self.jitter = float(merged["jitter"])
         self.rand = rand
         self.online = online or _always
+        self.settle = settle  # called after each attempt (the device collects and notes its heap)
         self._sessions = {}
         self._locks = {}
         self._wake = {}
@@ -67,6 +68,8 @@ class Forwarder:
                 await aio.wait_event(wake, wait)
                 continue
             await self.attempt(name)
+            if self.settle is not None:
+                self.settle()
         await self.close(name)
 
     def nudge(self, name=None):
@@ -140,8 +143,8 @@ class Forwarder:
             else:
                 await self._failed(name, state, eid, now, str(exc), exc.transient)
             return
-        except (ModgateError, OSError) as exc:
-            # Link timeouts, resets and the like: the network may come back.
+        except (ModgateError, OSError, MemoryError) as exc:
+            # Link timeouts, resets, no heap for a session: all may pass; the object is kept.
             end = ticks_ms() if live_clock else now
             await self._failed(name, state, eid, end, exc.__class__.__name__ + " " + str(exc), True)
             return

@@ -1,4 +1,5 @@
-"""`modgate build --board B`: the board's .mpy device tree and its footprint report.
+"""`modgate build --board B`: what the board runs (its image's recipe, the image itself where its
+port builds here, the settings deploy writes) and the footprint report of its .mpy tree.
 
 `--mip` (re)writes the root package.json that MicroPython's `mip` installs the firmware from.
 """
@@ -14,7 +15,7 @@ from modgate_host.build import BUILD, BuildError, BuildUnavailable, board_ids, b
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("build", help="compile the firmware for a board (.mpy tree + footprint)")
+    p = subparsers.add_parser("build", help="what a board runs: image recipe (or image), settings, footprint")
     p.add_argument("--board", choices=[*board_ids(), "all"], help="board id from boards/, or all")
     p.add_argument("--out", type=Path, default=BUILD, help="output root (default: build/)")
     p.add_argument("--mip", action="store_true", help="also regenerate package.json for mip")
@@ -27,7 +28,11 @@ def run(args: argparse.Namespace) -> int:
         print("modgate build: give --board BOARD (or --mip)", file=sys.stderr)
         return 2
     if args.mip:
-        print(f"wrote {write_package_json()}")
+        try:
+            print(f"wrote {write_package_json()}")
+        except BuildUnavailable as exc:
+            print(f"modgate build: {exc}", file=sys.stderr)
+            return 2
     boards = board_ids() if args.board == "all" else [args.board] if args.board else []
     for board_id in boards:
         try:
@@ -39,5 +44,9 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(result.footprint.as_json()))
         else:
             print(result.footprint.as_text(), end="")
-            print(f"device tree: {result.device_dir}")
+            print(f"image recipe: {result.recipe}")
+            if result.image is not None:
+                print(f"image: {result.image}")
+            names = ", ".join(result.settings) or "none: all frozen"
+            print(f"settings for deploy: {result.settings_dir} ({names})")
     return 0

@@ -14,23 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from modgate_host.runtimes import (
-    FIRMWARE,
-    RUNTIMES,
-    RuntimeUnavailable,
-    firmware_process,
-)
+from modgate_host.runtimes import RUNTIMES, RuntimeUnavailable, firmware_module, firmware_process
 
 IODS = ("sc", "mf-gray8", "mf-gray16", "mf-rgb", "dx", "us", "us-mf", "vl-photo")
 FORMATS = ("GRAY8", "GRAY16", "RGB888", "RGB565", "YUYV")
 DEFAULT_HEAP = "64k"
-
-
-def firmware_module(name: str) -> Any:
-    """Import a firmware module on CPython (the device code is plain Python)."""
-    if str(FIRMWARE) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE))
-    return __import__(name, fromlist=["_"])
 
 
 def check_combination(iod: str, fmt: str, width: int, height: int, frames: int, bits: int | None) -> None:

@@ -32,7 +32,8 @@ from modgate_host.frameproto import (
     ResponseParser,
     encode_frame,
 )
-from modgate_host.runtimes import FIRMWARE
+from modgate_host.progress import Progress
+from modgate_host.runtimes import firmware_module
 from modgate_host.transport import TransportError, open_port
 
 FAULT_KINDS = ("crc", "truncate", "garbage")
@@ -96,29 +97,15 @@ def add_parser(subparsers: Any) -> None:
 
 
 def pattern_rows(fmt: str, width: int, height: int, bits: int | None) -> Callable[[int], Iterator[bytes]]:
-    """rows(frame) for the firmware's deterministic test pattern, or a local one if it is absent."""
-    if str(FIRMWARE) not in sys.path:
-        sys.path.append(str(FIRMWARE))
-    try:
-        from modgate.testpattern import Pattern  # the device's own pattern, so pixels can be compared
+    """rows(frame) of the firmware's deterministic test pattern (the device's own code, shipped
+    with the host), so the receiving end can compare pixels."""
+    pattern = firmware_module("modgate.testpattern").Pattern(fmt, width, height, bits)
 
-        pattern = Pattern(fmt, width, height, bits)
+    def rows(frame: int) -> Iterator[bytes]:
+        for y in range(height):
+            yield bytes(pattern.row(y, frame))
 
-        def firmware_rows(frame: int) -> Iterator[bytes]:
-            for y in range(height):
-                yield bytes(pattern.row(y, frame))
-
-        return firmware_rows
-    except ImportError:
-        bpp = PIXEL_FORMATS[fmt][1]
-        base = bytes((i * 7) & 0xFF for i in range(2 * width * bpp))
-
-        def local_rows(frame: int) -> Iterator[bytes]:
-            for y in range(height):
-                start = ((y + 3 * frame) % width) * bpp
-                yield base[start : start + width * bpp]
-
-        return local_rows
+    return rows
 
 
 # -- transport -----------------------------------------------------------------------------------
@@ -222,28 +209,8 @@ def damage(message: bytes, kind: str, rng: random.Random) -> bytes:
     return noise.replace(b"MGFR", b"MGFX") + message
 
 
-class Progress:
-    """A one-line bar on stderr, redrawn at most 10 times a second, when stderr is a terminal."""
-
-    def __init__(self, total: int, quiet: bool) -> None:
-        self.total = total
-        self.quiet = quiet or not sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, done: int, out: Outcome, final: bool = False) -> None:
-        now = time.monotonic()
-        if self.quiet or (not final and now - self.last < 0.1):
-            return
-        self.last = now
-        width = 30
-        fill = width * done // max(1, self.total)
-        bar = "#" * fill + "." * (width - fill)
-        sys.stderr.write(
-            f"\r[{bar}] {done}/{self.total}  ack {len(out.acked)}  nak {len(out.nacked)}  busy {out.busy}"
-        )
-        if final:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def tally(out: Outcome) -> str:
+    return f"ack {len(out.acked)}  nak {len(out.nacked)}  busy {out.busy}"
 
 
 def send_frame(dev: Device, message: bytes, seq: int, args: argparse.Namespace) -> Response | None:
@@ -267,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     series_base = 1 + int.from_bytes(os.urandom(2), "little") * 1000
     out = Outcome()
     dev = Device(url, args.baud)
-    progress = Progress(args.frames, args.quiet)
+    progress = Progress(args.frames, "frames", quiet=args.quiet, keep=True)
     try:
         dev.open()
     except LinkDown as exc:
@@ -292,10 +259,11 @@ def run(args: argparse.Namespace) -> int:
                 out.nacked.append({"frame": j, "reason": "NOT_DELIVERED"})
             break
         if i + 1 < args.frames:
-            progress.show(i + 1, out)
+            progress.advance_to(i + 1, tally(out))
     elapsed = time.monotonic() - started
     dev.close()
-    progress.show(args.frames, out, final=True)
+    progress.advance_to(args.frames, tally(out))
+    progress.done()
     expected_nak = {f["frame"] for f in out.faults if f["kind"] != "garbage"}
     unexpected = [n for n in out.nacked if n["frame"] not in expected_nak]
     print(

@@ -1,0 +1,1 @@
+../../../../tools/image_build_lib.sh

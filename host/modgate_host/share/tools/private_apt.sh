@@ -1,0 +1,1 @@
+../../../../tools/private_apt.sh
