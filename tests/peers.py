@@ -301,17 +301,25 @@ class HostilePeer:
         self._thread.join(15)
         self._sock.close()
 
+    concurrent = False  # True: each connection in a thread of its own (a retry meets a stall)
+
     def _serve(self) -> None:
         while not self.stop.is_set():
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 continue
-            with conn:
-                try:
-                    self.script(conn, self)
-                except Exception as exc:  # recorded for the test to assert on
-                    self.errors.append(exc)
+            if self.concurrent:
+                threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+            else:
+                self._one(conn)
+
+    def _one(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                self.script(conn, self)
+            except Exception as exc:  # recorded for the test to assert on
+                self.errors.append(exc)
 
     def wait_closed(self, conn: socket.socket, timeout: float = 10.0) -> bool:
         """Read until the device closes; True if it did within `timeout` (records any PDUs)."""
@@ -335,6 +343,8 @@ class SlowArchive(HostilePeer):
     mid-PDU). `received_bytes` and `stored` (SOP Instance UIDs are not parsed: message IDs) let a
     test watch it; `rcvbuf` keeps the kernel from absorbing megabytes on its behalf."""
 
+    concurrent = True
+
     def __init__(self, rate: float | None = None, stall_first: int = 0, stall_s: float = 0.0,
                  rcvbuf: int | None = None) -> None:
         self.rate = rate
@@ -346,22 +356,6 @@ class SlowArchive(HostilePeer):
         super().__init__(self._session)
         if rcvbuf:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-
-    def _serve(self) -> None:
-        # One thread per association: a retry must get through while a stalled one is held.
-        while not self.stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
-
-    def _one(self, conn: socket.socket) -> None:
-        with conn:
-            try:
-                self._session(conn, self)
-            except Exception as exc:  # recorded for the test to assert on
-                self.errors.append(exc)
 
     def _session(self, conn: socket.socket, peer: HostilePeer) -> None:
         pdu_type, rq = read_pdu(conn)

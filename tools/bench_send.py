@@ -1,6 +1,6 @@
 """Benchmark the device's C-STORE SCU against dcmtk storescu at its best setting, on the same CPU.
 
-usage: tools/netns .venv/bin/python tools/bench_send.py [--cpu x86-64] [--cpu armhf] [--heap 64k]
+usage: tools/netns .venv/bin/python tools/bench_send.py [--cpu x86-64] [--cpu armhf] [--heap 64k ...]
        [--small 200] [--large 10] [--rounds 5] [--work DIR]
 
 Makes 200 x 256 KB and 10 x 8 MB Secondary Capture files (pydicom) and sends each set into one
@@ -78,7 +78,10 @@ def armhf_storescu() -> tuple[list[str], dict[str, str]]:
     return ["qemu-arm", "-L", sysroot, f"{sysroot}/usr/bin/storescu"], env
 
 
-def senders_for(cpu: str, heap: str, port: int, files: list[Path]) -> list[tuple[str, Callable[[], float]]]:
+Sender = tuple[str, Callable[[], float]]
+
+
+def senders_for(cpu: str, heaps: list[str], port: int, files: list[Path]) -> list[Sender]:
     """(label, run) of each sender on `cpu`, the baseline (dcmtk at its best) first."""
     args = ["-aec", "STORESCP", "127.0.0.1", str(port), *map(str, files)]
     if cpu == "x86-64":
@@ -88,11 +91,12 @@ def senders_for(cpu: str, heap: str, port: int, files: list[Path]) -> list[tuple
     env.pop("TCP_NODELAY", None)
     nodelay = dict(env, TCP_NODELAY="1")
     runtime = RUNTIME_OF_CPU[cpu]
-    senders: list[tuple[str, Callable[[], float]]] = [
+    senders: list[Sender] = [
         (f"dcmtk storescu {cpu}, TCP_NODELAY=1", partial(run_seconds, prefix + args, nodelay)),
-        (f"modgate {runtime} image (-X heapsize={heap})", partial(device_seconds, runtime, heap, port,
-                                                                  files[0].parent)),
     ]
+    for heap in heaps:  # the job sizes its PDU buffer to the heap it has (jobs/send.py)
+        senders.append((f"modgate {runtime} image (-X heapsize={heap})",
+                        partial(device_seconds, runtime, heap, port, files[0].parent)))
     if cpu == "x86-64":
         pynetdicom = [sys.executable, "-m", "pynetdicom", "storescu", *args]
         senders.append(("pynetdicom storescu x86-64", partial(run_seconds, pynetdicom, dict(os.environ))))
@@ -104,13 +108,14 @@ def senders_for(cpu: str, heap: str, port: int, files: list[Path]) -> list[tuple
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu", action="append", choices=tuple(RUNTIME_OF_CPU))
-    parser.add_argument("--heap", default="64k")
+    parser.add_argument("--heap", action="append", help="device heaps (default 64k, 96k)")
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--large", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=5, help="runs per sender; the median is reported")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "modgate-bench")
     args = parser.parse_args()
     cpus = [c for c in (args.cpu or list(RUNTIME_OF_CPU)) if available(RUNTIME_OF_CPU[c])]
+    heaps = args.heap or ["64k", "96k"]
     sets = [
         (f"{args.small} x 256 KB", make_set(args.work / "small", args.small, 362, 362)),
         (f"{args.large} x 8 MB", make_set(args.work / "large", args.large, 2048, 2048)),
@@ -120,12 +125,12 @@ def main() -> int:
     with dcmtk_storescp(["--ignore"]) as peer:
         for cpu in cpus:  # build the image and warm caches outside the timings
             run_device("echo", ["-aec", "STORESCP", "127.0.0.1", str(peer.port)], RUNTIME_OF_CPU[cpu],
-                       heap=args.heap)
+                       heap=heaps[0])
         for name, files in sets:
             megabytes = sum(f.stat().st_size for f in files) / 1e6
             ceiling = statistics.median(ceiling_seconds(peer.port, files) for _ in range(args.rounds))
             for cpu in cpus:
-                senders = senders_for(cpu, args.heap, peer.port, files)
+                senders = senders_for(cpu, heaps, peer.port, files)
                 # Rounds interleave the senders, so a slow spell of the machine hits all alike.
                 times: dict[str, list[float]] = {label: [] for label, _ in senders}
                 for _ in range(args.rounds):

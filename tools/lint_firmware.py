@@ -2,7 +2,7 @@
 
 ruff checks style; this checks portability, which ruff cannot express: MicroPython has no
 struct.Struct, no dataclasses or typing modules, no f-string `!r` conversions or nested format
-specs, and no `b[::-1]` on bytes.
+specs, no `b[::-1]` on bytes, and no `await` inside a comprehension.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ def problems_in(path: Path) -> list[str]:
                 isinstance(v, ast.FormattedValue) for v in ast.walk(node.format_spec)
             ):
                 report(node, "nested f-string format spec: MicroPython lacks it")
+        elif isinstance(node, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+            if any(isinstance(inner, ast.Await) for inner in ast.walk(node)):
+                report(node, "await inside a comprehension: a SyntaxError on MicroPython")
         elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
             step = node.slice.step
             if isinstance(step, ast.UnaryOp) and isinstance(step.op, ast.USub):

@@ -6,17 +6,20 @@ import sys
 from modgate.port import clock
 
 LEVELS = ("debug", "info", "warn", "error")
-# The ring for `log tail`: newline-ended lines in one fixed block, oldest first. One allocation at
-# configure, never more, however long the lines or the uptime (a list of strings grew with both).
-_ring = [bytearray(4096)]
+# The ring for `log tail`: newline-ended lines in one fixed block, oldest first. One allocation,
+# at the first line, of the size configure() last set (a job asks for a small one before anything
+# is logged), never more however long the lines or the uptime (a list of strings grew with both).
+_ring = [None]
+_ring_bytes = [4096]
 _ring_used = [0]
 _stream = [getattr(sys, "stderr", None)]
 _min_level = [1]
 
 
 def configure(ring_bytes=4096, stream=None, level="info"):
-    if ring_bytes != len(_ring[0]):
-        _ring[0] = bytearray(ring_bytes)
+    if ring_bytes != _ring_bytes[0]:
+        _ring_bytes[0] = ring_bytes
+        _ring[0] = None  # taken again, at that size, by the next line
         _ring_used[0] = 0
     if stream is not None:
         _stream[0] = stream
@@ -26,6 +29,8 @@ def configure(ring_bytes=4096, stream=None, level="info"):
 def _keep(line):
     """Append `line` to the ring, dropping the oldest lines that no longer fit."""
     ring = _ring[0]
+    if ring is None:
+        ring = _ring[0] = bytearray(_ring_bytes[0])
     data = line.encode()
     if len(data) >= len(ring):
         cut = len(ring) - 1
@@ -84,6 +89,8 @@ def error(source, message):
 def tail(count=20):
     """The last `count` lines kept, oldest first."""
     ring, end = _ring[0], _ring_used[0]
+    if ring is None:
+        return []
     start = end
     for _ in range(count):
         if start <= 0:

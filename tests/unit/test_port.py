@@ -121,6 +121,37 @@ class TestSockets(unittest.TestCase):
         support.run(body())
         self.assertEqual(len(ticks), 5)  # the ticker ran while the receive waited
 
+    def test_many_timed_waits_at_once_all_time_out_and_free_their_slots(self):
+        count = 30  # more than the preallocated deadline slots: the rest use wait_for
+
+        async def body():
+            pairs = []
+            for _ in range(count):  # no await inside a comprehension on MicroPython
+                pairs.append(await self.pair())
+            started = ticks_ms()
+            waits = [aio.create_task(aio.readable(server.pollable(), 100 + 10 * i))
+                     for i, (_, server) in enumerate(pairs)]
+            results = []
+            for w in waits:
+                results.append(await w)
+            took = ticks_diff(ticks_ms(), started)
+            # One side writes: its wait is answered, not timed out.
+            client, server = pairs[0]
+            await client.send_all(b"x", 1000)
+            ready = await aio.readable(server.pollable(), 2000)
+            for client, server in pairs:
+                client.close()
+                server.close()
+            return results, took, ready
+
+        results, took, ready = support.run(body())
+        self.assertEqual(results, [False] * count)
+        self.assertTrue(ready)
+        self.assertLess(took, 3000)
+        self.assertGreaterEqual(took, 100 + 10 * (count - 1))
+        slots = getattr(aio, "_slots", [])
+        self.assertEqual([slot for slot in slots if slot[0] is not None], [])
+
     def test_corked_bytes_arrive_once_uncorked(self):
         async def body():
             client, server = await self.pair()

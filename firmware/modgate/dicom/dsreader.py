@@ -116,6 +116,11 @@ class DatasetReader:
         self._rewind()
         return total
 
+    def raw_stream(self):
+        """The file itself when the data set goes out as stored (no re-encoding): its next bytes
+        are the data set's, so a sender may read them straight from it. None otherwise."""
+        return None if self._recode else self._f
+
     def readinto(self, mv):
         """Fill `mv` with the next data set bytes; returns the count, 0 once the data set is done."""
         if not self._recode:

@@ -229,7 +229,9 @@ class FileDrop:
         self.folder = folder
         self.done_dir = done_dir  # None: remove files once stored
         self.failed_dir = failed_dir or fs.join(folder, "failed")
-        self.row_buffer = row_buffer
+        # Taken once, at boot while the heap is whole, and reused for every file: a fresh 4 KB
+        # block per image is hard to find in a board's fragmented heap.
+        self.row_buffer = bytearray(row_buffer)
         self.seen = {}  # name -> (size, mtime) at the previous scan
 
     async def scan(self):
@@ -293,7 +295,9 @@ class FileDrop:
                     "payload_length": payload,
                     "context": (sidecar or {}).get("context"), "source": "file:" + name,
                 }
-                buf = bytearray(max(self.row_buffer, image.stride))
+                if image.stride > len(self.row_buffer):
+                    self.row_buffer = bytearray(image.stride)  # a wider image than any before
+                buf = self.row_buffer
                 target = self.sink.begin_frame(header)
                 rows = 0
                 for row in image.rows(buf):

@@ -7,7 +7,7 @@ Prints `OK <ms> ms` or `FAILED <transient|permanent> <reason>`; exit 0, 1 on fai
 import sys
 
 from modgate.errors import DeliveryError, ModgateError
-from modgate.jobs.send import parse, reserve_buffer, session_args
+from modgate.jobs.send import open_session, parse, session_args
 
 
 def main(argv):
@@ -19,18 +19,13 @@ def main(argv):
     except ValueError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
-    reserve_buffer(settings)
-    from modgate.net import storage_classes
-
-    storage_classes()  # before the stack: see modgate.net.storage_classes
-    from modgate.net.scu import StoreSession
-    from modgate.port import aio
-
     try:
-        session = StoreSession(dest, settings)
+        session = open_session(dest, settings, opts)
     except ModgateError as exc:
         sys.stderr.write("echo: " + str(exc) + "\n")
         return 2
+    from modgate.port import aio
+
     return aio.run(_echo(session))
 
 

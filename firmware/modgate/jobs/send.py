@@ -20,6 +20,12 @@ from modgate.errors import DeliveryError, ModgateError
 from modgate.port import fs
 
 _VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from")
+# The jobs' PDU buffer (and the max PDU they advertise) without -pdu: storescu's 16 KB where the
+# heap holds it, since a peer's 16 KB PDU then goes out in one write where a 4 KB buffer takes
+# four (~2.5x the time); else 8 or 4 KB. Besides its buffer a send job needs ~6 KB per byte of
+# a machine word (measured: ~45 KB on x86-64, ~24 KB on armhf, transients included).
+JOB_BUFFER_SIZES = (16384, 8192, 4096)
+JOB_NEED_PER_WORD_BYTE = 6 * 1024
 
 
 def parse(argv, defaults=None):
@@ -47,19 +53,46 @@ def parse(argv, defaults=None):
     return opts, rest
 
 
-def reserve_buffer(settings):
-    """The PDU buffer, taken before anything else while the heap is one free block. The session
-    adopts it; its size is the one formula of net.association.buffer_size."""
-    from modgate.net import DEFAULT_MAX_PDU, receive_buffer
+def open_session(dest, settings, opts):
+    """The job's StoreSession, its heap laid out as a board's: the log (to stderr, a small ring
+    for a console's `log tail`), then the PDU buffer while the heap is one free block, then the
+    passing peak of loading the SOP class list, then the network stack."""
+    log.configure(ring_bytes=512, level="debug" if opts.get("-v") else "info")
+    reserve_buffer(settings)
+    from modgate.net import storage_classes
 
-    settings["buffer"] = receive_buffer(settings.get("max_pdu") or DEFAULT_MAX_PDU)
+    storage_classes()
+    from modgate.net.scu import StoreSession
+
+    return StoreSession(dest, settings)
+
+
+def reserve_buffer(settings):
+    """The PDU buffer, taken before anything else while the heap is one free block: of -pdu's
+    size, or the largest of JOB_BUFFER_SIZES the heap leaves room beside. The session adopts
+    it; net.receive_buffer is the one formula of its size."""
+    from modgate.net import receive_buffer
+
+    if settings.get("max_pdu") is None:
+        settings["max_pdu"] = _fitting_buffer_size()
+    settings["buffer"] = receive_buffer(settings["max_pdu"])
+
+
+def _fitting_buffer_size():
+    free = getattr(gc, "mem_free", None)
+    if free is None:
+        return JOB_BUFFER_SIZES[0]  # CPython: no heap limit to respect
+    gc.collect()
+    room = free() - JOB_NEED_PER_WORD_BYTE * (8 if sys.maxsize > 1 << 32 else 4)
+    for size in JOB_BUFFER_SIZES:
+        if size <= room:
+            return size
+    return JOB_BUFFER_SIZES[-1]
 
 
 def session_args(opts, host, port):
     """(dest, settings) for StoreSession from parsed options."""
-    settings = {"calling_aet": opts["-aet"]}
-    if "-pdu" in opts:
-        settings["max_pdu"] = int(opts["-pdu"])
+    settings = {"calling_aet": opts["-aet"], "max_pdu": int(opts["-pdu"]) if "-pdu" in opts else None}
     if "--max-objects" in opts:
         settings["max_objects_per_association"] = int(opts["--max-objects"])
     if "--timeouts" in opts:
@@ -85,25 +118,16 @@ def main(argv):
         sys.stderr.write("usage: send [-aet OURS] [-aec THEIRS] [-pdu N] [--files-from LIST] HOST PORT "
                          "[FILE|FOLDER...]\n")
         return 2
-    # The log lines go to stderr; the ring (for a console's `log tail`) needs few in a job.
-    log.configure(ring_bytes=512, level="debug" if opts.get("-v") else "info")
-    # The PDU buffer first, while the heap is one free block; then the passing peak of loading
-    # the SOP class list; then the network stack.
-    reserve_buffer(settings)
     # Files of SOP classes the device never makes are proposed when met (storescu proposes
     # what its files need, too); a pre-scan would read every file's meta twice.
     settings["auto_propose"] = True
-    from modgate.net import storage_classes
-
-    storage_classes()
-    from modgate.net.scu import StoreSession
-    from modgate.port import aio
-
     try:
-        session = StoreSession(dest, settings)
+        session = open_session(dest, settings, opts)
     except ModgateError as exc:
         sys.stderr.write("send: " + str(exc) + "\n")
         return 2
+    from modgate.port import aio
+
     return aio.run(_send_all(session, rest[2:], opts.get("--files-from")))
 
 

@@ -2,8 +2,8 @@
 
 VERIFICATION = "1.2.840.10008.1.1"
 PDU_HEADER = 6  # PDU type, reserved, length (PS3.8 9.3.1)
-# What a job advertises without -pdu (the device uses its max_pdu setting). An SCU receives
-# only responses, and sends at the peer's maximum whatever its own: 4 KB keeps 12 KB of heap.
+# The max_pdu setting's default (config.py): an SCU receives only responses in it, and sends
+# at the peer's maximum whatever its own, so 4 KB per destination is enough on a board.
 DEFAULT_MAX_PDU = 4096
 _storage = []  # STORAGE_SOP_CLASSES, copied once
 

@@ -93,11 +93,41 @@ class Association:
         await self._fire("Evt9", nbytes)
         return not await self._check_broken()
 
-    async def send_rest(self, nbytes):
-        """Send buf[0:nbytes], the next part of the P-DATA-TF whose start send_pdu sent (a PDU
-        larger than the buffer goes out in several writes). False when the association ended."""
-        await self._send(nbytes, self.timeouts["dimse"])
+    def send_now(self, nbytes, new_pdu):
+        """The fast path of DT-1 (Evt9 in Sta6 sends the P-DATA-TF and stays in Sta6, PS3.8
+        Table 9-10): write buf[0:nbytes] as far as the socket takes it at once, without waiting.
+        `new_pdu`: this write starts a PDU (send_pdu's check for a peer that spoke applies).
+        Returns the bytes written (fewer than nbytes: await send_tail for the rest), or -1 when
+        the association has ended or the peer spoke (await settle() to take that through the
+        table)."""
+        if self.fsm.state != 6 or self._broken is not None:
+            return -1
+        if new_pdu:
+            self._sent += 1
+            if not self._sent & 7 and self.conn.readable(0):
+                return -1
+        try:
+            return self.conn.send_now(self.mv[:nbytes])
+        except LinkClosed as exc:
+            self._broken = exc
+            return -1
+
+    async def send_tail(self, start, end):
+        """Send buf[start:end], the rest of a write send_now began. False when the association ended."""
+        if self._broken is None:
+            try:
+                await self.conn.send_all(self.mv[start:end], self.timeouts["dimse"])
+            except (LinkClosed, LinkTimeout) as exc:
+                self._broken = exc
         return not await self._check_broken()
+
+    async def settle(self):
+        """After send_now returned -1: take what happened through the table (the peer's PDU, or
+        the transport closing under us)."""
+        if self._broken is not None:
+            await self._check_broken()
+        elif self.fsm.state == 6 and self.conn.readable(0):
+            await self._unsolicited()
 
     async def next_pdata(self, timeout_ms, what):
         """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended."""

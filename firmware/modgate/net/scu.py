@@ -9,6 +9,7 @@ in front of the payload) and goes out in one write. Its callers see only Deliver
 """
 
 import gc
+import struct
 
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
@@ -36,6 +37,7 @@ DEFAULTS = {
 }
 MIN_MAX_PDU = 4096
 MAX_MAX_PDU = 131072  # the max_pdu setting's upper limit (config.py)
+YIELD_MS = 2  # the longest a C-STORE holds the device between two turns of the other tasks
 _COMMAND_CAP = 512  # a C-STORE-RSP/C-ECHO-RSP command set; larger is a violation for us
 _MAX_CONTEXTS = 128  # odd context IDs 1..255 (PS3.8 9.3.2.2)
 
@@ -338,13 +340,19 @@ class StoreSession:
         mv = memoryview(buf)
         cap = len(buf)
         limit = assoc.pdu_size
+        turn = ticks_ms()
         if limit - start - pdu.PDV_HEADER < 1:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
             if not await assoc.send_pdu(start):
                 self._lost()
             start = pdu.HEADER
+        raw = reader.raw_stream() if cap >= limit else None
         while True:
+            if raw is not None and start == pdu.HEADER:
+                # Every PDU after the first starts at 0 and fits the buffer: the steady state.
+                await self._send_whole_pdus(assoc, raw, context_id, left, turn)
+                return
             room = limit - start - pdu.PDV_HEADER
             frag = left if left <= room else room
             left -= frag
@@ -354,34 +362,75 @@ class StoreSession:
             first = True
             while first or frag:
                 n = cap - at if cap - at < frag else frag
-                await self._fill(assoc, reader, mv, at, at + n)
+                problem = _fill(reader, mv, at, at + n)
+                if problem is not None:
+                    await self._unreadable(assoc, problem)
                 frag -= n
-                sent = await (assoc.send_pdu(at + n) if first else assoc.send_rest(at + n))
-                if not sent:
-                    self._lost()
+                end = at + n
+                sent = assoc.send_now(end, first)
+                if sent != end:
+                    await self._send_rest(assoc, sent, end)
                 first = False
                 at = 0
-            if self.on_progress is not None:
-                self.on_progress()
             if not left:
                 return
-            # A turn for every other task between PDUs: frames keep arriving during a C-STORE
-            # of any size (the UART's receive buffer lasts ~90 ms on a small board).
-            await aio.sleep_ms(0)
+            # A turn for every other task every YIELD_MS, between PDUs: frames keep arriving
+            # during a C-STORE of any size (a small board's UART FIFO lasts ~90 ms), at a cost
+            # of one scheduler round trip per few PDUs instead of one per PDU.
+            if ticks_diff(ticks_ms(), turn) >= YIELD_MS:
+                if self.on_progress is not None:
+                    self.on_progress()
+                await aio.sleep_ms(0)
+                turn = ticks_ms()
             start = pdu.HEADER
 
-    async def _fill(self, assoc, reader, mv, start, end):
-        """Read the next data set bytes into buf[start:end], exactly: the PDU header promised them."""
-        try:
-            while start < end:
-                k = reader.readinto(mv[start:end])
-                if not k:
-                    raise EncodeError("data set ended before the length counted for it")
-                start += k
-        except (EncodeError, OSError) as exc:
-            self.assoc = None
-            await assoc.abort("stored object unreadable: " + str(exc), False)
-            raise DeliveryError("stored object unreadable: " + str(exc), isinstance(exc, OSError))
+    async def _send_whole_pdus(self, assoc, raw, context_id, left, turn):
+        """The rest of a data set read from `raw` as stored, each PDU read and written whole:
+        both headers packed at once, one read, one write (the sender's hot loop, kept lean: on
+        an emulated ARM core the interpreter's work per PDU is the cost that shows)."""
+        buf = self.buf
+        mv = memoryview(buf)
+        room = (assoc.pdu_size - 12) & ~1  # PDV fragments of even length (PS3.8 E.1)
+        whole = mv[12:12 + room]
+        pack = struct.pack_into
+        while left:
+            frag = left if left < room else room
+            left -= frag
+            pack(_PDU_PDV, buf, 0, pdu.P_DATA_TF, 0, frag + 6, frag + 2, context_id,
+                 0 if left else pdu.CONTROL_LAST)
+            try:
+                got = raw.readinto(whole if frag == room else mv[12:12 + frag])
+            except OSError as exc:
+                got = exc
+            if got != frag:
+                await self._unreadable(assoc, got if isinstance(got, OSError) else
+                                       EncodeError("data set shorter than its length"))
+            end = 12 + frag
+            sent = assoc.send_now(end, True)
+            if sent != end:
+                await self._send_rest(assoc, sent, end)
+            if left and ticks_diff(ticks_ms(), turn) >= YIELD_MS:
+                if self.on_progress is not None:
+                    self.on_progress()
+                await aio.sleep_ms(0)
+                turn = ticks_ms()
+
+    async def _send_rest(self, assoc, sent, end):
+        """The hot path wrote buf[0:sent] of buf[0:end] at once (DT-1 without a coroutine per
+        PDU); a full socket (send the rest, waiting) or a peer that spoke (-1) comes here."""
+        if sent < 0:
+            await assoc.settle()
+            self._lost()
+        if not await assoc.send_tail(sent, end):
+            self._lost()
+
+    async def _unreadable(self, assoc, problem):
+        """The stored file failed under us mid-message: abort (the association cannot carry on
+        with a promised fragment missing) and keep the object."""
+        self.assoc = None
+        reason = "stored object unreadable: " + str(problem)
+        await assoc.abort(reason, False)
+        raise DeliveryError(reason, isinstance(problem, OSError))
 
     async def _response(self, command, message_id, context_id, what):
         """The response command set, checked to answer us; a DIMSE-level fault we detect ends
@@ -421,6 +470,23 @@ class StoreSession:
                     if offset != end:
                         raise dimse.DimseError("PDVs follow the last fragment of " + what)
                     return _check(cmd, got, command, message_id, what)
+
+
+_PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
+
+
+def _fill(reader, mv, start, end):
+    """Read the next data set bytes into mv[start:end], exactly (the PDU header promised them):
+    None, or the error that stopped it."""
+    try:
+        while start < end:
+            k = reader.readinto(mv[start:end])
+            if not k:
+                return EncodeError("data set ended before the length counted for it")
+            start += k
+    except (EncodeError, OSError) as exc:
+        return exc
+    return None
 
 
 def _check(cmd, got, command, message_id, what):

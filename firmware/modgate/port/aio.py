@@ -53,10 +53,73 @@ def _queued(stream, write):
         yield _io_queue.queue_read(stream)
 
 
+# Timed waits on MicroPython: asyncio's wait_for makes two tasks and raises a CancelledError per
+# wait, even one that ends in time, and on a small board that churn fragments the heap. Instead a
+# waiting task takes a slot (preallocated) with its deadline, and one reaper task, alive only
+# while slots are taken, cancels the waits that pass their deadline; a wait that ends in time
+# allocates only its own generator. Deadlines are kept to within REAP_MS.
+REAP_MS = 50
+_SLOTS = 24
+_slots = [[None, 0, False] for _ in range(_SLOTS)]  # [task, deadline ticks, timed out]
+_reaping = [False]
+
+
+def _take_slot(task, timeout_ms):
+    for slot in _slots:
+        if slot[0] is None:
+            slot[0] = task
+            slot[1] = _core.ticks_add(_core.ticks(), timeout_ms)
+            slot[2] = False
+            if not _reaping[0]:
+                _reaping[0] = True
+                asyncio.create_task(_reap())
+            return slot
+    return None  # every slot taken: that wait goes through wait_for instead
+
+
+async def _reap():
+    try:
+        while True:
+            now = _core.ticks()
+            nearest = REAP_MS
+            busy = False
+            for slot in _slots:
+                task = slot[0]
+                if task is None:
+                    continue
+                busy = True
+                left = _core.ticks_diff(slot[1], now)
+                if left <= 0 and not slot[2]:
+                    slot[2] = True
+                    task.cancel()  # leaves the I/O queue, resumes with CancelledError
+                elif 0 < left < nearest:
+                    nearest = left
+            if not busy:
+                return
+            await asyncio.sleep_ms(nearest)
+    finally:
+        _reaping[0] = False
+
+
 async def _ready_mp(stream, write, timeout_ms):
     if timeout_ms is None:
         await _queued(stream, write)
         return True
+    slot = _take_slot(_core.cur_task, timeout_ms)
+    if slot is None:
+        return await _ready_wait_for(stream, write, timeout_ms)
+    try:
+        await _queued(stream, write)
+    except asyncio.CancelledError:
+        if slot[2]:
+            return False  # our deadline, not someone cancelling this task
+        raise
+    finally:
+        slot[0] = None
+    return True
+
+
+async def _ready_wait_for(stream, write, timeout_ms):
     waiter = asyncio.create_task(_queued(stream, write))
     try:
         await asyncio.wait_for_ms(waiter, timeout_ms)

@@ -73,7 +73,7 @@ class Connection:
         peer that stops reading is a LinkTimeout, never a hang. Other tasks run while it waits."""
         view = memoryview(data)
         total = len(view)
-        sent = self._send_some(view)
+        sent = self.send_now(view)
         if sent >= total:
             return
         until = deadline(timeout_ms)
@@ -81,9 +81,9 @@ class Connection:
             left = remaining_ms(until)
             if not left or not await aio.writable(self.sock, left):
                 raise LinkTimeout("send to " + self.peer + " timed out after " + str(timeout_ms) + " ms")
-            sent += self._send_some(view[sent:])
+            sent += self.send_now(view[sent:])
 
-    def _send_some(self, view):
+    def send_now(self, view):
         """What a non-blocking send took of `view` (0 when the socket buffer is full)."""
         try:
             n = self.sock.send(view)
