@@ -273,6 +273,48 @@ def store_rsp(message_id: int, context_id: int, status: int, sop_class: str = ""
     return pdu_bytes(4, pdv)
 
 
+class Message:
+    """One DIMSE message as a peer received it: PDU body sizes, PDV fragments (length, control),
+    the command's Message ID and context, and the data set bytes."""
+
+    def __init__(self) -> None:
+        self.pdu_sizes: list[int] = []
+        self.fragments: list[tuple[int, int]] = []
+        self.message_id = 0
+        self.context_id = 0
+        self.data = bytearray()
+
+
+def receive_message(conn: socket.socket) -> Message:
+    """Read P-DATA-TF PDUs until the last fragment of the data set (PS3.8 E.2 control header)."""
+    message = Message()
+    while True:
+        pdu_type, body = read_pdu(conn)
+        assert pdu_type == 4, pdu_type
+        message.pdu_sizes.append(len(body))
+        offset = control = 0
+        while offset < len(body):
+            length, message.context_id, control = struct.unpack_from(">LBB", body, offset)
+            message.fragments.append((length - 2, control))
+            if control & 1:  # the command: Message ID (0000,0110) US
+                at = body.index(b"\x00\x00\x10\x01", offset) + 8
+                message.message_id = struct.unpack_from("<H", body, at)[0]
+            else:
+                message.data.extend(body[offset + 6:offset + 4 + length])
+            offset += 4 + length
+        if control == 2:
+            return message
+
+
+def store_and_release(conn: socket.socket, peer: HostilePeer, message: Message, status: int = 0) -> None:
+    """Answer `message` with a C-STORE-RSP, then the device's A-RELEASE-RQ with an A-RELEASE-RP."""
+    conn.sendall(store_rsp(message.message_id, message.context_id, status))
+    pdu_type, _ = read_pdu(conn)
+    peer.events.append(("pdu", pdu_type, b""))
+    conn.sendall(pdu_bytes(6, bytes(4)))  # A-RELEASE-RP
+    peer.wait_closed(conn)
+
+
 class HostilePeer:
     """Accept connections on 127.0.0.1 and run `script(conn, peer)` on each, in a thread.
 

@@ -31,6 +31,11 @@ HEADER_ROOM = 4096
 # source after a restart, so seconds of slack cost nothing).
 _TOUCH_REFRESH_S = 10
 _RETRY_CLOSE_MS = 1000  # a failed commit of a series is tried again this often
+# Frames a series' object can take when the source gives no nominal frame time: the Frame Time
+# Vector is reserved in the header for this many (8 bytes each, cut to the frames that came at the
+# commit). A longer series goes on in the next instance of its DICOM series.
+SERIES_MAX_FRAMES = 1000
+_MAX_INCREMENT_MS = 9999999  # the widest Frame Time Vector value the writer holds
 
 
 def stable_source(source_id):
@@ -106,7 +111,9 @@ class _SeriesFrameTarget:
     def commit(self):
         series = self.series
         writer = series.writer
-        writer.end_frame()
+        now = ticks_ms()
+        gap = ticks_diff(now, series.touched) if series.frames else 0
+        writer.end_frame(gap if gap < _MAX_INCREMENT_MS else _MAX_INCREMENT_MS)  # Frame Time Vector
         writer.flush()
         note = series.note
         first = not series.inc.noted
@@ -120,7 +127,7 @@ class _SeriesFrameTarget:
         self.acquirer.spool.checkpoint(series.inc, series.stream, writer.bytes_written,
                                        note if first or refresh else None)
         series.frames += 1
-        series.touched = ticks_ms()
+        series.touched = now
         return series.uid
 
     def abort(self):
@@ -339,7 +346,7 @@ class Acquirer:
 
     def _begin_single(self, header, layout):
         iod_name = _choose_iod(self.settings["iod"], header, multi_frame=False)
-        context = self.contexts.for_acquisition(header.get("context"))
+        context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
         if not context.get("series_instance_uid"):
             uid, number = self._series_place(header, context)
             context["series_instance_uid"] = uid
@@ -357,7 +364,7 @@ class Acquirer:
             stream.close()
             self.spool.abort(incoming)
             raise FrameError(str(exc), NAK_REFUSED if isinstance(exc, EncodeError) else NAK_STORAGE)
-        return _SingleTarget(self.spool, incoming, stream, writer, _meta(iod_name, context), header)
+        return _SingleTarget(self.spool, incoming, stream, writer, _meta(iod_name, writer, context), header)
 
     def _series_place(self, header, context):
         """(Series Instance UID, Instance Number) of a single frame: the frames from one source
@@ -400,6 +407,12 @@ class Acquirer:
                 if (header["width"], header["height"], header["pixel_format"]) != (
                         series.note["width"], series.note["height"], series.note["format"]):
                     raise FrameError("frame geometry differs from its series", NAK_SERIES)
+                if series.frames >= series.note["context"].get("max_frames", series.frames + 1):
+                    log.info(_SRC, "series %s reached %d frames: it goes on in a new object" % (
+                        key, series.frames))
+                    self._close_series(series, "frame limit")
+                    series = None
+                    follow = self._closed(key)
         elif kind != "series_start":
             follow = self._closed(key)
             if follow is not None:
@@ -407,7 +420,8 @@ class Acquirer:
                 if index < follow["next"]:
                     return _Resend(follow["uid"])
         layout = _layout_for(header) if series is None else series.layout
-        need = layout.stored_frame_bytes + (HEADER_ROOM if series is None else 1)
+        # A new object's header may hold a Frame Time Vector (8 bytes a frame it can take).
+        need = layout.stored_frame_bytes + (HEADER_ROOM + 8 * self._capacity(layout) if series is None else 1)
         self._admit(need, series)
         if series is None:
             series = self._open_series(key, header, layout, follow)
@@ -415,6 +429,12 @@ class Acquirer:
             self._prepare(series)
         self.spool.reserve(series.inc, need)
         return _SeriesFrameTarget(self, series, header)
+
+    def _capacity(self, layout):
+        """Frames a series' object takes: SERIES_MAX_FRAMES, or fewer when the spool could not
+        hold that many (so the header reserves no Frame Time Vector slots that cannot fill)."""
+        fit = self.spool.budget // layout.stored_frame_bytes
+        return SERIES_MAX_FRAMES if fit > SERIES_MAX_FRAMES else (fit if fit > 2 else 2)
 
     def _check_index(self, key, index, expected):
         # A resend of a frame already stored is fine (ACK again); a skipped frame is not.
@@ -426,7 +446,11 @@ class Acquirer:
         """A new open object for series `key`: its own DICOM series, or with `follow` (a series
         closed before its source finished) the next instance of that DICOM series."""
         iod_name = _choose_iod(self.settings["iod"], header, multi_frame=True)
-        context = self.contexts.for_acquisition(header.get("context"))
+        context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
+        if not context.get("frame_time_ms"):
+            # The frames' arrival times make a Frame Time Vector, reserved for as many frames as
+            # the spool could hold of them (issue 16: the source gave no nominal frame time).
+            context["max_frames"] = self._capacity(layout)
         if follow is None:
             context["series_instance_uid"] = self.uid_gen.new()
             number = 1
@@ -434,6 +458,12 @@ class Acquirer:
             context["series_instance_uid"] = follow["series_uid"]
             number = follow["number"] + 1
         context["instance_number"] = str(number)
+        try:
+            # Refuse now what the object could not carry (a missing Type 1 fact), not after frames
+            # were acknowledged.
+            iods.check(iod_name, layout, context)
+        except EncodeError as exc:
+            raise FrameError(str(exc), NAK_REFUSED)
         note = {"key": key, "source": stable_source(header.get("source", "")), "iod": iod_name,
                 "format": header["pixel_format"], "width": header["width"], "height": header["height"],
                 "bits_stored": header.get("bits_stored"), "context": context, "uid": self.uid_gen.new(),
@@ -495,8 +525,8 @@ class Acquirer:
         try:
             self._prepare(series)
             series.writer.finish()
+            meta = _meta(note["iod"], series.writer, note["context"])
             series.drop_writer()
-            meta = _meta(note["iod"], note["context"])
             # The tag lets a resend, or the rest of the series, find this object after a restart.
             tag = {"key": series.key, "next": series.next_index(), "number": note["number"],
                    "series_uid": note["context"]["series_instance_uid"]}
@@ -540,8 +570,9 @@ def _recovered(inc):
         raise TypeError("number and base must be whole numbers")
     note["context"]["series_instance_uid"].encode()
     point = note["point"]
-    if len(point) != 9 or [p for p in point if not isinstance(p, int)]:
-        raise ValueError("resume point is not 9 whole numbers")
+    numbers = [p for p in point[:11] if isinstance(p, int)]
+    if len(point) != 12 or len(numbers) != 11 or not isinstance(point[11], str):
+        raise ValueError("resume point is not 11 whole numbers and the captured header bytes")
     series.frames = (inc.held - point[0]) // layout.stored_frame_bytes
     return series
 
@@ -586,9 +617,11 @@ _MULTI_FRAME_OF = {
     ("sc", "GRAY16"): "mf-gray16",
     ("sc", "RGB888"): "mf-rgb",
     ("sc", "RGB565"): "mf-rgb",
+    ("sc", "YUYV"): "mf-rgb",
     ("us", "GRAY8"): "us-mf",
     ("us", "RGB888"): "us-mf",
     ("us", "RGB565"): "us-mf",
+    ("us", "YUYV"): "us-mf",
 }
 
 
@@ -602,10 +635,11 @@ def _choose_iod(configured, header, multi_frame):
     return name
 
 
-def _meta(iod_name, context):
+def _meta(iod_name, writer, context):
     return {
         "iod": iod_name,
         "sop_class_uid": iods.IODS[iod_name]["sop_class_uid"],
-        "modality": context.get("modality", ""),
+        # What the object carries, so a routing rule on "modality" matches the written value.
+        "modality": writer.modality,
         "series_uid": context.get("series_instance_uid", ""),
     }

@@ -44,7 +44,7 @@ _P = const(2)  # PRIVILEGED
 UID_ROOT_MAX = const(24)
 
 SCHEMA = (
-    ("device_serial", "text", "", 32, _P, "Serial number reported by ident (empty = board UID)"),
+    ("device_serial", "text", "", 32, _P, "Device Serial Number (empty = generated once, kept on flash)"),
     ("station_name", "text", "MODGATE", 16, _P, "Station Name (0008,1010), SH"),
     ("institution_name", "text", "", 64, _P, "Institution Name (0008,0080), LO"),
     ("ae_title", "aet", "MODGATE", 16, _P, "Our AE title as calling SCU"),
@@ -68,6 +68,10 @@ SCHEMA = (
     ("default_patient_id", "text", "", 64, _P, "Patient ID when none was given, LO"),
     ("default_patient_birth_date", "date", "", 8, _P, "Patient's Birth Date, YYYYMMDD or empty"),
     ("default_patient_sex", "choice", "", ("", "M", "F", "O"), _P, "Patient's Sex, M/F/O or empty"),
+    # -- objects (issue 16): time zone of dates in objects, study grouping, facts per source --
+    ("timezone", "tz", "+0000", 5, _P, "Timezone Offset From UTC of object dates, +HHMM"),
+    ("study_timeout_s", "int", 1800, (0, 604800), _P, "New study after this gap (0 = never)"),
+    ("source_facts", "facts", None, 16, _P, "Acquisition facts per source (JSON)"),
     ("retry_base_ms", "int", 1000, (10, 3600000), _P, "First retry delay (doubles each attempt)"),
     ("retry_max_ms", "int", 300000, (10, 86400000), _P, "Longest retry delay"),
     ("retry_max_attempts", "int", 100, (1, 1000000), _P, "Attempts before an object is dead"),
@@ -129,6 +133,8 @@ def default(key):
         return [dict(d) for d in DEFAULT_DESTINATIONS]
     if e[1] == "routes":
         return []
+    if e[1] == "facts":
+        return {}
     return e[2]
 
 
@@ -222,13 +228,11 @@ def validate_uid_root(text, key="uid_root"):
         _fail(key, "UID root must not be empty")
     if len(text) > UID_ROOT_MAX:
         _fail(key, "UID root longer than %d characters (generated UIDs must fit in 64)" % UID_ROOT_MAX)
-    for comp in text.split("."):
-        if not comp or not comp.isdigit():
-            _fail(key, "UID root is digits separated by single dots")
-        if len(comp) > 1 and comp[0] == "0":
-            _fail(key, "UID component '" + comp + "' has a leading zero")
-    if text[0] not in "012":
-        _fail(key, "UID root must start with 0, 1 or 2 (ISO/ITU-T arc)")
+    from modgate.dicom import vr
+
+    why = vr.uid_problem(text)
+    if why:
+        _fail(key, why)
     return text
 
 
@@ -239,23 +243,29 @@ def validate_pin(text, key="pin_hash"):
 
 
 def validate_date(text, key):
-    """PS3.5 6.2 DA: YYYYMMDD, or empty."""
-    if text == "":
-        return text
-    if len(text) != 8 or not text.isdigit():
-        _fail(key, "date must be YYYYMMDD")
-    month, day = int(text[4:6]), int(text[6:8])
-    if month < 1 or month > 12 or day < 1 or day > 31:
-        _fail(key, "date must be YYYYMMDD")
+    """PS3.5 6.2 DA: YYYYMMDD (a calendar date), or empty (modgate.dicom.vr)."""
+    from modgate.dicom import vr  # the checks load on first use, not at boot (RAM)
+
+    if text and vr.date_problem(text):
+        _fail(key, vr.date_problem(text))
     return text
 
 
 def validate_pn(text, key):
-    """PS3.5 6.2 PN: up to 64 characters per component group, ^ between components."""
-    _printable(key, text, 64)
-    if text.count("^") > 4:
-        _fail(key, "a person name has at most 5 components separated by ^")
+    """PS3.5 6.2 PN (modgate.dicom.vr): component groups of at most 5 components and 64 bytes."""
+    from modgate.dicom import vr
+
+    why = vr.problem("PN", text)
+    if why:
+        _fail(key, why)
     return text
+
+
+# Settings written into objects as they are: checked like the context field they feed
+# (setting, field); a constant tuple stays in flash when frozen.
+_DICOM_SETTINGS = (("station_name", "station_name"), ("institution_name", "institution_name"),
+                   ("default_patient_id", "patient_id"), ("patient_orientation", "patient_orientation"),
+                   ("modality", "modality"))
 
 
 def validate_name(text, key="name"):
@@ -333,10 +343,29 @@ def _parse(e, value):
         return out
     if kind == "routes":
         return _routes(key, value, limit)
+    if kind == "facts":
+        return _facts(key, value, limit)
     if kind == "port":
         return validate_port(value, key)
     if not isinstance(value, str):
         _fail(key, "expected text")
+    field = None
+    for setting, name in _DICOM_SETTINGS:
+        if setting == key:
+            field = name
+    if field is not None or kind == "tz":
+        from modgate.dicom import vr
+    if field is not None:
+        why = vr.field_problem(field, value)
+        if why:
+            _fail(key, why.partition(": ")[2])
+        if kind == "modality" and not value:
+            _fail(key, "modality must not be empty")
+        return value
+    if kind == "tz":
+        if vr.tz_problem(value):
+            _fail(key, vr.tz_problem(value))
+        return value
     if kind == "choice":
         if value not in limit:
             _fail(key, "must be one of " + ", ".join(c or "''" for c in limit))
@@ -351,11 +380,6 @@ def _parse(e, value):
         return validate_date(value, key)
     if kind == "pn":
         return validate_pn(value, key)
-    if kind == "modality":
-        _printable(key, value, limit)
-        if not value or not all(c.isupper() or c.isdigit() or c == "_" for c in value):
-            _fail(key, "modality is a code string: A-Z, 0-9, _")
-        return value
     if kind == "path":
         _printable(key, value, limit)
         if not value or ".." in value.split("/"):
@@ -378,6 +402,23 @@ def _routes(key, value, limit):
     except ValueError as exc:
         _fail(key, str(exc))
     return [dict(rule) for rule in value]
+
+
+def _facts(key, value, limit):
+    """Acquisition facts per source (modgate.contexts): {"uart": {"burned_in_annotation": "YES"}}."""
+    from modgate.contexts import check_source_facts
+
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value.strip() else {}
+        except ValueError:
+            _fail(key, "expected a JSON object {source: {fact: value}}")
+    if isinstance(value, dict) and len(value) > limit:
+        _fail(key, "at most %d sources" % limit)
+    try:
+        return check_source_facts(value)
+    except ValueError as exc:
+        _fail(key, str(exc))
 
 
 def hash_pin(pin, salt=None):

@@ -1,25 +1,66 @@
-"""Patient, study and equipment context of the next acquisition: configuration defaults, what the
-console set for the next patient, and what a frame's own context names (docs/frame-protocol.md)."""
+"""Patient, study, equipment and acquisition context of each acquisition: configuration defaults,
+the acquisition facts configured for the frame's source, what the console set for the next
+patient, and what the frame's own context names (docs/frame-protocol.md). Every value from
+outside is checked by modgate.dicom.vr; a bad one refuses the frame, it is never changed.
+
+A *study* is one acquisition session (docs/conformance-statement.md, Study grouping): it starts
+with the first acquisition after boot, after `study new` or `patient next|clear` on the console,
+when patient ID, name or accession number change, when a frame names another Study Instance UID,
+or when no acquisition came for `study_timeout_s`. Study Instance UID, Date and Time stay the same
+within it.
+"""
 
 from modgate import VERSION
+from modgate.compat import ticks_diff, ticks_ms
+from modgate.errors import FrameError
+from modgate.ingest.frameproto import NAK_BAD_VALUE
 from modgate.port import clock
 
+# Acquisition facts: what a source's images are (calibration, annotation, how they were made).
+# They come from the frame context, else `source_facts` for the source, else the built-in ones.
+FACT_KEYS = (
+    "modality",
+    "body_part",
+    "laterality",
+    "patient_orientation",
+    "burned_in_annotation",
+    "conversion_type",
+    "pixel_spacing",
+    "pixel_aspect_ratio",
+    "frame_time_ms",
+    "detector_type",
+    "pixel_intensity_relationship",
+)
 # What a frame's context may set (docs/frame-protocol.md); equipment identity is the device's own.
+# Written out in full (the facts last) so the tuple is a constant, in flash when frozen.
 HEADER_CONTEXT_KEYS = (
     "patient_name",
     "patient_id",
     "patient_birth_date",
     "patient_sex",
     "accession_number",
+    "referring_physician",
     "study_instance_uid",
     "series_instance_uid",
+    "study_id",
+    "study_date",
+    "study_time",
     "study_description",
     "series_description",
-    "referring_physician",
-    "body_part",
-    "modality",
     "institution_name",
     "station_name",
+    "image_comments",
+    "modality",
+    "body_part",
+    "laterality",
+    "patient_orientation",
+    "burned_in_annotation",
+    "conversion_type",
+    "pixel_spacing",
+    "pixel_aspect_ratio",
+    "frame_time_ms",
+    "detector_type",
+    "pixel_intensity_relationship",
 )
 # The console's `patient next` field names -> writer context keys.
 PATIENT_FIELD_KEYS = {
@@ -29,6 +70,48 @@ PATIENT_FIELD_KEYS = {
     "sex": "patient_sex",
     "accession": "accession_number",
 }
+# Kinds of source (the part of a source id before ":"), and what the device itself knows of each:
+# the frame protocol and file drop hand over digital pixels (Conversion Type DI, PS3.3
+# C.8.6.1); the test pattern is drawn by the device (synthetic, no burned-in text).
+SOURCE_KINDS = ("tcp", "uart", "file", "testpattern")
+
+
+def source_kind(source):
+    return str(source or "").split(":")[0]
+
+
+def check_source_facts(value):
+    """`source_facts` setting: {"tcp": {fact: value}, "uart": ..., "tcp:HOST": ...}, checked;
+    ValueError with the reason."""
+    from modgate.dicom import vr  # loaded when first needed, not at boot (RAM)
+
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object {source: {fact: value}}")
+    out = {}
+    for source in value:
+        facts = value[source]
+        if source_kind(source) not in SOURCE_KINDS or (":" in source and source_kind(source) != "tcp"):
+            raise ValueError("unknown source '%s' (tcp, uart, file, testpattern or tcp:HOST)" % source[:24])
+        if not isinstance(facts, dict):
+            raise ValueError(source + ": expected an object {fact: value}")
+        for key in facts:
+            if key not in FACT_KEYS:
+                raise ValueError(source + ": unknown fact '" + str(key)[:32] + "'")
+            vr.check_field(key, facts[key])
+        out[source] = dict(facts)
+    return out
+
+
+def check_frame_context(context):
+    """Raise FrameError(NAK_BAD_VALUE) naming the first context value that cannot be written."""
+    from modgate.dicom import vr
+
+    for key in HEADER_CONTEXT_KEYS:
+        value = context.get(key)
+        if value is not None:
+            why = vr.field_problem(key, value)
+            if why:
+                raise FrameError(why, NAK_BAD_VALUE)
 
 
 class Contexts:
@@ -37,10 +120,35 @@ class Contexts:
     def __init__(self, device):
         self.device = device
         self.pending_patient = {}
-        self.study_uid = None
+        self.study_uid = None  # None: the next acquisition starts a new study
         self.study_key = None
+        self.study_started = None
+        self.last_ticks = None
 
-    def for_acquisition(self, header_context):
+    def new_study(self):
+        """Console `study new`: the next acquisition opens a new study."""
+        self.study_uid = None
+
+    def facts_for(self, source):
+        """The acquisition facts configured for `source` (most specific last wins)."""
+        kind = source_kind(source)
+        if kind == "testpattern":
+            facts = {"conversion_type": "SYN", "burned_in_annotation": "NO"}
+        elif kind in SOURCE_KINDS:
+            facts = {"conversion_type": "DI"}
+        else:
+            facts = {}
+        configured = self.device.config.get("source_facts") or {}
+        for name in (kind, _host_key(source)):
+            if name and name in configured:
+                for key in configured[name]:
+                    facts[key] = configured[name][key]
+        return facts
+
+    def for_acquisition(self, header_context, source=""):
+        """The writer context of a new acquisition; FrameError(NAK_BAD_VALUE) on a bad value."""
+        if header_context:
+            check_frame_context(header_context)
         cfg = self.device.config
         context = {
             "patient_name": cfg.get("default_patient_name"),
@@ -52,27 +160,51 @@ class Contexts:
             "station_name": cfg.get("station_name"),
             "modality": cfg.get("modality"),
             "patient_orientation": cfg.get("patient_orientation"),
-            "model_name": self.device.board.get("name", "modgate"),
+            # The board's id (a short code, e.g. pico-w): its descriptive name may exceed LO's 64.
+            "model_name": self.device.board.get("id", "modgate"),
             "device_serial": self.device.serial,
             "software_version": VERSION,
+            "tz": cfg.get("timezone"),
         }
+        facts = self.facts_for(source)
+        for key in facts:
+            context[key] = facts[key]
         for key, value in self.pending_patient.items():
             context[key] = value
         if header_context:
             for key in HEADER_CONTEXT_KEYS:
                 value = header_context.get(key)
-                if isinstance(value, str):
+                if value is not None:
                     context[key] = value
-        key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))
-        if context.get("study_instance_uid"):
-            self.study_uid = context["study_instance_uid"]
-            self.study_key = key
-        elif self.study_uid is None or key != self.study_key:
-            self.study_uid = self.device.uid_gen.new()
-            self.study_key = key
-        context["study_instance_uid"] = self.study_uid
-        context["now"] = clock.now()
+        now = clock.now()
+        self._study(context, now)
+        context["now"] = now
         context["clock_set"] = clock.is_set()
         if not context["clock_set"]:
             self.device.note_clock_unset()
         return context
+
+    def _study(self, context, now):
+        key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))
+        given = context.get("study_instance_uid")
+        ticks = ticks_ms()
+        timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000
+        idle = self.last_ticks is not None and timeout_ms and ticks_diff(ticks, self.last_ticks) >= timeout_ms
+        # A study the frame names keeps its date and time for as long as frames name it.
+        if given:
+            new = given != self.study_uid
+        else:
+            new = self.study_uid is None or key != self.study_key or idle
+        if new:
+            self.study_uid = given or self.device.uid_gen.new()
+            self.study_key = key
+            self.study_started = now
+        self.last_ticks = ticks
+        context["study_instance_uid"] = self.study_uid
+        context["study_started"] = self.study_started
+
+
+def _host_key(source):
+    """"tcp:HOST" for a TCP source id "tcp:HOST:PORT" (the port changes with every connection)."""
+    parts = str(source or "").split(":")
+    return "tcp:" + parts[1] if parts[0] == "tcp" and len(parts) > 2 else ""

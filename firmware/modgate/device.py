@@ -318,6 +318,10 @@ class Device:
         self.contexts.study_uid = None
         log.info("acquire", "next patient set (%d fields)" % len(fields))
 
+    def new_study(self):
+        self.contexts.new_study()
+        log.info("acquire", "next acquisition starts a new study")
+
     def pending_patient(self):
         names = dict((v, k) for k, v in PATIENT_FIELD_KEYS.items())
         return dict((names.get(k, k), v) for k, v in self.contexts.pending_patient.items())

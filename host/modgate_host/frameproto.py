@@ -32,6 +32,7 @@ NAK_REASONS = {
     7: "SERIES",
     8: "STORAGE",
     9: "INTERNAL",
+    10: "BAD_VALUE",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from modgate_host.runtimes import available
-from peers import HostilePeer, associate_ac, make_sc, pdu_bytes, read_pdu, run_device
+from peers import HostilePeer, associate_ac, make_sc, pdu_bytes, read_pdu, run_device, store_rsp
 
 # The send job's heap bound: the firmware runs frozen in the board's image, as on a board, so this
 # heap holds the job's data and module objects only.
@@ -105,17 +105,6 @@ def test_unknown_pdu_type(tmp_path: Path) -> None:
     assert aborts(peer) == [b"\x00\x00\x02\x01"]  # provider, unrecognised PDU
 
 
-def test_unknown_item_type(tmp_path: Path) -> None:
-    def ac(rq: bytes) -> bytes:
-        good = associate_ac(rq)
-        extra = struct.pack(">BBH", 0x77, 0, 2) + b"zz"
-        return pdu_bytes(2, good[6:] + extra)
-
-    proc, peer, _ = run_against(after_rq(ac), tmp_path)
-    assert "unknown item type 0x77" in proc.stdout, proc.stdout
-    assert aborts(peer) == [b"\x00\x00\x02\x04"]
-
-
 def test_ac_for_a_context_never_proposed(tmp_path: Path) -> None:
     proc, peer, _ = run_against(
         after_rq(lambda rq: associate_ac(rq, extra_contexts=[(255, 0, "1.2.840.10008.1.2")])), tmp_path)
@@ -134,6 +123,14 @@ def test_stall_after_pdata(tmp_path: Path) -> None:
     assert "C-STORE-RSP" in proc.stdout, proc.stdout
     assert aborts(peer) == [b"\x00\x00\x00\x00"]
     assert elapsed < 15
+
+
+def test_a_response_to_another_message_aborts_as_service_user(tmp_path: Path) -> None:
+    """A well-formed PDU carrying the wrong DIMSE answer is a fault of the exchange, not of PS3.8:
+    A-ABORT from the service user (AA-1, source 0), not from the provider."""
+    proc, peer, _ = run_against(after_pdata(store_rsp(99, 1, 0)), tmp_path)
+    assert "C-STORE-RSP" in proc.stdout and "expected" in proc.stdout, proc.stdout
+    assert aborts(peer) == [b"\x00\x00\x00\x00"]
 
 
 def test_abort_mid_transfer(tmp_path: Path) -> None:
@@ -162,32 +159,16 @@ def test_heap_in_use_does_not_grow_with_objects(tmp_path: Path) -> None:
 
 def test_peer_max_pdu_0_means_unlimited(tmp_path: Path) -> None:
     """A peer advertising 0 (no limit, PS3.8 D.1) gets our own maximum, and a normal answer works."""
-    from peers import store_rsp
+    from peers import receive_message, store_and_release
 
     sizes: list[int] = []
 
     def script(conn: socket.socket, peer: HostilePeer) -> None:
         _, rq = read_pdu(conn)
         conn.sendall(associate_ac(rq, max_pdu=0))
-        context_id = message_id = 0
-        while True:
-            pdu_type, body = read_pdu(conn)
-            assert pdu_type == 4
-            sizes.append(len(body))
-            offset = 0
-            while offset < len(body):
-                length, context_id, control = struct.unpack_from(">LBB", body, offset)
-                if control & 1:  # the command: Message ID (0000,0110) US
-                    at = body.index(b"\x00\x00\x10\x01", offset) + 8
-                    message_id = struct.unpack_from("<H", body, at)[0]
-                offset += 4 + length
-            if control == 2:
-                break
-        conn.sendall(store_rsp(message_id, context_id, 0))
-        pdu_type, _ = read_pdu(conn)
-        peer.events.append(("pdu", pdu_type, b""))
-        conn.sendall(pdu_bytes(6, bytes(4)))  # A-RELEASE-RP
-        peer.wait_closed(conn)
+        message = receive_message(conn)
+        sizes.extend(message.pdu_sizes)
+        store_and_release(conn, peer, message)
 
     src = make_sc(tmp_path / "a.dcm", 256, 256, seed=12)
     with HostilePeer(script) as peer:

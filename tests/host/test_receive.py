@@ -28,7 +28,8 @@ def objects(tmp_path: Path) -> list[Path]:
     good_sc = tmp_path / "sc.dcm"
     encode("sc", "GRAY8", 64, 48, good_sc)
     good_dx = tmp_path / "dx.dcm"
-    encode("dx", "GRAY16", 32, 32, good_dx, bits_stored=12)
+    dx_facts = {"pixel_spacing": "0.1\\0.1", "laterality": "U"}  # what a dx source must state
+    encode("dx", "GRAY16", 32, 32, good_dx, bits_stored=12, context=dx_facts)
     broken = tmp_path / "broken.dcm"
     ds = pydicom.dcmread(good_sc)
     del ds.PatientID  # Type 2 in the Patient Module (PS3.3 C.7.1.1): dciodvfy must object

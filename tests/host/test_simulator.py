@@ -116,7 +116,7 @@ def test_simulator_report_against_firmware_input(device: tuple[int, FakeSink], t
     damaged = sorted(f["frame"] for f in data["faults"] if f["kind"] != "garbage")
     assert damaged and sorted(n["frame"] for n in data["nacked"]) == damaged
     assert len(sink.stored) == len(data["acked"]) == 20 - len(damaged)
-    assert sink.stored[0][0]["context"] == {"patient_id": "SIM-1", "modality": "XA"}
+    assert sink.stored[0][0]["context"] == {"patient_id": "SIM-1", "modality": "XA", **sim.SOURCE_FACTS}
     out = capsys.readouterr().out
     assert f"ACK {20 - len(damaged)}, NAK {len(damaged)}" in out
 

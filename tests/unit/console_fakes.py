@@ -140,6 +140,9 @@ class FakeDevice:
     def pending_patient(self):
         return self.patient
 
+    def new_study(self):
+        self.new_studies = getattr(self, "new_studies", 0) + 1
+
     def send_test_pattern(self):
         uid = "2.25.%d" % (1000 + len(self.sent))
         self.sent.append(uid)

@@ -50,8 +50,10 @@ class Contexts:
         self.uid_gen = uid_gen
         self.study = uid_gen.new()
 
-    def for_acquisition(self, header_context):
-        context = {"patient_name": "TEST^ACQ", "patient_id": "A1", "study_instance_uid": self.study}
+    def for_acquisition(self, header_context, source=""):
+        # The facts a source must state for the SC objects (issue 16: nothing is made up).
+        context = {"patient_name": "TEST^ACQ", "patient_id": "A1", "study_instance_uid": self.study,
+                   "conversion_type": "DI", "burned_in_annotation": "NO"}
         if header_context:
             context.update(header_context)
         context["now"] = (2026, 11, 27, 12, 0, 0)

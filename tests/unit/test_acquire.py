@@ -124,7 +124,8 @@ class TestAcquirer(unittest.TestCase):
         contexts = support.Contexts(self.uid_gen)
         plain = contexts.for_acquisition
 
-        contexts.for_acquisition = lambda extra: dict(plain(extra), patient_orientation="A\\F")
+        contexts.for_acquisition = lambda extra, source: dict(
+            plain(extra), patient_orientation="A\\F", pixel_spacing="0.1\\0.1", laterality="U")
         sink = Acquirer(self.spool, self.uid_gen, contexts, support.settings(Acquirer.SETTINGS, iod="dx"))
         target = sink.begin_frame(header(fmt="GRAY16"))
         target.write(memoryview(bytes(30)))
@@ -326,6 +327,20 @@ class TestSeriesOnFlash(unittest.TestCase):
         self.boot()  # the power went before the file drop removed a.raw: it is read again
         self.assertEqual(self.send(header(source="file:a.raw", sequence=0), 6), dropped)
         self.assertEqual(len(self.objects()), 3)
+
+    def test_a_series_longer_than_its_object_takes_goes_on_in_the_next_instance(self):
+        import modgate.acquire as acquire
+
+        self.addCleanup(setattr, acquire, "SERIES_MAX_FRAMES", acquire.SERIES_MAX_FRAMES)
+        acquire.SERIES_MAX_FRAMES = 2  # the Frame Time Vector reserved for two frames
+        first = self.send(self.frame("series_start", 0), 1)
+        self.send(self.frame("series_frame", 1), 2)
+        second = self.send(self.frame("series_frame", 2), 3)
+        self.assertEqual(self.send(self.frame("series_end", 3), 4), second)
+        self.assertNotEqual(first, second)
+        got = sorted(self.objects(), key=lambda o: o[2])
+        self.assertEqual([(o[1], o[2]) for o in got], [(2, b"\x01" * 15 + b"\x02" * 15),
+                                                       (2, b"\x03" * 15 + b"\x04" * 15)])
 
     def test_frames_after_a_timeout_go_into_the_next_instance_of_the_series(self):
         first = self.send(self.frame("series_start", 0), 1)

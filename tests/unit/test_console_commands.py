@@ -163,6 +163,17 @@ class TestCommands(ConsoleCase):
         self.refused("patient next", "usage")
         self.assertEqual(self.ok("patient clear"), {})
 
+    def test_patient_values_are_checked_as_the_objects_carry_them(self):
+        for line, reason in (("sex=male", "patient sex: must be M, F or O"), ("id=ID\\1", "backslash"),
+                             ("accession=" + "A" * 17, "16 bytes"), ("birth_date=19991301", "calendar")):
+            self.assertIn(reason, self.refused("patient next " + line, "invalid"))
+        self.assertEqual(self.ok('patient next "name=van Dijk^Pat"')["name"], "van Dijk^Pat")
+
+    def test_study_new(self):
+        self.assertEqual(self.ok("study new"), {"study": "new"})
+        self.assertEqual(self.device.new_studies, 1)
+        self.refused("study new now", "usage")
+
     def test_test_pattern_and_reboot_after_reply(self):
         self.assertEqual(self.ok("test-pattern send"), {"sop_instance_uid": "2.25.1000"})
         self.assertEqual(self.ok("reboot"), {"rebooting": True})

@@ -35,6 +35,47 @@ def with_header(pdu_type, body):
     return bytearray(struct.pack(">BBL", pdu_type, 0, len(body)) + body)
 
 
+# An A-ASSOCIATE-AC as pynetdicom 3.0.4 encodes it (tests/host/test_pdu_reference.py rebuilds it):
+# context 1 accepted with Explicit VR LE, context 3 refused (4), maximum length 16383 (odd).
+PYNETDICOM_AC = bytes.fromhex(
+    "0200000000db00010000414e592d5343502020202020202020204d4f4447415445202020202020202020"
+    "0000000000000000000000000000000000000000000000000000000000000000"
+    "10000015312e322e3834302e31303030382e332e312e312e31"
+    "2100001b0100000040000013312e322e3834302e31303030382e312e322e31"
+    "210000190300040040000011312e322e3834302e31303030382e312e32"
+    "5000003e5100000400003fff52000020312e322e3832362e302e312e333638303034332e392e333831312e322e302e32"
+    "5500000e50594e45544449434f4d5f323032"
+)
+
+
+def hostile_ac(accepted_id=1, refused_id=3):
+    """PYNETDICOM_AC with everything PS3.8 tells a receiver to ignore made as awkward as it gets:
+    every reserved byte set (PS3.8 9.3.3, Table 9-17), AE title fields not text, a top-level item
+    and a user information sub-item of unknown types (9.3.1), and the refused context's transfer
+    syntax sub-item replaced by junk (Table 9-18). The context IDs may be set to answer an RQ."""
+    ac = bytearray(PYNETDICOM_AC)
+    ac[103] = accepted_id
+    ac[134] = refused_id
+    ac[1] = 0xFF  # PDU reserved byte
+    ac[8:10] = b"\xff\xff"  # reserved, after the protocol version
+    ac[10:42] = bytes(range(0x80, 0xA0))  # called and calling AE: reserved in an AC, not tested
+    ac[42:74] = b"\xa5" * 32  # reserved
+    # Item reserved bytes: application context (74), context 1 (99) with its reserved bytes
+    # after ID and result (104, 106) and its transfer syntax sub-item (107), context 3 (130, 135, 137).
+    for at in (75, 100, 104, 106, 108, 131, 135, 137):
+        ac[at] = 0xEE
+    # Context 3 (result 4): its 21-byte transfer syntax sub-item at 138 becomes junk.
+    junk = "\u00e9t\u00e9 \u00e9t\u00e9!".encode()
+    ac[138:159] = b"\x7f\xee\x00\x11" + junk + b"\xff" * (17 - len(junk))
+    assert len(ac) == len(PYNETDICOM_AC)
+    # Before user information (159): an item of a type PS3.8 does not define.
+    unknown = b"\x60\xee\x00\x04\xde\xad\xbe\xef"
+    # User information: reserved byte set, and an unknown sub-item (0x5F) first.
+    user = b"\x50\xee" + struct.pack(">H", 0x3E + 6) + b"\x5f\x00\x00\x02ok" + ac[163:]
+    body = ac[6:159] + unknown + user
+    return bytearray(b"\x02\xff" + struct.pack(">L", len(body))) + body
+
+
 class TestHeader(unittest.TestCase):
     def test_unknown_type_is_unrecognised_pdu(self):
         with self.assertRaises(PDUError) as ctx:
@@ -99,12 +140,21 @@ class TestEncode(unittest.TestCase):
         buf = bytearray(b"\x04\x00\x00\x00\x00\x06" + b"\x00\x00\x00\x01\x01\x00")
         with self.assertRaises(PDUError):
             pdu.next_pdv(buf, 6, 12)  # item length 1 < 2
-        buf = bytearray(b"\x04\x00\x00\x00\x00\x06" + b"\x00\x00\x00\x02\x01\x10")
-        with self.assertRaises(PDUError):
-            pdu.next_pdv(buf, 6, 12)  # reserved control bits
+        buf = bytearray(b"\x04\x00\x00\x00\x00\x06" + b"\x00\x00\x00\x02\x01\xfe")
+        self.assertEqual(pdu.next_pdv(buf, 6, 12), (1, 2, 12, 12))  # reserved bits not tested (E.2)
         buf = bytearray(b"\x04\x00\x00\x00\x00\x06" + b"\x00\x00\x00\x09\x01\x00")
         with self.assertRaises(PDUError):
             pdu.next_pdv(buf, 6, 12)  # runs past the PDU
+
+    def test_pdv_room_is_even(self):
+        # PS3.8 E.1: every fragment has an even length, whatever maximum the peer announced.
+        for peer_max in (16383, 16384, 257, 4096, 131071):
+            for start in (6, 12, 118, 119):
+                room = pdu.pdv_room(peer_max + 6, start)
+                self.assertEqual(room & 1, 0)
+                self.assertTrue(peer_max + 6 - start - 6 - 1 <= room <= peer_max + 6 - start - 6)
+        self.assertEqual(pdu.pdv_room(16383 + 6, 6), 16376)
+        self.assertTrue(pdu.pdv_room(20, 20) < 2)
 
     def test_texts(self):
         self.assertEqual(pdu.reject_text(1, 1, 7),
@@ -119,16 +169,45 @@ class TestDecodeAc(unittest.TestCase):
     def test_ac(self):
         buf = with_header(pdu.A_ASSOCIATE_AC, AC_BODY)
         ac = items.decode_associate(buf, len(AC_BODY), True)
-        self.assertEqual(ac["contexts"], {1: (0, EXPLICIT), 3: (4, "1.2.840.10008.1.2")})
+        # A refused context's transfer syntax is not significant (PS3.8 Table 9-18).
+        self.assertEqual(ac["contexts"], {1: (0, EXPLICIT), 3: (4, None)})
         self.assertEqual(ac["max_pdu"], 4096)
         self.assertEqual(ac["implementation_uid"], "1.2.3.4")
         self.assertEqual(ac["implementation_version"], "PEER_1")
 
-    def test_unknown_item_type(self):
+    def test_unknown_item_types_are_skipped(self):
+        # PS3.8 9.3.1: a receiver ignores items it does not know, top level and sub-items alike.
         body = AC_BODY + _item(0x77, b"xx")
-        with self.assertRaises(PDUError) as ctx:
-            items.decode_associate(with_header(2, body), len(body), True)
-        self.assertEqual(ctx.exception.reason, pdu.REASON_UNRECOGNISED_PARAMETER)
+        self.assertEqual(items.decode_associate(with_header(2, body), len(body), True)["max_pdu"], 4096)
+
+    def test_pynetdicom_ac_as_encoded(self):
+        buf = bytearray(PYNETDICOM_AC)
+        length = pdu.parse_header(buf, 1000)[1]
+        ac = items.decode_associate(buf, length, True)
+        self.assertEqual(ac["contexts"], {1: (0, EXPLICIT), 3: (4, None)})
+        self.assertEqual((ac["max_pdu"], ac["implementation_version"]), (16383, "PYNETDICOM_202"))
+
+    def test_hostile_ac_is_accepted_and_read_the_same(self):
+        buf = hostile_ac()
+        self.assertNotEqual(bytes(buf), PYNETDICOM_AC)
+        pdu_type, length = pdu.parse_header(buf, 1000)
+        self.assertEqual(pdu_type, pdu.A_ASSOCIATE_AC)
+        ac = items.decode_associate(buf, length, True)
+        self.assertEqual(ac["contexts"], {1: (0, EXPLICIT), 3: (4, None)})
+        self.assertEqual(ac["max_pdu"], 16383)
+        self.assertEqual(ac["implementation_uid"], "1.2.826.0.1.3680043.9.3811.2.0.2")
+        self.assertEqual((ac["called"], ac["calling"]), ("", ""))
+
+    def test_accepted_context_still_needs_one_syntax(self):
+        head = AC_BODY[:68] + _item(0x10, b"1.2.840.10008.3.1.1.1")
+        user = _item(0x50, _item(0x51, b"\x00\x00\x10\x00"))
+        for context in (b"\x01\x00\x00\x00", b"\x01\x00\x00\x00" + _item(0x40, b"1.2") + _item(0x40, b"1.3")):
+            body = head + _item(0x21, context) + user
+            with self.assertRaises(PDUError):
+                items.decode_associate(with_header(2, body), len(body), True)
+        body = head + _item(0x21, b"\x01\x00\x00\x00" + _item(0x7A, b"?") + _item(0x40, b"1.2")) + user
+        ac = items.decode_associate(with_header(2, body), len(body), True)
+        self.assertEqual(ac["contexts"], {1: (0, "1.2")})
 
     def test_item_running_past_the_pdu(self):
         body = AC_BODY[:-3]

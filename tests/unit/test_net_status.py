@@ -9,7 +9,7 @@ from modgate.net import aetitle, dimse, status
 class TestStatus(unittest.TestCase):
     def test_classes(self):
         cases = {
-            0x0000: "success", 0xB000: "warning", 0xB007: "warning", 0xB006: "warning", 0x0107: "warning",
+            0x0000: "success", 0xB000: "warning", 0xB007: "warning", 0xB006: "warning", 0x0107: "transient",
             0xA700: "transient", 0xA7FF: "transient", 0x0213: "transient", 0x0110: "transient",
             0xA900: "permanent", 0xC000: "permanent", 0xCFFF: "permanent", 0x0122: "permanent",
             0x0124: "permanent", 0xA801: "permanent", 0xFF00: "transient", 0x1234: "transient",

@@ -27,6 +27,7 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
     device.next_patient(fields)        demographics for the next acquisition; {} clears. Keys:
                                        name, id, birth_date, sex, accession (validated here)
     device.pending_patient() -> dict   what the next acquisition will use ({} when none)
+    device.new_study()                 the next acquisition opens a new study (modgate.contexts)
     device.send_test_pattern() -> uid  queues a test pattern through the real path
     device.reboot()                    may not return; the shell replies before calling it
     device.selftest_watchdog(task)     stop `task` reporting progress (commissioning check)
@@ -243,21 +244,18 @@ def cmd_time_set(shell, words):
 
 
 def _patient_fields(words):
+    from modgate.contexts import PATIENT_FIELD_KEYS
+    from modgate.dicom import vr
+
     fields = {}
     for word in words:
         key, eq, value = word.partition("=")
         if not eq or key not in PATIENT_FIELDS:
             raise UsageError("expected FIELD=VALUE with FIELD one of " + ", ".join(PATIENT_FIELDS))
-        label = "patient " + key
-        if key == "name":
-            value = cfg.validate_pn(value, label)
-        elif key == "birth_date":
-            value = cfg.validate_date(value, label)
-        elif key == "sex":
-            if value not in ("M", "F", "O", ""):
-                raise ConfigError(label + ": must be M, F or O")
-        else:
-            value = cfg._printable(label, value, 16 if key == "accession" else 64)
+        # Checked as the objects will carry them (PS3.5 6.2, Patient's Sex M/F/O): refused, not changed.
+        why = vr.field_problem(PATIENT_FIELD_KEYS[key], value)
+        if why:
+            raise ConfigError("patient " + key + ": " + why.partition(": ")[2])
         fields[key] = value
     return fields
 
@@ -278,6 +276,12 @@ def cmd_patient_clear(shell, words):
     _need(words, 0, "patient clear")
     shell.device.next_patient({})
     return dict(shell.device.pending_patient())
+
+
+def cmd_study_new(shell, words):
+    _need(words, 0, "study new")
+    shell.device.new_study()
+    return {"study": "new"}
 
 
 def cmd_test_pattern(shell, words):
@@ -337,6 +341,7 @@ TABLE = (
     ("patient", "next", PRIV_NO, cmd_patient_next, "patient next FIELD=VALUE ...", "Next image's patient"),
     ("patient", "show", PRIV_NO, cmd_patient_show, "patient show", "Pending demographics"),
     ("patient", "clear", PRIV_NO, cmd_patient_clear, "patient clear", "Forget pending demographics"),
+    ("study", "new", PRIV_NO, cmd_study_new, "study new", "Next acquisition starts a new study"),
     ("test-pattern", "send", PRIV_NO, cmd_test_pattern, "test-pattern send", "Send a test image"),
     ("selftest", "watchdog", PRIV_YES, cmd_selftest_watchdog, "selftest watchdog TASK",
      "Make TASK stop reporting progress: the watchdog must reset the board (status lists tasks)"),

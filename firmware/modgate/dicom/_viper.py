@@ -25,23 +25,30 @@ def rgb565_to_rgb(src, npix: int, dst):
 
 
 @micropython.viper
-def yuyv_to_ybr_full(src, ngroups: int, dst):
+def yuyv_to_rgb(src, ngroups: int, dst):
     s = ptr8(src)  # noqa: F821
     d = ptr8(dst)  # noqa: F821
     i = 0
     j = 0
     end = ngroups * 4
     while i < end:
-        cb = s[i + 1]
-        cr = s[i + 3]
-        d[j] = s[i]
-        d[j + 1] = cb
-        d[j + 2] = cr
-        d[j + 3] = s[i + 2]
-        d[j + 4] = cb
-        d[j + 5] = cr
+        cd = int(s[i + 1]) - 128
+        ce = int(s[i + 3]) - 128
+        r = 409 * ce + 128
+        g = 128 - 100 * cd - 208 * ce
+        b = 516 * cd + 128
+        k = 0
+        while k < 4:
+            c = 298 * (int(s[i + k]) - 16)
+            v = (c + r) >> 8
+            d[j] = 0 if v < 0 else (255 if v > 255 else v)
+            v = (c + g) >> 8
+            d[j + 1] = 0 if v < 0 else (255 if v > 255 else v)
+            v = (c + b) >> 8
+            d[j + 2] = 0 if v < 0 else (255 if v > 255 else v)
+            j += 3
+            k += 2
         i += 4
-        j += 6
 
 
 # Row kernels for file drop (modgate.ingest.filedrop): byte order, BGR rows, palettes.

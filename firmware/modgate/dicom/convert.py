@@ -17,18 +17,26 @@ def rgb565_to_rgb(src, npix, dst):
         j += 3
 
 
-def yuyv_to_ybr_full(src, ngroups, dst):
+def _clamp(v):
+    return 0 if v < 0 else (255 if v > 255 else v)
+
+
+def yuyv_to_rgb(src, ngroups, dst):
+    # BT.601 studio range to full-range RGB in 8.8 fixed point: 298/256 = 255/219 (luma),
+    # 409, 100, 208, 516 /256 = the chroma coefficients scaled by 255/224; +128 rounds.
     j = 0
     for i in range(0, 4 * ngroups, 4):
-        cb = src[i + 1]
-        cr = src[i + 3]
-        dst[j] = src[i]
-        dst[j + 1] = cb
-        dst[j + 2] = cr
-        dst[j + 3] = src[i + 2]
-        dst[j + 4] = cb
-        dst[j + 5] = cr
-        j += 6
+        d = src[i + 1] - 128
+        e = src[i + 3] - 128
+        r = 409 * e + 128
+        g = 128 - 100 * d - 208 * e
+        b = 516 * d + 128
+        for y in (src[i], src[i + 2]):
+            c = 298 * (y - 16)
+            dst[j] = _clamp((c + r) >> 8)
+            dst[j + 1] = _clamp((c + g) >> 8)
+            dst[j + 2] = _clamp((c + b) >> 8)
+            j += 3
 
 
 def swap_pairs(buf, n):

@@ -8,13 +8,15 @@ Public API:
   Raises EncodeError on an unsupported format or invalid geometry.
 - `converter(fmt)` -> (fn, unit_in, unit_out) or None; fn(src, nunits, dst) is one of (convert.py):
   `rgb565_to_rgb`: RGB565 little-endian -> RGB888, 8-bit channels by bit replication;
-  `yuyv_to_ybr_full`: Y0 Cb Y1 Cr -> Y0 Cb Cr Y1 Cb Cr (YBR_FULL, colour-by-pixel): the chroma pair
-  is repeated for both pixels; no value is converted.
+  `yuyv_to_rgb`: Y0 Cb Y1 Cr -> R G B R G B: studio-range ITU-R BT.601 video (Y 16-235, Cb/Cr 16-240)
+  to full-range RGB, the chroma pair shared by both pixels, rounded
+  to nearest and clamped to 0-255.
 
 GRAY16 is little-endian with Bits Stored 10, 12, 14 or 16 (unused high bits zero), stored as is.
-YUYV needs an even width (two pixels share one Cb/Cr pair). It is stored as YBR_FULL, not as native
-YBR_FULL_422: PS3.3 C.7.6.3.1.2 describes the 4:2:2 layout, but the IODs (and dciodvfy) accept
-YBR_FULL_422 only inside compressed transfer syntaxes, and modgate writes Explicit VR LE only.
+YUYV needs an even width (two pixels share one Cb/Cr pair). It is stored as RGB: video sources
+send studio range, which YBR_FULL (full range, PS3.3 C.7.6.3.1.2) would display with the wrong
+black and white levels, and YBR_PARTIAL_422 is allowed only inside compressed transfer syntaxes;
+RGB is also the only uncompressed colour the US IODs accept.
 """
 
 from modgate.errors import EncodeError
@@ -67,7 +69,7 @@ def layout(fmt, width, height, bits_stored=None):
     if fmt == "YUYV":
         if width & 1:
             raise EncodeError("YUYV width %d is not supported: 4:2:2 needs an even width" % width)
-        return Layout(fmt, width, height, 3, "YBR_FULL", 8, 8, 2, 3)
+        return Layout(fmt, width, height, 3, "RGB", 8, 8, 2, 3)
     raise EncodeError("pixel format %s is not supported (one of %s)" % (fmt, ", ".join(FORMATS)))
 
 
@@ -89,4 +91,4 @@ def converter(fmt):
     kernels = load_kernels()
     if fmt == "RGB565":
         return kernels.rgb565_to_rgb, 2, 3
-    return kernels.yuyv_to_ybr_full, 4, 6
+    return kernels.yuyv_to_rgb, 4, 6

@@ -4,23 +4,28 @@ Public API:
 - `ObjectWriter(stream, iod_name, layout, context, uid_gen)`; `stream` is a binary file open for
   writing; multi-frame IODs need it seekable (Number of Frames and the Pixel Data length are patched
   in place by finish(); a one-frame multi-frame SC drops its Frame Increment Pointer in place).
+  `context`: see iods.py; every value is checked (modgate.dicom.vr) and refused, never changed.
   - `.begin()`: preamble, File Meta Information and every element up to the Pixel Data header.
   - `.write_pixels(buf)`: input-format bytes (bytes, bytearray or memoryview) in any chunking.
     GRAY8/GRAY16/RGB888 are stored as they come (gathered into a 2 KB block, or written straight
-    through when the piece is bigger); RGB565 is expanded to RGB and YUYV to YBR_FULL through one
-    reused buffer. Raises EncodeError on more bytes than a frame, or a second single-frame frame.
-  - `.end_frame()`: closes the current frame (raises EncodeError unless exactly one frame came).
+    through when the piece is bigger); RGB565 is expanded to RGB and YUYV converted to RGB through
+    one reused buffer. Raises EncodeError on more bytes than a frame, or a second single-frame frame.
+  - `.end_frame(increment_ms=None)`: closes the current frame (EncodeError unless exactly one
+    frame came); with a reserved Frame Time Vector (context `max_frames`) `increment_ms` is the
+    frame's arrival time after the previous frame, in ms (the first frame's is 0 by definition).
   - `.finish()` -> SOP Instance UID: pads to even length, patches the counts, flushes.
-  - `.sop_instance_uid`, `.frames`, `.bytes_written`.
+  - `.sop_instance_uid`, `.frames`, `.bytes_written`, `.modality` (as written: routing uses it).
   - `.flush()`: writes out the gathered pixel bytes (before syncing a frame to flash).
   - `.resume_point()` -> a list of ints (JSON-able), taken right after begin(): where the pixels
-    start and where finish() patches. `.resume(point, frames, sop_instance_uid)` on a new writer
-    (same iod, layout) over the same file, open "r+b" and positioned after `frames` whole
-    frames, goes on as if it had written them: more frames, then finish(). modgate.acquire
-    keeps a series open across power cuts with these.
-Context keys: see iods.py. `uid_gen` is a uids.UidGenerator (the SOP Instance UID comes from it).
+    start and where end_frame() and finish() write. `.resume(point, frames, sop_instance_uid)` on
+    a new writer (same iod, layout, context) over the same file, open "r+b", goes on after
+    `frames` whole frames as if it had written them: more frames, then finish(). Bytes past them
+    (a frame torn by a power cut) are written over. modgate.acquire keeps a series open across
+    power cuts with these.
+`uid_gen` is a uids.UidGenerator (the SOP Instance UID comes from it).
 """
 
+import binascii
 import struct
 
 from modgate.dicom import iods, part10, pixels
@@ -32,42 +37,9 @@ BLOCK = 2048
 _CHUNK_UNITS = 256  # conversion granularity: RGB565 256 px -> 768 B, YUYV 256 pairs -> 1.5 KB
 
 
-# Maximum value lengths in characters (PS3.5 Table 6.2-1); longer context values are cut.
-_MAX = {"AE": 16, "CS": 16, "DS": 16, "IS": 12, "LO": 64, "SH": 16, "PN": 64, "DA": 8, "TM": 16,
-        "UI": 64, "LT": 10240, "ST": 1024}
-_CLEAN = ("PN", "LO", "SH")  # single-valued free text: no backslash (VM 1), no control characters
-
-
-def _clean(text):
-    if text.isalpha():
-        return text
-    out = []
-    for ch in text:
-        out.append(" " if ch == "\\" or ord(ch) < 32 else ch)
-    return "".join(out)
-
-
+# Values arrive checked (modgate.dicom.vr, through attrs); the writer only pads them to even length.
 def _text_value(vr, value):
-    if vr in _CLEAN:
-        value = _clean(value).strip()  # leading and trailing spaces are insignificant (PS3.5 6.2)
-    elif vr == "CS":
-        value = value.upper()
-    elif vr == "DA" and value and not (len(value) == 8 and value.isdigit()):
-        value = ""  # an unusable date is unknown (Type 2 empty), not invalid
-    limit = _MAX.get(vr)
-    if limit and len(value) > limit:
-        if vr in _CLEAN:
-            value = value[:limit].rstrip()
-        else:
-            # Multi-valued VRs: the limit is per value (PS3.5 6.4).
-            value = "\\".join([v[:limit].rstrip() for v in value.split("\\")])
     raw = value.encode()
-    if limit and vr in _CLEAN and len(raw) > limit:
-        # dciodvfy counts the limit in bytes: cut UTF-8 on a character boundary.
-        cut = limit
-        while raw[cut] & 0xC0 == 0x80:
-            cut -= 1
-        raw = raw[:cut].rstrip()
     if len(raw) & 1:
         raw += b"\x00" if vr == "UI" else b" "
     return raw
@@ -80,12 +52,27 @@ def _ascii(text):
     return True
 
 
+_FRAME_TIME = 0x00181063
+_FRAME_TIME_VECTOR = 0x00181065
+_IMAGE_COMMENTS = 0x00204000
+_FRAME_POINTER = 0x00280009
+# Frame Time Vector values are written at a fixed width so each frame's slot is filled in place
+# (DS allows leading spaces, PS3.5 6.2): up to 9999999 ms between two frames.
+FTV_WIDTH = 7
+_SLOT = FTV_WIDTH + 1  # one value and its separator
+_LT_MAX = 10240  # Image Comments (LT) may grow to this (PS3.5 Table 6.2-1)
+_CAPTURE_MAX = 2048
+_CAPTURE = 640  # what is usually captured (the elements from the timing one to the pointer)
+_SPACES = b" " * 256
+
+
 class ObjectWriter:
     def __init__(self, stream, iod_name, layout, context, uid_gen):
         self.iod = iods.choose(iod_name, layout.fmt, False)
         self.iod_name = iod_name
         self.layout = layout
         self.context = context
+        self.modality = iods.modality(iod_name, context)
         self._uid_gen = uid_gen
         self._stream = stream
         self.sop_instance_uid = None
@@ -94,14 +81,18 @@ class ObjectWriter:
         self._frame_bytes = 0
         self._frame_limit = layout.input_frame_bytes
         self._frames_pos = None
-        # In the multi-frame SC IODs Frame Increment Pointer is Type 1C, absent with one frame, and so
-        # is the Frame Time it points to (PS3.3 C.8.6.3, C.7.6.5). If the series closes after one
-        # frame, finish() drops both in place: Image Comments (LT, trailing spaces insignificant),
-        # written between them, grows by their size, and the few bytes in between are rewritten.
-        self._droppable = "SC" in self.iod["tables"] and self.iod["multi_frame"]
-        self._drop_start = None
-        self._drop_len = 0
-        self._between = None
+        # The multi-frame elements that may change size when the object is finished: the timing
+        # element (Frame Time or Frame Time Vector) is dropped when a multi-frame SC object ends
+        # with one frame, with Frame Increment Pointer (PS3.3 C.8.6.3: Type 1C, only for more than
+        # one frame), and a Frame Time Vector reserved for more frames than came is cut to the
+        # frames written. Image Comments (LT, trailing spaces insignificant), written between them,
+        # absorbs the difference, so only the few bytes in between are rewritten.
+        self._droppable = "SC" in self.iod["tables"].split() and self.iod["multi_frame"]
+        self._timing = None  # [file offset, total length, is vector]
+        self._capacity = 0
+        self._ftv_pos = None
+        self._between = None  # the captured bytes, in a buffer reused as it fills (_captured of it)
+        self._captured = 0
         self._capturing = False
         self._comments = None
         self._length_pos = None
@@ -122,11 +113,18 @@ class ObjectWriter:
 
     def _write(self, data):
         self._stream.write(data)
+        n = len(data)
         if self._capturing:
-            self._between += data
-            if len(self._between) > 512:
-                raise EncodeError("internal: Frame Time and Frame Increment Pointer too far apart")
-        self.bytes_written += len(data)
+            end = self._captured + n
+            if end > len(self._between):
+                if end > _CAPTURE_MAX:
+                    raise EncodeError("image comments too long for a multi-frame object")
+                grown = bytearray(_CAPTURE_MAX)
+                grown[:self._captured] = memoryview(self._between)[:self._captured]
+                self._between = grown
+            self._between[self._captured:end] = data
+            self._captured = end
+        self.bytes_written += n
 
     def _header(self, tag, vr, length):
         h = self._hdr
@@ -147,27 +145,53 @@ class ObjectWriter:
             raw = struct.pack("<HH", value[0], value[1])
         elif vr == "SQ":
             raw = value  # only empty sequences (Type 2, zero length) are written
+        elif tag == _FRAME_TIME_VECTOR:
+            self._frame_time_vector(value)
+            return
         else:
             raw = _text_value(vr, value)
             if tag == 0x00280008:
                 raw = raw + b" " * (iods.FRAMES_FIELD - len(raw))
                 self._frames_pos = self.bytes_written + 8
-        drop = self._droppable and tag in (0x00181063, 0x00280009)
-        if drop and tag == 0x00280009:
-            self._drop_len += 12
+        if tag == _FRAME_POINTER:
             self._capturing = False
-        elif drop:
-            self._drop_start = self.bytes_written
-        elif tag == 0x00204000 and self._capturing:
-            # (length field offset, value length, value end offset) within the captured bytes
-            self._comments = (len(self._between) + 6, len(raw), len(self._between) + 8 + len(raw))
+        elif tag == _IMAGE_COMMENTS and self._capturing:
+            # (length field offset, value length, value end) within the captured bytes
+            at = self._captured
+            self._comments = (at + 6, len(raw), at + 8 + len(raw))
         start = self.bytes_written
         self._header(tag, vr, len(raw))
         self._write(raw)
-        if drop and tag == 0x00181063:
-            self._drop_len = self.bytes_written - start
-            self._between = bytearray()
-            self._capturing = True
+        if tag == _FRAME_TIME:
+            self._timing = [start, self.bytes_written - start, False]
+            if self._droppable:
+                self._capture()
+
+    def _frame_time_vector(self, capacity):
+        """`capacity` values reserved, "      0\\      0 ... 0 " (the last separator a pad space),
+        written 32 slots at a time: one value of 10 KB would need a block the heap may not have."""
+        self._capacity = capacity
+        start = self.bytes_written
+        self._header(_FRAME_TIME_VECTOR, "DS", capacity * _SLOT)
+        chunk = (b" " * (FTV_WIDTH - 1) + b"0\\") * 32
+        left = capacity
+        while left:
+            n = left if left < 32 else 32
+            left -= n
+            piece = memoryview(chunk)[:n * _SLOT]
+            if not left:
+                piece = bytearray(piece)
+                piece[-1] = 32
+            self._write(piece)
+        self._timing = [start, self.bytes_written - start, True]
+        self._ftv_pos = start + 8
+        self._digits = bytearray(FTV_WIDTH)  # one value, reused for every frame
+        self._capture()
+
+    def _capture(self):
+        self._between = bytearray(_CAPTURE)
+        self._captured = 0
+        self._capturing = True
 
     def begin(self):
         ctx = self.context
@@ -186,6 +210,9 @@ class ObjectWriter:
                 break
         for tag, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
             self._element(tag, vr, value)
+        if self._comments is not None and self._comments[1] + self._timing[1] + 12 > _LT_MAX:
+            raise EncodeError("max_frames %d leaves no room in Image Comments to shrink the Frame "
+                              "Time Vector" % self._capacity)
         vr = "OB" if self.layout.bits_allocated == 8 else "OW"
         start = self.bytes_written
         self._length_pos = start + self._header(0x7FE00010, vr, self._pixel_length(1))
@@ -263,40 +290,69 @@ class ObjectWriter:
         self._flush_block()
 
     def resume_point(self):
-        drop = (-1, -1, -1, -1, -1, -1)
-        if self._drop_start is not None:
-            drop = (self._drop_start, self._drop_len, len(self._between)) + tuple(self._comments)
-        frames_pos = -1 if self._frames_pos is None else self._frames_pos
-        return [self._length_pos + 4, self._length_pos, frames_pos] + list(drop)
+        timing = self._timing or (-1, -1, False)
+        comments = self._comments or (-1, -1, -1)
+        captured = b""
+        if self._between is not None:
+            # What finish() rewrites is kept here, not re-read: a finish cut short by a power cut
+            # may have overwritten part of it in the file.
+            captured = binascii.b2a_base64(memoryview(self._between)[:self._captured]).decode().strip()
+        return [self._length_pos + 4, self._length_pos, -1 if self._frames_pos is None else self._frames_pos,
+                timing[0], timing[1], 1 if timing[2] else 0, self._capacity,
+                -1 if self._ftv_pos is None else self._ftv_pos] + list(comments) + [captured]
 
     def resume(self, point, frames, sop_instance_uid):
+        """Go on from resume_point() `point` after `frames` whole frames. Everything finish()
+        writes comes from `point` and the frame count, so a finish repeated after a power cut
+        writes the same bytes again."""
         self.sop_instance_uid = sop_instance_uid
         self.frames = frames
         self._length_pos = point[1]
         self._frames_pos = None if point[2] < 0 else point[2]
         self.bytes_written = point[0] + frames * self.layout.stored_frame_bytes
         if point[3] >= 0:
-            s = self._stream
-            s.seek(point[3])
-            tag = s.read(4)
-            # Frame Time still at its place: finish() has not dropped it (and its pointer) yet.
-            if tag == b"\x18\x00\x63\x10":
-                self._drop_start, self._drop_len = point[3], point[4]
-                s.seek(point[3] + point[4] - 12)
-                self._between = bytearray(s.read(point[5]))
-                self._comments = (point[6], point[7], point[8])
-            else:
-                self._droppable = False
-            s.seek(self.bytes_written)
+            self._timing = [point[3], point[4], point[5] == 1]
+            self._capacity = point[6]
+            if point[7] >= 0:
+                self._ftv_pos = point[7]
+                self._digits = bytearray(FTV_WIDTH)
+        if point[8] >= 0:
+            self._comments = (point[8], point[9], point[10])
+            self._between = bytearray(binascii.a2b_base64(point[11]))
+            self._captured = len(self._between)
+        self._stream.seek(self.bytes_written)
 
-    def end_frame(self):
+    def end_frame(self, increment_ms=None):
+        """Close the current frame. With a Frame Time Vector (context max_frames), `increment_ms`
+        is the time since the previous frame arrived (ignored for the first frame: always 0)."""
         if self._frame_bytes != self.layout.input_frame_bytes:
             raise EncodeError("frame %d incomplete: %d of %d bytes" % (
                 self.frames + 1, self._frame_bytes, self.layout.input_frame_bytes))
+        if self._ftv_pos is not None:
+            self._frame_time(increment_ms)
         self.frames += 1
         self._frame_bytes = 0
         if not self.iod["multi_frame"]:
             self._frame_limit = 0  # a single-frame IOD takes no second frame
+
+    def _frame_time(self, increment_ms):
+        index = self.frames
+        if index >= self._capacity:
+            raise EncodeError("more than max_frames (%d) frames" % self._capacity)
+        if not index:
+            return  # the reserved value is 0 already (PS3.3 C.7.6.5.1.2)
+        if increment_ms is None or not 0 <= increment_ms < 10 ** FTV_WIDTH:
+            raise EncodeError("frame %d: no arrival time for the Frame Time Vector" % (index + 1))
+        value = int(increment_ms + 0.5)
+        digits = self._digits
+        for i in range(FTV_WIDTH - 1, -1, -1):  # right-aligned, leading spaces (no allocation)
+            digits[i] = 48 + value % 10 if value or i == FTV_WIDTH - 1 else 32
+            value //= 10
+        self._flush_block()
+        s = self._stream
+        s.seek(self._ftv_pos + index * _SLOT)
+        s.write(digits)
+        s.seek(self.bytes_written)  # the object's end, not the file's: a resumed file may be longer
 
     def finish(self):
         if self._frame_bytes:
@@ -308,7 +364,9 @@ class ObjectWriter:
         if total & 1:
             self._write(b"\x00")  # OB padded to even length (PS3.5 7.1.1)
         if self.frames == 1 and self._droppable:
-            self._drop_frame_pointer()
+            self._drop_timing()
+        elif self._ftv_pos is not None and self.frames < self._capacity:
+            self._cut_vector()
         if self.frames != 1:
             s = self._stream
             s.seek(self._length_pos)
@@ -317,20 +375,39 @@ class ObjectWriter:
                 s.seek(self._frames_pos)
                 text = str(self.frames)
                 s.write((text + " " * (iods.FRAMES_FIELD - len(text))).encode())
-            s.seek(0, 2)
+            s.seek(self.bytes_written)
         self._stream.flush()
         return self.sop_instance_uid
 
-    def _drop_frame_pointer(self):
-        between = self._between
+    def _rewrite(self, pos, grow, rest):
+        """At `pos`: the captured bytes up to Image Comments' end with that value `grow` bytes
+        longer (spaces), then `rest` of the captured bytes when they move too."""
         len_off, length, end = self._comments
-        head = bytearray(between[:end])
-        struct.pack_into("<H", head, len_off, length + self._drop_len)
+        between = memoryview(self._between)
+        struct.pack_into("<H", self._between, len_off, length + grow)
         s = self._stream
-        s.seek(self._drop_start)
-        s.write(head)
-        s.write(b" " * self._drop_len)
-        s.write(between[end:])
-        self._frames_pos = None  # it moved; it holds "1" already
-        s.seek(0, 2)
+        s.seek(pos)
+        s.write(between[:end])
+        while grow:
+            n = grow if grow < 256 else 256
+            s.write(memoryview(_SPACES)[:n])
+            grow -= n
+        if rest:
+            s.write(between[end:self._captured])
+        s.seek(self.bytes_written)
 
+    def _drop_timing(self):
+        # Timing element and Frame Increment Pointer (12 bytes) go; what lay between moves up.
+        start, length, _ = self._timing
+        self._rewrite(start, length + 12, True)
+        self._frames_pos = None  # it moved; it holds "1" already
+
+    def _cut_vector(self):
+        start, length, _ = self._timing
+        used = self.frames * _SLOT
+        s = self._stream
+        s.seek(start + 6)
+        s.write(struct.pack("<H", used))
+        s.seek(start + 8 + used - 1)
+        s.write(b" ")  # the separator after the last value becomes the pad
+        self._rewrite(start + 8 + used, length - 8 - used, False)

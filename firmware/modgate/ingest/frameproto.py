@@ -37,8 +37,9 @@ NAK_REFUSED = const(6)
 NAK_SERIES = const(7)
 NAK_STORAGE = const(8)
 NAK_INTERNAL = const(9)
+NAK_BAD_VALUE = const(10)  # a context value breaks its DICOM attribute's rules (modgate.dicom.vr)
 NAK_NAMES = ("", "CRC", "TIMEOUT", "TOO_LARGE", "BAD_HEADER", "BAD_CONTEXT", "REFUSED", "SERIES",
-             "STORAGE", "INTERNAL")
+             "STORAGE", "INTERNAL", "BAD_VALUE")
 
 _HEADER_FMT = "<4sBBHIIIHHBBHII"  # bytes 0..35; header_crc follows at 36
 _RESPONSE_FMT = "<4sBBHIIHH"

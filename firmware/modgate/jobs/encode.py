@@ -1,7 +1,10 @@
 """Job `encode`: write one DICOM object from the deterministic test pattern (host `modgate encode`).
 
 usage: main.py encode --iod NAME --format FMT --size WxH [--frames N] --out FILE [--bits-stored B]
-       [--uid-root R] [--serial S] [--boot-count N] [--study-uid U] [--series-uid U]
+       [--uid-root R] [--serial S] [--boot-count N] [--study-uid U] [--series-uid U] [--context JSON]
+The pattern is synthetic (Conversion Type SYN, no burned-in annotation) and its multi-frame
+objects run at a nominal 100 ms per frame; --context adds or replaces context values (for dx:
+pixel_spacing and laterality, which a synthetic image cannot know).
 Prints one JSON line: sop_instance_uid, bytes, seconds, frames, heap_used (bytes in use after the
 object was written and the heap collected; null on CPython).
 Exit 0 on success, 1 when the object cannot be made (the reason on stderr), 2 on usage errors.
@@ -14,7 +17,7 @@ from modgate.errors import ModgateError
 
 USAGE = "usage: main.py encode --iod NAME --format FMT --size WxH [--frames N] --out FILE [...]"
 _OPTS = ("--iod", "--format", "--size", "--frames", "--out", "--bits-stored", "--uid-root", "--serial",
-         "--boot-count", "--study-uid", "--series-uid")
+         "--boot-count", "--study-uid", "--series-uid", "--context")
 
 
 def parse(argv):
@@ -37,6 +40,12 @@ def parse(argv):
         raise ValueError("--frames must be at least 1")
     bits = opts.get("--bits-stored")
     opts["bits"] = int(bits) if bits else None
+    if "--context" in opts:
+        import json
+
+        opts["context"] = json.loads(opts["--context"])
+        if not isinstance(opts["context"], dict):
+            raise ValueError("--context must be a JSON object")
     return opts
 
 
@@ -78,7 +87,11 @@ def run(opts):
         "model_name": "modgate", "device_serial": opts["--serial"], "software_version": VERSION,
         "station_name": "MODGATE", "now": clock.now(), "clock_set": clock.is_set(),
         "series_description": "modgate test pattern", "patient_orientation": "A\\F",
+        "conversion_type": "SYN", "burned_in_annotation": "NO", "frame_time_ms": "100",
     }
+    extra = opts.get("context") or {}
+    for key in extra:
+        ctx[key] = extra[key]
     pattern = Pattern(lay.fmt, lay.width, lay.height, opts["bits"])
     gc.collect()
     start = ticks_ms()

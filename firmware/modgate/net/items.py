@@ -3,6 +3,11 @@
 Item header: type (1), reserved (1), 2-byte big-endian length of what follows. Presentation
 context items hold sub-items of the same shape; the user information item holds sub-items for
 the maximum length (PS3.8 D.1), the Implementation Class UID and Version Name (PS3.7 D.3.3.2-3).
+
+Decoding is as lenient as PS3.8 asks of a receiver: reserved fields are not tested, items of an
+unknown type are skipped (9.3.1), and the AC's AE title fields (reserved, Table 9-17) and the
+transfer syntax sub-item of a refused presentation context (Table 9-18) are not looked at.
+What the standard defines and we rely on (lengths, the accepted syntax, our context IDs) is.
 """
 
 import struct
@@ -14,7 +19,6 @@ from modgate.net.pdu import (
     PROTOCOL_VERSION,
     REASON_INVALID_PARAMETER,
     REASON_UNEXPECTED_PARAMETER,
-    REASON_UNRECOGNISED_PARAMETER,
     PDUError,
 )
 
@@ -75,17 +79,6 @@ def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version):
     return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
 
 
-def encode_ac_items(buf, offset, results, max_pdu, impl_uid, impl_version):
-    """Application context, one item per (context ID, result, transfer syntax), user info."""
-    offset = _put(buf, offset, APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())
-    for context_id, result, ts in results:
-        start = offset
-        offset = _put(buf, offset + 8, TRANSFER_SYNTAX_ITEM, ts.encode())
-        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, offset - start - 4,
-                         context_id, 0, result, 0)
-    return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
-
-
 def _text(buf, start, end):
     """ASCII text of buf[start:end] without trailing NUL/space padding; PDUError if not ASCII."""
     while end > start and buf[end - 1] in (0, 32):
@@ -132,18 +125,18 @@ def _user(buf, start, end, out):
 def decode_associate(buf, length, requestor_side):
     """Decode the A-ASSOCIATE-RQ or -AC body in buf[6:6+length] into a dict.
 
-    AC (`requestor_side` True): contexts = {context ID: (result, transfer syntax or None)}.
-    RQ: contexts = {context ID: (abstract syntax, [transfer syntaxes])}.
-    Unknown top-level item types are refused: PS3.8 9.3.2/9.3.3 defines them all, and a peer
-    that sends others is not one we can trust to have understood our proposal.
+    AC (`requestor_side` True): contexts = {context ID: (result, transfer syntax or None)}; the
+    syntax is None for a refused context. RQ: contexts = {context ID: (abstract syntax,
+    [transfer syntaxes])}, called and calling AE titles. Items of unknown types are skipped.
     """
     end = HEADER + length
     version = struct.unpack_from(">H", buf, HEADER)[0]
-    if not version & PROTOCOL_VERSION:
+    if not version & PROTOCOL_VERSION:  # the one bit a receiver tests (PS3.8 Table 9-11, 9-17)
         raise PDUError("protocol version 0x%04x without bit 0" % version, REASON_INVALID_PARAMETER)
     out = {
-        "called": _text(buf, 10, 26).strip(),
-        "calling": _text(buf, 26, 42).strip(),
+        # In an AC these fields are reserved, "not tested" (PS3.8 Table 9-17).
+        "called": "" if requestor_side else _text(buf, 10, 26).strip(),
+        "calling": "" if requestor_side else _text(buf, 26, 42).strip(),
         "contexts": {},
         "max_pdu": 0,
         "implementation_uid": "",
@@ -169,9 +162,7 @@ def decode_associate(buf, length, requestor_side):
         elif item_type == USER_INFO_ITEM:
             _user(buf, a, b, out)
             have_user = True
-        else:
-            raise PDUError("unknown item type 0x%02x in A-ASSOCIATE" % item_type,
-                           REASON_UNRECOGNISED_PARAMETER)
+        # Any other item type (PS3.8 9.3.1: unknown items are ignored) is skipped.
     if not have_application or not have_user:
         raise PDUError("A-ASSOCIATE without application context or user information",
                        REASON_UNEXPECTED_PARAMETER)
@@ -181,16 +172,20 @@ def decode_associate(buf, length, requestor_side):
 def _context(buf, a, b, requestor_side):
     if requestor_side:
         result = buf[a + 2]
-        syntax = None
-        for item_type, c, d in _walk(buf, a + 4, b, "presentation context"):
-            if item_type != TRANSFER_SYNTAX_ITEM or syntax is not None:
-                raise PDUError("presentation context AC sub-item 0x%02x unexpected" % item_type,
-                               REASON_UNEXPECTED_PARAMETER)
-            syntax = _uid(buf, c, d)
-        if result == ACCEPTANCE and not syntax:
-            raise PDUError("accepted presentation context %d names no transfer syntax" % buf[a])
         if result > 4:
             raise PDUError("presentation context result %d is not defined" % result)
+        if result != ACCEPTANCE:
+            return result, None  # its transfer syntax sub-item is not significant (Table 9-18)
+        syntax = None
+        for item_type, c, d in _walk(buf, a + 4, b, "presentation context"):
+            if item_type != TRANSFER_SYNTAX_ITEM:
+                continue  # an unknown sub-item (9.3.1)
+            if syntax is not None:
+                raise PDUError("accepted presentation context %d names two transfer syntaxes" % buf[a],
+                               REASON_UNEXPECTED_PARAMETER)
+            syntax = _uid(buf, c, d)
+        if not syntax:
+            raise PDUError("accepted presentation context %d names no transfer syntax" % buf[a])
         return result, syntax
     abstract = None
     syntaxes = []
@@ -199,9 +194,6 @@ def _context(buf, a, b, requestor_side):
             abstract = _uid(buf, c, d)
         elif item_type == TRANSFER_SYNTAX_ITEM:
             syntaxes.append(_uid(buf, c, d))
-        else:
-            raise PDUError("presentation context RQ sub-item 0x%02x unexpected" % item_type,
-                           REASON_UNEXPECTED_PARAMETER)
     if abstract is None or not syntaxes:
         raise PDUError("presentation context %d lacks abstract or transfer syntax" % buf[a])
     return abstract, syntaxes

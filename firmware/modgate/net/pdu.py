@@ -129,7 +129,7 @@ def pack_pdata(buf, context_id, control, nbytes):
 
 
 def next_pdv(buf, offset, end):
-    """(context ID, control header, value start, value end) of the PDV item at `offset`.
+    """(context ID, control header bits 0-1, value start, value end) of the PDV item at `offset`.
 
     PS3.8 9.3.5.1: item length >= 2 (ID and control header) and the item lies inside the PDU.
     """
@@ -138,9 +138,15 @@ def next_pdv(buf, offset, end):
     length, context_id, control = struct.unpack_from(">LBB", buf, offset)
     if length < 2 or length > end - offset - 4:
         raise PDUError("PDV item length %d does not fit its P-DATA-TF" % length)
-    if control & 0xFC:
-        raise PDUError("PDV message control header 0x%02x has reserved bits set" % control)
-    return context_id, control, offset + PDV_HEADER, offset + 4 + length
+    # Bits 2-7 of the message control header are reserved and not tested (PS3.8 E.2).
+    return context_id, control & 3, offset + PDV_HEADER, offset + 4 + length
+
+
+def pdv_room(pdu_size, start):
+    """Data bytes one PDV may carry when its header goes at buf[start:] in a PDU of at most
+    `pdu_size` bytes (header included): the space left, rounded down to even, since every
+    fragment of a message has an even length (PS3.8 E.1) even when the peer's maximum is odd."""
+    return (pdu_size - start - PDV_HEADER) & ~1
 
 
 def decode_reject(buf):

@@ -341,7 +341,7 @@ class StoreSession:
         cap = len(buf)
         limit = assoc.pdu_size
         turn = ticks_ms()
-        if limit - start - pdu.PDV_HEADER < 1:
+        if pdu.pdv_room(limit, start) < 2:
             # The peer's maximum leaves no room for data beside the command: send it alone.
             pdu.pack_header(buf, pdu.P_DATA_TF, start - pdu.HEADER)
             if not await assoc.send_pdu(start):
@@ -353,7 +353,7 @@ class StoreSession:
                 # Every PDU after the first starts at 0 and fits the buffer: the steady state.
                 await self._send_whole_pdus(assoc, raw, context_id, left, turn)
                 return
-            room = limit - start - pdu.PDV_HEADER
+            room = pdu.pdv_room(limit, start)  # even (PS3.8 E.1)
             frag = left if left <= room else room
             left -= frag
             pack_pdv_header(buf, start, frag, context_id, 0 if left else pdu.CONTROL_LAST)
@@ -390,7 +390,7 @@ class StoreSession:
         an emulated ARM core the interpreter's work per PDU is the cost that shows)."""
         buf = self.buf
         mv = memoryview(buf)
-        room = (assoc.pdu_size - 12) & ~1  # PDV fragments of even length (PS3.8 E.1)
+        room = pdu.pdv_room(assoc.pdu_size, pdu.HEADER)  # even fragments (PS3.8 E.1)
         whole = mv[12:12 + room]
         pack = struct.pack_into
         while left:

@@ -29,6 +29,16 @@ def check_combination(iod: str, fmt: str, width: int, height: int, frames: int, 
     iods.choose(iod, fmt, frames > 1)
 
 
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--context is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("--context must be a JSON object")
+    return value
+
+
 def parse_size(text: str) -> tuple[int, int]:
     w, sep, h = text.lower().partition("x")
     if not sep or not w.isdigit() or not h.isdigit():
@@ -48,12 +58,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--uid-root", help="UID root (default: the 2.25 form)")
     p.add_argument("--serial", default="1", help="device serial used in UIDs")
     p.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size (default 64k)")
+    p.add_argument("--context", type=_json_object, help='context values as JSON, e.g. '
+                   '\'{"pixel_spacing": "0.1\\\\0.1", "laterality": "U"}\' (dx needs both)')
     p.set_defaults(func=run)
 
 
 def encode(iod: str, fmt: str, width: int, height: int, out: Path, *, frames: int = 1,
            runtime: str = "cpython", bits_stored: int | None = None, uid_root: str | None = None,
-           serial: str = "1", heap: str | None = DEFAULT_HEAP, timeout: float = 3600) -> dict[str, Any]:
+           serial: str = "1", heap: str | None = DEFAULT_HEAP, timeout: float = 3600,
+           context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the firmware encode job; returns its JSON result. Raises RuntimeError with its message."""
     args = ["--iod", iod, "--format", fmt, "--size", f"{width}x{height}", "--frames", str(frames),
             "--out", str(out), "--serial", serial]
@@ -61,6 +74,8 @@ def encode(iod: str, fmt: str, width: int, height: int, out: Path, *, frames: in
         args += ["--bits-stored", str(bits_stored)]
     if uid_root:
         args += ["--uid-root", uid_root]
+    if context:
+        args += ["--context", json.dumps(context)]
     cmd, env = firmware_process(runtime, "encode", *args, heap=heap)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
@@ -83,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = encode(args.iod, args.format, width, height, args.out, frames=args.frames,
                         runtime=args.runtime, bits_stored=args.bits_stored, uid_root=args.uid_root,
-                        serial=args.serial, heap=args.heap)
+                        serial=args.serial, heap=args.heap, context=args.context)
     except RuntimeUnavailable as exc:
         print(f"modgate encode: {exc}", file=sys.stderr)
         return 2

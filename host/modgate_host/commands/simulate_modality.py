@@ -38,6 +38,9 @@ from modgate_host.transport import TransportError, open_port
 
 FAULT_KINDS = ("crc", "truncate", "garbage")
 
+# The frame context facts of a synthetic test pattern (docs/frame-protocol.md, Context).
+SOURCE_FACTS = {"conversion_type": "SYN", "burned_in_annotation": "NO"}
+
 
 class LinkDown(Exception):
     """The connection to the device dropped (or could not be opened)."""
@@ -84,7 +87,9 @@ def add_parser(subparsers: Any) -> None:
         help="wait this long for an answer before resending (default 10)",
     )
     p.add_argument("--baud", type=int, default=115200, help="serial baud rate (default 115200)")
-    p.add_argument("--context", default=None, help="JSON object sent as the study/patient context")
+    p.add_argument("--context", default=None,
+                   help="JSON object sent as the frame context (patient, study, facts); it adds to or "
+                        "replaces the facts the simulator states: synthetic, no burned-in annotation")
     p.add_argument("--sequence-start", type=int, default=None, help="first sequence number (default random)")
     p.add_argument(
         "--report", type=Path, default=None, metavar="FILE.json", help="write the JSON report here"
@@ -222,7 +227,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         url = serial_url(args.to)
         width, height = parse_size(args.size)
-        context = json.loads(args.context) if args.context else None
+        given = json.loads(args.context) if args.context else {}
+        if not isinstance(given, dict):
+            raise ValueError("--context must be a JSON object")
+        # What this source knows of its pictures, as a real one should say (docs/frame-protocol.md):
+        # synthetic, no burned-in text. --context may add to or replace it.
+        context = {**SOURCE_FACTS, **given}
     except ValueError as exc:
         print(f"simulate-modality: {exc}", file=sys.stderr)
         return 2
