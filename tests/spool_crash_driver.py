@@ -103,9 +103,11 @@ class Contexts:
     def __init__(self, uid_gen):
         self.study = uid_gen.new()
 
-    def for_acquisition(self, header_context):
+    def for_acquisition(self, header_context, source=""):
+        # The facts a source states for its Secondary Capture objects (nothing is made up).
         return {"patient_name": "CRASH^TEST", "patient_id": "K1", "study_instance_uid": self.study,
-                "now": (2026, 11, 27, 12, 0, 0), "modality": "XA"}
+                "now": (2026, 11, 27, 12, 0, 0), "modality": "XA", "conversion_type": "DI",
+                "burned_in_annotation": "NO"}
 
 
 def step(fwd):

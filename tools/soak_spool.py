@@ -110,11 +110,13 @@ def run_trial(seed: int, workdir: Path, runtime: str = "micropython", kills: int
     mode = "flaky" if seed % 2 else "steady"  # odd seeds: stores break off and are retried
     for run in range(kills):
         argv = _driver(runtime, str(root), str(archive), str(seed), str(start), str(count), mode)
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(*window_s))
         proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
+        out, err = proc.communicate()
         trial.kills += 1 if proc.returncode == -signal.SIGKILL else 0
+        if proc.returncode not in (0, -signal.SIGKILL):
+            trial.problems.append(f"run {run} failed ({proc.returncode}): {err.decode()[-400:]}")
         lines = _complete_lines(out)
         trial.last_lines.append(lines[-1] if lines else "(nothing yet)")
         for line in lines:
