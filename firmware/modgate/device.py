@@ -44,13 +44,8 @@ class Device:
         self.clock_warned = False
         self.spool = Spool(
             fs.join(self.state_dir, "spool"),
-            self.config.get("spool_budget_bytes"),
-            high_pct=self.config.get("spool_high_pct"),
-            low_pct=self.config.get("spool_low_pct"),
-            dead_max_items=self.config.get("dead_max_items"),
-            routing=self.config.get("routing"),
+            self.config.settings(Spool.SETTINGS),
             destinations=self._destination_names(),
-            max_items=self.config.get("spool_max_items"),
         )
         self.feed_watchdog()
         self.spool.recover()
@@ -58,7 +53,7 @@ class Device:
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
                                    settle=self.settle_heap)
         self.acquirer = Acquirer(
-            self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir
+            self.spool, self.uid_gen, self.contexts, self.config.settings(Acquirer.SETTINGS)
         )
         self.acquirer.recover()
         self.feed_watchdog()
@@ -117,7 +112,8 @@ class Device:
         # out twice (PS3.5 9.1), whatever root or serial was set.
         self.uid_gen = self._uid_generator(self.uid_gen.sequence)
         self.acquirer.uid_gen = self.uid_gen
-        self.acquirer.settings = self._acquire_settings()
+        self.acquirer.settings = self.config.settings(Acquirer.SETTINGS)
+        self.spool.configure(self.config.settings(Spool.SETTINGS))
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
                                    settle=self.settle_heap)
         self._destinations_changed()
@@ -139,14 +135,6 @@ class Device:
         return [d["name"] for d in self.config.get("destinations")]
 
     # --- settings derived from configuration -----------------------------------------------------
-    def _acquire_settings(self):
-        cfg = self.config
-        return {
-            "grouping": cfg.get("grouping"),
-            "series_timeout_ms": cfg.get("series_timeout_ms"),
-            "iod": cfg.get("iod"),
-        }
-
     def _retry_policy(self):
         cfg = self.config
         return {

@@ -89,8 +89,8 @@ class ForwarderTest(unittest.TestCase):
         self.addCleanup(support.remove_tree, self.root)
         self.clock = Clock()
         self.archive = Archive()
-        self.spool = Spool(self.root, 10000000, destinations=self.dests, ticks=self.clock.ticks,
-                           seconds=self.clock.seconds)
+        self.spool = Spool(self.root, support.settings(Spool.SETTINGS, spool_budget_bytes=10000000),
+                           destinations=self.dests, ticks=self.clock.ticks, seconds=self.clock.seconds)
         self.spool.recover()
         self.fwd = self.forwarder(POLICY)
         self.turn = 0
@@ -317,13 +317,15 @@ class TestCapacityRecovery(ForwarderTest):
     def test_busy_until_the_queue_drains_below_the_low_mark(self):
         from modgate.spool.queue import ENTRY_OVERHEAD
 
-        self.spool = Spool(self.root, 10 * (64 + ENTRY_OVERHEAD), high_pct=80, low_pct=30, destinations=["a"],
-                           ticks=self.clock.ticks, seconds=self.clock.seconds)
+        settings = support.settings(Spool.SETTINGS, spool_budget_bytes=10 * (64 + ENTRY_OVERHEAD),
+                                    spool_high_pct=80, spool_low_pct=30)
+        self.spool = Spool(self.root, settings, destinations=["a"], ticks=self.clock.ticks,
+                           seconds=self.clock.seconds)
         self.spool.recover()
         self.fwd = self.forwarder(POLICY)
         self.archive.mode["a"] = "down"
         accepted = 0
-        while not self.spool.busy():
+        while not self.spool.admit():
             self.put(b"%064d" % accepted)
             accepted += 1
         self.assertEqual(accepted, 8)
@@ -332,7 +334,7 @@ class TestCapacityRecovery(ForwarderTest):
         self.clock.ms += 1000
         busy_seen = []
         while self.step():
-            busy_seen.append(self.spool.busy())
+            busy_seen.append(self.spool.admit())
         self.assertEqual(busy_seen, [1000, 1000, 1000, 1000, 0, 0, 0, 0])
         self.assertEqual(len(self.archive.got["a"]), accepted)
 
