@@ -202,6 +202,8 @@ class Device:
             "objects_committed": self.acquirer.objects_committed,
             "frames_acked": self.acquirer.frames_acked,
             "open_series": len(self.acquirer.open_series),
+            "series_closing": len(self.acquirer.closing),  # committed again every second until done
+            "config_fallbacks": list(self.config.load_errors),  # saved values refused at boot
             "queue": stats,
             "destinations": self._destination_names(),
             "heap": self.heap_stats(),
@@ -349,7 +351,7 @@ def _board_serial(ports, state_dir):
         return fs.read_bytes(path).decode().strip()
     except OSError:
         pass
-    # Nine decimal digits: fits the 40 serial bits of the 2.25 UID form (modgate.dicom.uids).
+    # Nine decimal digits: short enough for a UID under an organisation's root (modgate.dicom.uids).
     serial = "%09d" % (int.from_bytes(entropy.random_bytes(4), "little") % 1000000000)
     fs.write_atomic(path, serial.encode())
     log.info("app", "no device_serial configured; generated " + serial)

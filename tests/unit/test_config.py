@@ -326,3 +326,20 @@ class TestPin(unittest.TestCase):
         conf.set("pin", "9999")
         self.assertEqual(dict(conf.items())["pin_hash"], "***")
         self.assertNotIn("9999", str(conf.items()))
+
+
+class TestOneSourceOfDefaults(unittest.TestCase):
+    """Layers that keep a fallback for callers without settings (tests, host jobs) keep the
+    schema's value: the schema is the one source of defaults."""
+
+    def test_layer_fallbacks_equal_the_schema(self):
+        from modgate.ingest.link import MAX_FRAME_BYTES
+        from modgate.ingest.tcp import FRAMES_PORT
+        from modgate.spool.forwarder import DEFAULT_POLICY
+
+        self.assertEqual(DEFAULT_POLICY["base_backoff_ms"], config.default("retry_base_ms"))
+        self.assertEqual(DEFAULT_POLICY["max_backoff_ms"], config.default("retry_max_ms"))
+        self.assertEqual(DEFAULT_POLICY["max_attempts"], config.default("retry_max_attempts"))
+        self.assertEqual(DEFAULT_POLICY["max_age_s"], config.default("retry_max_age_s"))
+        self.assertEqual(MAX_FRAME_BYTES, config.default("frames_max_bytes"))
+        self.assertEqual(FRAMES_PORT, config.default("frames_port"))

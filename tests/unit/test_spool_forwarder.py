@@ -37,10 +37,16 @@ class Session:
     def __init__(self, archive, dest):
         self.archive = archive
         self.dest = dest
+        self.sent_whole = False
 
     async def store(self, path):
         mode = self.archive.mode.get(self.dest, "ok")
         data = fs.read_bytes(path)
+        self.sent_whole = mode in ("answer-lost", "duplicate")
+        if mode == "answer-lost":
+            raise DeliveryError("no C-STORE-RSP within the timeout", True)
+        if mode == "duplicate":
+            return 0x0111, "duplicate", "already holds this UID"
         if mode == "down":
             raise DeliveryError("association aborted", True)
         if mode == "timeout":
@@ -311,6 +317,41 @@ class TestDeadLetters(ForwarderTest):
         self.run_steps()
         self.assertNotIn("a", self.archive.got)
         self.assertEqual(self.spool.stats()["destinations"]["a"]["pending"], 1)
+
+
+class TestDuplicate(ForwarderTest):
+    """0111 (PS3.7 C.4.5): delivered only when the archive's copy can be ours."""
+
+    dests = ["a"]
+
+    def test_a_duplicate_no_attempt_can_explain_is_a_dead_letter(self):
+        self.archive.mode["a"] = "duplicate"
+        self.put(b"x")
+        self.run_steps()
+        [dead] = self.spool.dead()
+        self.assertIn("UID collision", dead["dead"]["a"])
+
+    def test_after_a_lost_answer_the_duplicate_counts_as_delivered(self):
+        self.archive.mode["a"] = "answer-lost"
+        self.put(b"x")
+        self.step()
+        self.archive.mode["a"] = "duplicate"
+        self.clock.ms += 1000
+        self.run_steps()
+        self.assertEqual(self.spool.dead(), [])
+        self.assertEqual(self.spool.stats()["depth"], 0)
+
+    def test_an_entry_from_before_a_restart_counts_as_delivered(self):
+        self.put(b"x")
+        settings = support.settings(Spool.SETTINGS, spool_budget_bytes=10000000)
+        self.spool = Spool(self.root, settings, destinations=self.dests, ticks=self.clock.ticks,
+                           seconds=self.clock.seconds)
+        self.spool.recover()  # the power cut may have fallen between sending it and logging that
+        self.fwd = self.forwarder(POLICY)
+        self.archive.mode["a"] = "duplicate"
+        self.run_steps()
+        self.assertEqual(self.spool.dead(), [])
+        self.assertEqual(self.spool.stats()["depth"], 0)
 
 
 class TestCapacityRecovery(ForwarderTest):

@@ -69,6 +69,7 @@ class Spool:
         self._entries = []  # in id order, which is commit order (MicroPython dicts are unordered)
         self._bytes = 0
         self._next_id = 1
+        self.recovered_below = 1
         self._next_in = 1
         self._active = {}
         self._recovered_open = []
@@ -134,6 +135,9 @@ class Spool:
         dropped += len(doomed) + len(finished)
         self._entries.sort(key=_entry_id)
         self._next_id = top + 1
+        # Entries below this id were committed before this boot: a power cut may have fallen
+        # between sending one and logging its delivery (the forwarder's 0111 rule needs that).
+        self.recovered_below = self._next_id
         self._tidy_routes()
         log.info(_SRC, "recovered %d queued (%d bytes), %d open, %d dead, removed %d leftovers" % (
             len(self._entries), self._bytes, len(self._recovered_open), self.dead_count(), dropped))
