@@ -5,6 +5,7 @@ from modgate.ingest.link import FrameLink
 from modgate.port import aio, sockets
 
 ACCEPT_POLL_MS = 500
+FRAMES_PORT = 5555  # the frames_port setting's default (tests/unit/test_config.py)
 
 
 class TcpInput:
@@ -16,7 +17,7 @@ class TcpInput:
     frame_timeout_ms, idle_timeout_ms, chunk_bytes, ...).
     """
 
-    def __init__(self, sink, host="0.0.0.0", port=5555, max_clients=4, spawn=None, **link_options):
+    def __init__(self, sink, host="0.0.0.0", port=FRAMES_PORT, max_clients=4, spawn=None, **link_options):
         self.sink = sink
         self.listener = sockets.Listener(host, port)
         self.port = port
