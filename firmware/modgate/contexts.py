@@ -180,12 +180,10 @@ class Contexts:
             context[key] = facts[key]
         for key, value in self.pending_patient.items():
             context[key] = value
-        item = self._worklist_item(header_context)
-        if item is not None:
-            from modgate.worklist import context_of
-
-            for key, value in context_of(item).items():
-                context[key] = value
+        fields = self._worklist_fields(header_context)
+        if fields is not None:
+            for key in fields:
+                context[key] = fields[key]
         if header_context:
             for key in HEADER_CONTEXT_KEYS:
                 value = header_context.get(key)
@@ -199,9 +197,10 @@ class Contexts:
             self.device.note_clock_unset()
         return context
 
-    def _worklist_item(self, header_context):
-        """The worklist item this acquisition takes (the module docstring says which), or None;
-        FrameError(NAK_WORKLIST) when the frame names one the device cannot use."""
+    def _worklist_fields(self, header_context):
+        """The context fields of the worklist item this acquisition takes (the module docstring
+        says which), or None; FrameError(NAK_WORKLIST) when the frame names one the device
+        cannot use."""
         worklist = self.device.worklist()
         ctx = header_context or {}
         if ctx.get("patient_id") or ctx.get("patient_name"):
@@ -218,12 +217,12 @@ class Contexts:
                 header = worklist.header() or {}
                 raise FrameError("no worklist item has %s %s (%d cached, refreshed %s)" % (
                     key, value, header.get("items", 0), header.get("utc", "never")), NAK_WORKLIST)
-            from modgate.worklist import problem
+            from modgate.dicom import mwl
 
-            why = problem(item)
+            why = mwl.problem(item)
             if why:
                 raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
-            return item
+            return mwl.context_of(item)
         if worklist is None or not worklist.has_selection:
             return None
         timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000
@@ -233,7 +232,8 @@ class Contexts:
         if timeout_ms and since is not None and ticks_diff(ticks_ms(), since) >= timeout_ms:
             worklist.clear("expired: no acquisition for study_timeout_s")
             return None
-        return worklist.selected()
+        selected = worklist.selected()
+        return None if selected is None else selected["context"]
 
     def _study(self, context, now):
         key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))

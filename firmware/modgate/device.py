@@ -88,10 +88,7 @@ class Device:
         from modgate.net import receive_buffer
 
         size = self.config.get("max_pdu")
-        names = self._destination_names()
-        if self.config.get("worklist_scp"):
-            names.append("@worklist")  # modgate.worklist.BUFFER_KEY (not imported at boot)
-        for name in names:
+        for name in self._destination_names():
             buf = self.pdu_buffers.get(name)
             if buf is None or len(buf) < size:
                 gc.collect()

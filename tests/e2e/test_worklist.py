@@ -70,7 +70,7 @@ def test_dcmtk_wlmscpfs_worklist_to_the_archive_on_both_boards(tmp_path: Path) -
     ):
         for board in BOARDS:
             state = tmp_path / board
-            config = config_file(tmp_path, worklist_scp=f"MWL@127.0.0.1:{scp.port}")
+            config = config_file(tmp_path, worklist_scp=f"MWL@127.0.0.1:{scp.port}", grouping="series")
             with Emulator(board, state, config=config, dests=[f"ARCHIVE@127.0.0.1:{archive.port}"]) as device:
                 with DeviceConsole(device.console_path, timeout_s=60) as console:
                     result = refresh(console)
@@ -93,13 +93,18 @@ def test_dcmtk_wlmscpfs_worklist_to_the_archive_on_both_boards(tmp_path: Path) -
                 assert len(report["acked"]) == 1, report["output"]
                 report = one_frame(device, tmp_path, board + "-nak", {"accession_number": "A404"})
                 assert report["nacked"] and report["nacked"][0]["reason"] == "WORKLIST", report
-                files = wait_for_files(tmp_path / "archive", 2 * (BOARDS.index(board) + 1), timeout=120)
+                # A cine series goes on with the selected item: one multi-frame object.
+                report = simulate(device.frames_url, tmp_path / f"{board}-cine.json", 3, "32x32", "GRAY8",
+                                  "--series", "3")
+                assert len(report["acked"]) == 3, report["output"]
+                files = wait_for_files(tmp_path / "archive", 3 * (BOARDS.index(board) + 1), timeout=120)
     objects = [pydicom.dcmread(f) for f in files]
-    assert len(objects) == 4
+    assert len(objects) == 6
+    assert sorted(int(getattr(ds, "NumberOfFrames", 1)) for ds in objects) == [1, 1, 1, 1, 3, 3]
     for ds in objects:
         assert validate_file(ds.filename).ok, validate_file(ds.filename)
     doe_objects = [ds for ds in objects if ds.AccessionNumber == "A1001"]
-    assert len(doe_objects) == 2
+    assert len(doe_objects) == 4
     for ds in doe_objects:
         assert (str(ds.PatientName), ds.PatientID, ds.IssuerOfPatientID) == (
             "DOE^JANE",

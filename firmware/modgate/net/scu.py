@@ -65,7 +65,7 @@ class ServiceUser:
     device shares (StoreSession here, FindSession in net/find.py). `contexts` is the proposal;
     dest: aet, host, port; settings as StoreSession documents (buffer, timeouts, max_pdu)."""
 
-    def __init__(self, dest, settings, contexts):
+    def __init__(self, dest, settings, contexts, min_pdu=MIN_MAX_PDU):
         self.called = aetitle.validate(dest.get("aet"))
         self.calling = aetitle.validate(settings.get("calling_aet"))
         self.host = dest.get("host")
@@ -84,8 +84,8 @@ class ServiceUser:
             self.max_objects = int(_setting(settings, "max_objects_per_association"))
         except (TypeError, ValueError) as exc:
             raise ConfigError("network setting is not a whole number: " + str(exc))
-        if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
-            raise ConfigError("max_pdu must be %d to %d, not %d" % (MIN_MAX_PDU, MAX_MAX_PDU, self.max_pdu))
+        if not min_pdu <= self.max_pdu <= MAX_MAX_PDU:
+            raise ConfigError("max_pdu must be %d to %d, not %d" % (min_pdu, MAX_MAX_PDU, self.max_pdu))
         self.contexts = contexts
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
         # The one PDU buffer, reused by every association of this session. Allocated now, after

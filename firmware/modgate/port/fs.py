@@ -144,6 +144,26 @@ def write_atomic(path, data):
     sync_dir(path.rsplit(SEP, 1)[0] if SEP in path else ".")
 
 
+def write_json_atomic(path, obj):
+    """write_atomic of `obj` as JSON. On MicroPython it is dumped straight into the file, so no
+    string of the whole document is built (a series' note, its context included, is a few KB,
+    and on a 96 KB board that block may not be there); CPython, and files the fault hook
+    wraps (MicroPython dumps only into native streams), get the string in one write."""
+    import json
+
+    from modgate.compat import MICROPYTHON
+
+    tmp = path + ".tmp"
+    with open_file(tmp, "w") as f:
+        if MICROPYTHON and faults is None:
+            json.dump(obj, f)
+        else:
+            f.write(json.dumps(obj))
+        sync_file(f)
+    rename(tmp, path)
+    sync_dir(path.rsplit(SEP, 1)[0] if SEP in path else ".")
+
+
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
