@@ -219,10 +219,16 @@ class Contexts:
                     key, value, header.get("items", 0), header.get("utc", "never")), NAK_WORKLIST)
             from modgate.dicom import mwl
 
-            why = mwl.problem(item)
-            if why:
-                raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
-            return mwl.context_of(item)
+            try:
+                why = mwl.problem(item)
+                if why:
+                    raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
+                return mwl.context_of(item)
+            finally:
+                if not worklist.running:  # a refresh under way unloads them when it ends
+                    from modgate.worklist import unload_dicom
+
+                    unload_dicom()
         if worklist is None or not worklist.has_selection:
             return None
         timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000

@@ -34,6 +34,9 @@ POLL_MS = 500
 RETRY_MS = 60000  # after a failed refresh, the next automatic one
 AGE_AS_TICKS_S = 86400  # a cached list younger than this counts its age in ticks after a boot
 LIST_PAGE = 20
+# The query's and the items' DICOM code: loaded for a refresh, a selection or a frame naming an
+# item, unloaded after it (see unload_dicom), so ~4 KB of a 96 KB board's heap stay free between.
+DICOM_MODULES = ("modgate.net.find", "modgate.dicom.mwl", "modgate.dicom.dataset", "modgate.dicom.charset")
 
 # What `worklist list` shows of each item (the full item: `worklist show N`).
 _ROW = (("patient_name", "patient_name"), ("patient_id", "patient_id"), ("birth_date", "patient_birth_date"),
@@ -228,8 +231,12 @@ class Worklist:
         return age if age >= 0 else None  # refreshed under a clock that was later set back
 
     def _read_selected(self):
+        # Parsed from the stream (MicroPython's json.load reads it as it goes): read whole, its
+        # ~1.3 KB would need one free block that size at every acquisition, which a fragmented
+        # 96 KB heap may no longer have.
         try:
-            rec = json.loads(fs.read_bytes(fs.join(self.folder, "selected.json")))
+            with fs.open_file(fs.join(self.folder, "selected.json"), "rb") as f:
+                rec = json.load(f)
         except (OSError, ValueError):
             return None
         return rec if isinstance(rec, dict) else None
@@ -291,13 +298,17 @@ class Worklist:
         fields it gives (made now, once: an acquisition then only reads them)."""
         from modgate.dicom import mwl
 
-        rec = self.item(n)
-        why = mwl.problem(rec)
-        if why:
-            raise ModgateError("worklist item %d: %s" % (n, why))
-        chosen = _summary(rec)
-        chosen["selected_at"] = _now_iso()
-        chosen["context"] = mwl.context_of(rec)
+        try:
+            rec = self.item(n)
+            why = mwl.problem(rec)
+            if why:
+                raise ModgateError("worklist item %d: %s" % (n, why))
+            chosen = _summary(rec)
+            chosen["selected_at"] = _now_iso()
+            chosen["context"] = mwl.context_of(rec)
+        finally:
+            if not self.running:  # a refresh under way unloads them when it ends
+                unload_dicom()
         fs.write_atomic(fs.join(self.folder, "selected.json"), json.dumps(chosen).encode())
         self.has_selection = True
         self.selected_ticks = ticks_ms()
@@ -371,6 +382,7 @@ class Worklist:
         finally:
             self.running = False
             self.generation += 1
+            unload_dicom()
             settle = getattr(self.device, "settle_heap", None)
             if settle is not None:
                 settle()  # the query's garbage goes now, before a frame link needs a large block
@@ -430,6 +442,14 @@ class Worklist:
         header = self.header()
         return {"items": header["items"], "skipped": header["skipped"],
                 "cancelled_at_max": header["cancelled"], "took_ms": header["took_ms"]}
+
+
+def unload_dicom():
+    """Forget DICOM_MODULES (they keep no state): the heap they take goes back to the frame
+    links and deliveries until the worklist's DICOM side is needed again."""
+    from modgate import unload
+
+    unload(*DICOM_MODULES)
 
 
 def _summary(rec):
