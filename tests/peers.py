@@ -16,6 +16,7 @@ outside a loopback-only network namespace (`tools/netns`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -212,17 +213,32 @@ def pynetdicom_worklist(items: list[Any] | tuple[Any, ...] = (), port: int | Non
 
 
 WORKLIST_DUMPS = Path(__file__).resolve().parent / "worklist"
+WORKLIST_DAY = "20260705"  # the scheduled day of the dumps; tomorrow.dump is the day after
 
 
-def make_worklist_files(folder: Path, names: list[str] | None = None) -> list[Path]:
-    """.wl files in `folder` made by dcmtk dump2dcm from the text dumps in tests/worklist."""
+def make_worklist_files(folder: Path, names: list[str] | None = None, day: str | None = None) -> list[Path]:
+    """.wl files in `folder` made by dcmtk dump2dcm from the text dumps in tests/worklist. With
+    `day` (YYYYMMDD) the dumps' scheduled day is moved there, and their next day to its next day
+    (the demo schedules them for today)."""
+    def next_day(d: str) -> str:
+        return (dt.datetime.strptime(d, "%Y%m%d") + dt.timedelta(days=1)).strftime("%Y%m%d")
+
     folder.mkdir(parents=True, exist_ok=True)
+    moves = {}
+    if day is not None:
+        moves = {f"[{WORKLIST_DAY}]": f"[{day}]", f"[{next_day(WORKLIST_DAY)}]": f"[{next_day(day)}]"}
     out = []
     for dump in sorted(WORKLIST_DUMPS.glob("*.dump")):
         if names is None or dump.stem in names:
+            text = dump.read_text(encoding="utf-8")
+            for old, new in moves.items():
+                text = text.replace(old, new)
+            source = folder / (dump.stem + ".dump")
+            source.write_text(text, encoding="utf-8")
             target = folder / (dump.stem + ".wl")
-            subprocess.run(["/usr/bin/dump2dcm", "+te", str(dump), str(target)], check=True,
+            subprocess.run(["/usr/bin/dump2dcm", "+te", str(source), str(target)], check=True,
                            capture_output=True)
+            source.unlink()
             out.append(target)
     return out
 
