@@ -1,43 +1,89 @@
 """From acquired frames to durable DICOM objects in the spool: the sink every input source feeds.
 
-Single frames are encoded straight into a spool temp file and committed (durable) before the
-source gets its ACK. Frames of a series are staged one file per frame in `series/<n>/`, each
-synced and renamed before its ACK, and the multi-frame object is assembled from them when the
-series ends, times out, or at the next boot. So an acknowledged frame survives a power cut at any
-instant, and a frame whose CRC failed leaves nothing behind (its staging temp file is removed).
+A single frame is encoded straight into a spool object and committed (durable) before its ACK.
+
+The frames of a series go into one open spool object, the multi-frame DICOM object itself: the
+header is written when the series opens, each frame's pixels are appended and synced
+(spool.checkpoint) before that frame's ACK, and when the series ends or times out, Number of
+Frames and the Pixel Data length are patched in place and the object is committed, once. The
+object counts in the spool's budget from its first byte. After a power cut, recover() finds the
+object again with its whole frames; a torn, unacknowledged frame at its end is overwritten by
+the next frame (or cut off at the commit). The series goes on in the same object when its
+source continues (same stable source, series_id, frame_index where it stopped), else it is
+committed after the series timeout. A commit that fails is retried by tick(), never dropped.
+Layout on flash and the crash-safety argument: docs/spool.md.
 """
 
-import json
+import binascii
 
 from modgate import log
-from modgate.compat import ticks_diff, ticks_ms
+from modgate.compat import ticks_add, ticks_diff, ticks_ms
 from modgate.dicom import iods, pixels
 from modgate.dicom.writer import ObjectWriter
 from modgate.errors import EncodeError, FrameError, ModgateError, SpoolFull
-from modgate.ingest.frameproto import NAK_REFUSED, NAK_SERIES, NAK_STORAGE
-from modgate.port import fs
+from modgate.ingest.frameproto import NAK_REFUSED, NAK_SERIES, NAK_STORAGE, NAK_TOO_LARGE
+from modgate.port import clock, fs
 
-_COPY_CHUNK = 4096
+_SRC = "acquire"
+# Room for an object's header (File Meta and the elements before Pixel Data) in the budget.
+HEADER_ROOM = 4096
+# The note's last-touched time is rewritten at most this often (it only shortens the wait for a
+# source after a restart, so seconds of slack cost nothing).
+_TOUCH_REFRESH_S = 10
+_RETRY_CLOSE_MS = 1000  # a failed commit of a series is tried again this often
+# Frames a series' object can take when the source gives no nominal frame time: the Frame Time
+# Vector is reserved in the header for this many (8 bytes each, cut to the frames that came at the
+# commit). A longer series goes on in the next instance of its DICOM series.
+SERIES_MAX_FRAMES = 1000
+_MAX_INCREMENT_MS = 9999999  # the widest Frame Time Vector value the writer holds
+
+
+def stable_source(source_id):
+    """The identity of a source that survives its reconnecting: "tcp:HOST:PORT" becomes
+    "tcp:HOST" (a modality reconnects from a new ephemeral port); "uart" and the others stay.
+    docs/frame-protocol.md (Series) states what follows for sources sharing a host."""
+    text = str(source_id)
+    if text.startswith("tcp:") and text.count(":") >= 2:
+        return text.rsplit(":", 1)[0]
+    return text
 
 
 class _SingleTarget:
-    """A frame being encoded straight into its own spool object."""
+    """A frame being encoded straight into its own spool object. From a source that resends
+    what was not acknowledged, its commit is tagged with the source's sequence number and the
+    payload's CRC-32: the same frame resent after a power cut that came between the commit and
+    the ACK is acknowledged again, not stored twice."""
 
-    def __init__(self, spool, incoming, stream, writer, meta):
+    def __init__(self, spool, incoming, stream, writer, meta, header):
         self.spool = spool
         self.incoming = incoming
         self.stream = stream
         self.writer = writer
         self.meta = meta
+        source = stable_source(header.get("source", ""))
+        self.key = "frame:" + source if _resends(source) else None
+        self.sequence = header.get("sequence", 0)
+        self.crc = 0
+        self.stored = True
 
     def write(self, chunk):
+        self.crc = binascii.crc32(chunk, self.crc)
         self.writer.write_pixels(chunk)
 
     def commit(self):
+        crc = self.crc & 0xFFFFFFFF
+        tag = None
+        if self.key is not None:
+            last = self.spool.tagged(self.key)
+            if last is not None and last[0].get("seq") == self.sequence and last[0].get("crc") == crc:
+                self.abort()
+                self.stored = False
+                return last[1]
+            tag = {"key": self.key, "seq": self.sequence, "crc": crc}
         self.writer.end_frame()
         uid = self.writer.finish()
         self.stream.close()
-        self.spool.commit(self.incoming, uid, self.meta)
+        self.spool.commit(self.incoming, uid, self.meta, tag=tag)
         return uid
 
     def abort(self):
@@ -49,49 +95,56 @@ class _SingleTarget:
 
 
 class _SeriesFrameTarget:
-    """One frame of a series, staged in its own file until the series closes."""
+    """One frame appended to its series' open object."""
 
-    def __init__(self, series, index):
+    stored = True
+
+    def __init__(self, acquirer, series, header):
+        self.acquirer = acquirer
         self.series = series
-        self.index = index
-        self.tmp = fs.join(series.folder, "frame.tmp")
-        self.stream = fs.open_file(self.tmp, "wb")
-        self.written = 0
+        self.sequence = header.get("sequence", 0)
+        self.ends = header["kind"] == "series_end"
 
     def write(self, chunk):
-        self.stream.write(chunk)
-        self.written += len(chunk)
+        self.series.writer.write_pixels(chunk)
 
     def commit(self):
-        if self.written != self.series.layout.input_frame_bytes:
-            self.abort()
-            raise FrameError(
-                "frame has %d bytes, expected %d" % (self.written, self.series.layout.input_frame_bytes)
-            )
-        fs.sync_file(self.stream)
-        self.stream.close()
-        # issue 16: the frame's arrival after the previous one (ms) rides in its name, so the
-        # Frame Time Vector survives a restart (_frame_increments).
+        series = self.series
+        writer = series.writer
         now = ticks_ms()
-        gap = ticks_diff(now, self.series.touched) if self.index else 0
-        fs.rename(self.tmp, fs.join(self.series.folder, "f%06d-%d.raw" % (self.index, gap)))
-        fs.sync_dir(self.series.folder)
-        self.series.frames += 1
-        self.series.touched = now
-        return self.series.sop_instance_uid
+        gap = ticks_diff(now, series.touched) if series.frames else 0
+        writer.end_frame(gap if gap < _MAX_INCREMENT_MS else _MAX_INCREMENT_MS)  # Frame Time Vector
+        writer.flush()
+        note = series.note
+        first = not series.inc.noted
+        if first:
+            note["seq"] = self.sequence
+        now_s = _wall_seconds()
+        touched = note["touched"]
+        refresh = now_s is not None and (touched is None or now_s - touched >= _TOUCH_REFRESH_S)
+        if first or refresh:
+            note["touched"] = now_s
+        self.acquirer.spool.checkpoint(series.inc, series.stream, writer.bytes_written,
+                                       note if first or refresh else None)
+        series.frames += 1
+        series.touched = now
+        return series.uid
 
     def abort(self):
-        try:
-            self.stream.close()
-        except OSError:
-            pass
-        fs.remove(self.tmp)
+        series = self.series
+        self.acquirer.spool.release(series.inc)
+        series.drop_writer()  # the next frame resumes at the last whole frame, over the torn one
+        if not series.frames:
+            self.acquirer._discard(series)  # nothing acknowledged: the object goes
 
 
 class _SeriesEndTarget:
     """A bare series end marker (no payload): closes the series without adding a frame."""
 
-    def __init__(self, series):
+    stored = False
+
+    def __init__(self, acquirer, series):
+        self.acquirer = acquirer
         self.series = series
 
     def write(self, chunk):
@@ -99,55 +152,109 @@ class _SeriesEndTarget:
             raise FrameError("a bare series end carries no pixels", NAK_SERIES)
 
     def commit(self):
-        return self.series.sop_instance_uid
+        # ACKed even if the commit must be retried: every frame is already on flash.
+        self.acquirer._close_series(self.series, "series end marker")
+        return self.series.uid
+
+    def abort(self):
+        pass
+
+
+class _Resend:
+    """A frame already acknowledged and stored (its ACK was lost): ACK it again, store nothing.
+    The resend of a series' last frame still closes the series (`closes`: (acquirer, series))."""
+
+    stored = False
+
+    def __init__(self, uid, closes=None):
+        self.uid = uid
+        self.closes = closes
+
+    def write(self, chunk):
+        pass
+
+    def commit(self):
+        if self.closes is not None:
+            self.closes[0]._close_series(self.closes[1], "series end (resent)")
+        return self.uid
 
     def abort(self):
         pass
 
 
 class _Series:
-    def __init__(self, folder, info, layout):
-        self.folder = folder
-        self.info = info
+    """A series being acquired into one open spool object. `note` is what recovery needs:
+    key, iod, format, width, height, bits_stored, context, uid, number (Instance Number),
+    point (ObjectWriter.resume_point), base (frame_index of its first frame), seq (sequence of
+    its first frame), touched (clock seconds, None when the clock is unset)."""
+
+    def __init__(self, inc, note, layout):
+        self.inc = inc
+        self.note = note
+        self.key = note["key"]
+        self.uid = note["uid"]
         self.layout = layout
-        self.sop_instance_uid = info["sop_instance_uid"]
         self.frames = 0
         self.touched = ticks_ms()
+        self.writer = None
+        self.stream = None
+        self.closing = None  # why it is being closed, once it is
+        self.close_error = None
+        self.retry_at = 0
+
+    def next_index(self):
+        return self.note["base"] + self.frames
+
+    def good_length(self):
+        """Bytes of the finished object: header, whole frames, the pad byte (PS3.5 7.1.1)."""
+        pixels_len = self.frames * self.layout.stored_frame_bytes
+        return self.note["point"][0] + pixels_len + (pixels_len & 1)
+
+    def drop_writer(self):
+        stream = self.stream
+        self.stream = None
+        self.writer = None
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
 
 
 class Acquirer:
     """The sink of modgate.ingest: turns frames into spool objects. See the module docstring.
 
     `contexts` is the device's context provider: `contexts.for_acquisition(header_context)` returns
-    the writer context (patient, study, equipment, clock) and `contexts.new_series_uid()`.
+    the writer context (patient, study, equipment, clock). `settings` is a view of SETTINGS
+    (modgate.config.settings).
     """
 
-    def __init__(self, spool, uid_gen, contexts, settings, state_dir):
+    SETTINGS = ("grouping", "series_timeout_ms", "iod")
+
+    def __init__(self, spool, uid_gen, contexts, settings):
         self.spool = spool
         self.uid_gen = uid_gen
         self.contexts = contexts
         self.settings = settings
-        self.series_root = fs.join(state_dir, "series")
-        fs.makedirs(self.series_root)
-        self.open_series = {}
+        self.open_series = {}  # series key -> _Series taking frames
+        self.closing = []  # series being committed; stay here until the commit succeeded
         self.single_series = {}
-        # Reused for every series assembly: a fresh 4 KB block is hard to find in a fragmented heap.
-        self._copy_buf = bytearray(_COPY_CHUNK)
-        self._series_counter = 0
         self.objects_committed = 0
         self.frames_acked = 0
 
     # --- the sink interface (modgate.ingest) -------------------------------------------------
     def busy(self):
-        return self.spool.busy()
+        return self.spool.admit()
 
     def begin_frame(self, header):
-        if self.spool.busy():
-            raise SpoolFull("spool above its high watermark")
-        kind = header["kind"]
-        if kind == "single" or self.settings.get("grouping") == "frame":
-            return self._begin_single(header)
-        return self._begin_series_frame(header)
+        try:
+            if header["kind"] == "single" or self.settings["grouping"] == "frame":
+                layout = _layout_for(header)
+                self._admit(layout.stored_frame_bytes + HEADER_ROOM, None)
+                return self._begin_single(header, layout)
+            return self._begin_series_frame(header)
+        except OSError as exc:
+            raise FrameError("frame not stored: " + str(exc), NAK_STORAGE)
 
     def commit_frame(self, target):
         try:
@@ -158,11 +265,12 @@ class Acquirer:
         except (EncodeError, OSError) as exc:
             target.abort()
             raise FrameError("frame not stored: " + str(exc), NAK_STORAGE)
-        self.frames_acked += 1
-        if isinstance(target, _SingleTarget):
+        if target.stored:
+            self.frames_acked += 1
+        if isinstance(target, _SingleTarget) and target.stored:
             self.objects_committed += 1
-        elif target.series.info.get("end_seen") and target.series.info["series_key"] in self.open_series:
-            self._close_series(target.series, "series end marker")
+        elif isinstance(target, _SeriesFrameTarget) and target.ends:
+            self._close_series(target.series, "series end")
         return uid
 
     def abort_frame(self, target):
@@ -172,63 +280,91 @@ class Acquirer:
         prefix = str(source_id) + ":"
         for key in [k for k in self.single_series if k.startswith(prefix)]:
             del self.single_series[key]
+        source = stable_source(source_id)
         for series in self.open_series.values():
-            if series.info.get("source") == source_id:
-                log.warn(
-                    "acquire",
-                    "source %s lost with series %s open (%d frames); it closes after the series timeout"
-                    % (source_id, series.info["series_key"], series.frames),
-                )
+            if series.note["source"] == source:
+                log.warn(_SRC, "source %s lost with series %s open (%d frames); it goes on if the source "
+                         "continues, else closes after the series timeout" % (
+                             source_id, series.key, series.frames))
 
-    def tick(self):
-        """Close series whose source went quiet for longer than the configured timeout."""
-        timeout = self.settings.get("series_timeout_ms", 30000)
-        now = ticks_ms()
+    def tick(self, now_ms=None):
+        """Retry failed commits; close series whose source went quiet for the series timeout.
+        Bounded work: patching a few header bytes and a rename per series."""
+        now = ticks_ms() if now_ms is None else now_ms
+        for series in self.closing[:]:
+            if ticks_diff(now, series.retry_at) >= 0:
+                self._try_close(series)
+        timeout = self.settings["series_timeout_ms"]
         for series in list(self.open_series.values()):
             if ticks_diff(now, series.touched) >= timeout:
-                log.warn(
-                    "acquire",
-                    "series %s timed out after %d frames; delivering what arrived"
-                    % (series.info["series_key"], series.frames),
-                )
+                log.warn(_SRC, "series %s timed out after %d frames; delivering what arrived" % (
+                    series.key, series.frames))
                 self._close_series(series, "timeout")
 
     def recover(self):
-        """At boot: close every series left open by a power cut, with the frames that were acked."""
-        for name in fs.listdir(self.series_root):
-            folder = fs.join(self.series_root, name)
-            fs.remove(fs.join(folder, "frame.tmp"))
+        """At boot: take up the series that a power cut left open, with their whole frames."""
+        timeout = self.settings["series_timeout_ms"]
+        now_s = _wall_seconds()
+        for inc in self.spool.open_objects():
             try:
-                info = json.loads(fs.read_bytes(fs.join(folder, "series.json")))
-            except (OSError, ValueError):
-                log.warn("acquire", "discarding series folder %s without readable metadata" % name)
-                _remove_folder(folder)
+                series = _recovered(inc)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError, EncodeError) as exc:
+                self.spool.set_aside(inc, "note does not describe a series (%s: %s)" % (
+                    type(exc).__name__, exc))
                 continue
-            layout = pixels.layout(info["format"], info["width"], info["height"], info.get("bits_stored"))
-            series = _Series(folder, info, layout)
-            series.frames = len(_frame_files(folder))
-            self._close_series(series, "recovered after restart")
+            note = series.note
+            if series.frames <= 0:
+                log.info(_SRC, "open object of series %s had no whole frame: removed" % series.key)
+                self.spool.abort(inc)
+                continue
+            # Wait for the source a full timeout from boot, less what the clock says went by.
+            waited_ms = 0
+            if now_s is not None and note["touched"] is not None and now_s > note["touched"]:
+                waited_ms = (now_s - note["touched"]) * 1000
+            series.touched = ticks_add(ticks_ms(), -(waited_ms if waited_ms < timeout else timeout))
+            earlier = self.open_series.get(series.key)
+            if earlier is not None:
+                self._close_series(earlier, "a later object of the same series was found")
+            self.open_series[series.key] = series
+            log.info(_SRC, "series %s recovered after restart with %d frames in %s; it goes on if its "
+                     "source continues, else closes after the series timeout" % (
+                         series.key, series.frames, series.uid))
 
     # --- single frames ------------------------------------------------------------------------
-    def _begin_single(self, header):
-        layout = _layout_for(header)
-        iod_name = _choose_iod(self.settings.get("iod", "sc"), header, multi_frame=False)
+    def _admit(self, need, series):
+        """SpoolFull (BUSY) unless the spool takes `need` more bytes now."""
+        if need > self.spool.budget:
+            raise FrameError("frame needs %d bytes, more than the spool budget" % need, NAK_TOO_LARGE)
+        if self.spool.admit(need):
+            if series is not None and series.frames and self.spool.committed_bytes() <= self.spool.low:
+                # Open objects alone hold the spool full, and delivery cannot free them: commit
+                # this one now; the series goes on in a new object of the same DICOM series.
+                log.warn(_SRC, "spool full with series %s open: committing its %d frames so they can "
+                         "be delivered" % (series.key, series.frames))
+                self._close_series(series, "spool full")
+            raise SpoolFull("spool full")
+
+    def _begin_single(self, header, layout):
+        iod_name = _choose_iod(self.settings["iod"], header, multi_frame=False)
         context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
         if not context.get("series_instance_uid"):
             uid, number = self._series_place(header, context)
             context["series_instance_uid"] = uid
             context["instance_number"] = str(number)
-        incoming = self.spool.begin(layout.stored_frame_bytes + 4096)
-        stream = fs.open_file(incoming.path, "wb")
+        incoming = self.spool.begin(layout.stored_frame_bytes + HEADER_ROOM)
+        try:
+            stream = fs.open_file(incoming.path, "wb")
+        except OSError:
+            self.spool.abort(incoming)
+            raise
         try:
             writer = ObjectWriter(stream, iod_name, layout, context, self.uid_gen)
             writer.begin()
         except (EncodeError, OSError) as exc:
             stream.close()
             self.spool.abort(incoming)
-            raise FrameError(str(exc), NAK_REFUSED)
-        meta = _meta(iod_name, writer, context)
-        return _SingleTarget(self.spool, incoming, stream, writer, meta)
+            raise FrameError(str(exc), NAK_REFUSED if isinstance(exc, EncodeError) else NAK_STORAGE)
+        return _SingleTarget(self.spool, incoming, stream, writer, _meta(iod_name, writer, context), header)
 
     def _series_place(self, header, context):
         """(Series Instance UID, Instance Number) of a single frame: the frames from one source
@@ -247,108 +383,198 @@ class Acquirer:
 
     # --- series ---------------------------------------------------------------------------------
     def _begin_series_frame(self, header):
-        key = str(header.get("source", "")) + ":" + str(header.get("series_id", 0))
+        key = stable_source(header.get("source", "")) + ":" + str(header.get("series_id", 0))
+        kind = header["kind"]
+        index = header.get("frame_index", 0)
         series = self.open_series.get(key)
-        if header["kind"] == "series_end" and not header.get("payload_length"):
-            if series is None:
-                raise FrameError("series end for a series that is not open", NAK_SERIES)
-            series.info["end_seen"] = True
-            return _SeriesEndTarget(series)
-        if header["kind"] == "series_start" and series is not None:
-            log.warn("acquire", "series %s restarted before its end; closing the earlier one" % key)
-            self._close_series(series, "restarted")
-            series = None
+        if kind == "series_end" and not header.get("payload_length"):
+            if series is not None:
+                return _SeriesEndTarget(self, series)
+            done = self._closed(key)
+            if done is not None:
+                return _Resend(done["uid"])  # its series closed at the first one; the ACK was lost
+            raise FrameError("series end for a series that is not open", NAK_SERIES)
+        follow = None
+        if series is not None:
+            if kind == "series_start" and header.get("sequence", 0) != series.note["seq"]:
+                log.warn(_SRC, "series %s restarted before its end; closing the earlier one" % key)
+                self._close_series(series, "restarted")
+                series = None
+            else:
+                self._check_index(series.key, index, series.next_index())
+                if index < series.next_index():
+                    return _Resend(series.uid, (self, series) if kind == "series_end" else None)
+                if (header["width"], header["height"], header["pixel_format"]) != (
+                        series.note["width"], series.note["height"], series.note["format"]):
+                    raise FrameError("frame geometry differs from its series", NAK_SERIES)
+                if series.frames >= series.note["context"].get("max_frames", series.frames + 1):
+                    log.info(_SRC, "series %s reached %d frames: it goes on in a new object" % (
+                        key, series.frames))
+                    self._close_series(series, "frame limit")
+                    series = None
+                    follow = self._closed(key)
+        elif kind != "series_start":
+            follow = self._closed(key)
+            if follow is not None:
+                self._check_index(key, index, follow["next"])
+                if index < follow["next"]:
+                    return _Resend(follow["uid"])
+        layout = _layout_for(header) if series is None else series.layout
+        # A new object's header may hold a Frame Time Vector (8 bytes a frame it can take).
+        need = layout.stored_frame_bytes + (HEADER_ROOM + 8 * self._capacity(layout) if series is None else 1)
+        self._admit(need, series)
         if series is None:
-            series = self._open_series(key, header)
-        elif (header["width"], header["height"], header["pixel_format"]) != (
-            series.info["width"],
-            series.info["height"],
-            series.info["format"],
-        ):
-            raise FrameError("frame geometry differs from its series", NAK_SERIES)
-        if header["kind"] == "series_end":
-            series.info["end_seen"] = True
-        return _SeriesFrameTarget(series, series.frames)
+            series = self._open_series(key, header, layout, follow)
+        else:
+            self._prepare(series)
+        self.spool.reserve(series.inc, need)
+        return _SeriesFrameTarget(self, series, header)
 
-    def _open_series(self, key, header):
-        layout = _layout_for(header)
-        iod_name = _choose_iod(self.settings.get("iod", "sc"), header, multi_frame=True)
+    def _capacity(self, layout):
+        """Frames a series' object takes: SERIES_MAX_FRAMES, or fewer when the spool could not
+        hold that many (so the header reserves no Frame Time Vector slots that cannot fill)."""
+        fit = self.spool.budget // layout.stored_frame_bytes
+        return SERIES_MAX_FRAMES if fit > SERIES_MAX_FRAMES else (fit if fit > 2 else 2)
+
+    def _check_index(self, key, index, expected):
+        # A resend of a frame already stored is fine (ACK again); a skipped frame is not.
+        if index > expected:
+            raise FrameError("series %s: frame %d arrived, %d expected (a frame is missing)" % (
+                key, index, expected), NAK_SERIES)
+
+    def _open_series(self, key, header, layout, follow):
+        """A new open object for series `key`: its own DICOM series, or with `follow` (a series
+        closed before its source finished) the next instance of that DICOM series."""
+        iod_name = _choose_iod(self.settings["iod"], header, multi_frame=True)
         context = self.contexts.for_acquisition(header.get("context"), header.get("source", ""))
-        context["series_instance_uid"] = self.uid_gen.new()
+        if not context.get("frame_time_ms"):
+            # The frames' arrival times make a Frame Time Vector, reserved for as many frames as
+            # the spool could hold of them (issue 16: the source gave no nominal frame time).
+            context["max_frames"] = self._capacity(layout)
+        if follow is None:
+            context["series_instance_uid"] = self.uid_gen.new()
+            number = 1
+        else:
+            context["series_instance_uid"] = follow["series_uid"]
+            number = follow["number"] + 1
+        context["instance_number"] = str(number)
         try:
-            # issue 16: refuse now what the object could not carry (e.g. a Type 1 fact), not
-            # after the frames were acknowledged.
-            iods.check(iod_name, layout, _with_timing(context, 1))
+            # Refuse now what the object could not carry (a missing Type 1 fact), not after frames
+            # were acknowledged.
+            iods.check(iod_name, layout, context)
         except EncodeError as exc:
             raise FrameError(str(exc), NAK_REFUSED)
-        self._series_counter += 1
-        folder = fs.join(self.series_root, "s%d-%d" % (ticks_ms(), self._series_counter))
-        fs.makedirs(folder)
-        info = {
-            "series_key": key,
-            "source": header.get("source", ""),
-            "iod": iod_name,
-            "format": header["pixel_format"],
-            "width": header["width"],
-            "height": header["height"],
-            "bits_stored": header.get("bits_stored"),
-            "context": context,
-            "sop_instance_uid": self.uid_gen.new(),
-        }
-        fs.write_atomic(fs.join(folder, "series.json"), json.dumps(info).encode())
-        series = _Series(folder, info, layout)
+        note = {"key": key, "source": stable_source(header.get("source", "")), "iod": iod_name,
+                "format": header["pixel_format"], "width": header["width"], "height": header["height"],
+                "bits_stored": header.get("bits_stored"), "context": context, "uid": self.uid_gen.new(),
+                "number": number, "point": None, "base": header.get("frame_index", 0), "seq": None,
+                "touched": None}
+        inc = self.spool.begin(layout.stored_frame_bytes + HEADER_ROOM, open_meta=note)
+        series = _Series(inc, note, layout)
+        try:
+            series.stream = fs.open_file(inc.path, "r+b")
+            series.writer = ObjectWriter(series.stream, iod_name, layout, context, _FixedUid(series.uid))
+            series.writer.begin()
+            note["point"] = series.writer.resume_point()
+        except (EncodeError, OSError) as exc:
+            self._discard(series)
+            raise FrameError(str(exc), NAK_REFUSED if isinstance(exc, EncodeError) else NAK_STORAGE)
         self.open_series[key] = series
-        log.info("acquire", "series %s opened as %s" % (key, info["sop_instance_uid"]))
+        log.info(_SRC, "series %s opened as %s (instance %d)" % (key, series.uid, number))
         return series
 
-    def _close_series(self, series, why):
-        self.open_series.pop(series.info["series_key"], None)
-        frames = _frame_files(series.folder)
-        if not frames:
-            log.info("acquire", "series %s closed (%s) with no frames" % (series.info["series_key"], why))
-            _remove_folder(series.folder)
+    def _prepare(self, series):
+        """Writer and file ready to append after the last whole frame (after a restart, or a
+        frame that was dropped half-written)."""
+        if series.writer is not None:
             return
+        note = series.note
+        stream = fs.open_file(series.inc.path, "r+b")
         try:
-            self._assemble(series, frames)
-        except (ModgateError, OSError) as exc:
-            # Keep the staged frames: the next boot tries again rather than losing acked frames.
-            log.error("acquire", "series %s could not be assembled: %s" % (series.info["series_key"], exc))
-            return
-        log.info(
-            "acquire",
-            "series %s closed (%s): %d frames in %s"
-            % (series.info["series_key"], why, len(frames), series.sop_instance_uid),
-        )
-        _remove_folder(series.folder)
-
-    def _assemble(self, series, frames):
-        info = series.info
-        incoming = self.spool.begin(series.layout.stored_frame_bytes * len(frames) + 4096)
-        stream = fs.open_file(incoming.path, "wb")
-        buf = self._copy_buf
-        view = memoryview(buf)
-        context = _with_timing(info["context"], len(frames))
-        try:
-            writer = ObjectWriter(
-                stream, info["iod"], series.layout, context, _FixedUid(info["sop_instance_uid"])
-            )
-            writer.begin()
-            for name in frames:
-                with fs.open_file(fs.join(series.folder, name), "rb") as frame:
-                    while True:
-                        n = frame.readinto(buf)
-                        if not n:
-                            break
-                        writer.write_pixels(view[:n])
-                writer.end_frame(_frame_increment(name))
-            uid = writer.finish()
+            writer = ObjectWriter(stream, note["iod"], series.layout, note["context"], _FixedUid(series.uid))
+            writer.resume(note["point"], series.frames, series.uid)
+        except (EncodeError, OSError):
             stream.close()
-        except (ModgateError, OSError):
-            stream.close()
-            self.spool.abort(incoming)
             raise
-        self.spool.commit(incoming, uid, _meta(info["iod"], writer, context))
+        series.stream = stream
+        series.writer = writer
+
+    def _discard(self, series):
+        """Forget a series none of whose frames was acknowledged."""
+        series.drop_writer()
+        if self.open_series.get(series.key) is series:
+            del self.open_series[series.key]
+        self.spool.abort(series.inc)
+
+    def _close_series(self, series, why):
+        """Take the series out of acquisition and commit it; a failed commit stays in
+        `closing` and tick() retries it, so acknowledged frames are never given up."""
+        if self.open_series.get(series.key) is series:
+            del self.open_series[series.key]
+        if series.closing is None:
+            series.closing = why
+            self.closing.append(series)
+        self._try_close(series)
+
+    def _try_close(self, series):
+        note = series.note
+        if not series.frames:
+            self.closing.remove(series)
+            self._discard(series)
+            return
+        try:
+            self._prepare(series)
+            series.writer.finish()
+            meta = _meta(note["iod"], series.writer, note["context"])
+            series.drop_writer()
+            # The tag lets a resend, or the rest of the series, find this object after a restart.
+            tag = {"key": series.key, "next": series.next_index(), "number": note["number"],
+                   "series_uid": note["context"]["series_instance_uid"]}
+            self.spool.commit(series.inc, series.uid, meta, series.good_length(), tag)
+        except (ModgateError, OSError) as exc:
+            series.drop_writer()
+            series.retry_at = ticks_add(ticks_ms(), _RETRY_CLOSE_MS)
+            cause = str(exc)
+            if cause != series.close_error:
+                series.close_error = cause
+                log.error(_SRC, "series %s (%d frames) not committed yet, retrying: %s" % (
+                    series.key, series.frames, cause))
+            return
+        self.closing.remove(series)
         self.objects_committed += 1
+        log.info(_SRC, "series %s closed (%s): %d frames in %s" % (series.key, series.closing, series.frames,
+                                                                  series.uid))
+
+    def _closed(self, key):
+        """The tag of the last committed object of series `key`, with its "uid": how the series
+        ended (next frame index, series UID, instance number), or None."""
+        found = self.spool.tagged(key)
+        if found is None or not isinstance(found[0].get("next"), int):
+            return None
+        tag = dict(found[0])
+        tag["uid"] = found[1]
+        return tag
+
+
+def _recovered(inc):
+    """The series of a recovered open object, from its note; raises when the note (damaged, or
+    from another firmware) lacks what the series needs."""
+    note = inc.open_meta
+    layout = pixels.layout(note["format"], note["width"], note["height"], note["bits_stored"])
+    iods.choose(note["iod"], layout.fmt, True)
+    series = _Series(inc, note, layout)
+    for key in ("source", "seq", "touched"):
+        if key not in note:
+            raise KeyError(key)
+    if not isinstance(note["number"], int) or not isinstance(note["base"], int):
+        raise TypeError("number and base must be whole numbers")
+    note["context"]["series_instance_uid"].encode()
+    point = note["point"]
+    numbers = [p for p in point[:11] if isinstance(p, int)]
+    if len(point) != 12 or len(numbers) != 11 or not isinstance(point[11], str):
+        raise ValueError("resume point is not 11 whole numbers and the captured header bytes")
+    series.frames = (inc.held - point[0]) // layout.stored_frame_bytes
+    return series
 
 
 class _FixedUid:
@@ -359,6 +585,21 @@ class _FixedUid:
 
     def new(self):
         return self.uid
+
+
+def _resends(source):
+    """True for sources that resend a frame until it is acknowledged, so a frame seen again may
+    be one already stored: the frame protocol's (docs/frame-protocol.md) and the file drop's
+    (a file is taken again when the power went before it was removed). Not the test pattern:
+    each of its frames is a new acquisition."""
+    for prefix in ("tcp:", "uart", "file:"):
+        if source.startswith(prefix):
+            return True
+    return False
+
+
+def _wall_seconds():
+    return clock.epoch_seconds() if clock.is_set() else None
 
 
 def _layout_for(header):
@@ -394,22 +635,6 @@ def _choose_iod(configured, header, multi_frame):
     return name
 
 
-def _with_timing(context, frames):
-    """issue 16: a series' objects advance by the source's nominal frame time when one is known,
-    else by the frames' arrival times (a Frame Time Vector of `frames` values)."""
-    if context.get("frame_time_ms"):
-        return context
-    timed = dict(context)
-    timed["max_frames"] = frames
-    return timed
-
-
-def _frame_increment(name):
-    """The arrival time (ms after the previous frame) in a staged frame's name "f000001-33.raw"."""
-    _, dash, gap = name[:-4].partition("-")
-    return int(gap) if dash and gap.isdigit() else None
-
-
 def _meta(iod_name, writer, context):
     return {
         "iod": iod_name,
@@ -418,23 +643,3 @@ def _meta(iod_name, writer, context):
         "modality": writer.modality,
         "series_uid": context.get("series_instance_uid", ""),
     }
-
-
-def _frame_files(folder):
-    return [n for n in fs.listdir(folder) if n.startswith("f") and n.endswith(".raw")]
-
-
-def _remove_folder(folder):
-    # issue 16: a few names at a time (fs.iterdir), not one sorted list of a long series' frames:
-    # right after a big object was assembled the heap may have no block that large.
-    while True:
-        batch = []
-        for name in fs.iterdir(folder):
-            batch.append(name)
-            if len(batch) == 16:
-                break
-        if not batch:
-            break
-        for name in batch:
-            fs.remove(fs.join(folder, name))
-    fs.rmdir(folder)

@@ -3,10 +3,22 @@
 Every key is lower_snake_case. A schema entry is
     (key, kind, default, limit, flags, description)
 `kind` picks the parser/validator (see _parse), `limit` is its argument (a max length, an
-(min, max) range or a tuple of choices), `flags` is SECRET | PRIVILEGED.
+(min, max) range or a tuple of choices), `flags` is SECRET | PRIVILEGED. RULES holds the
+cross-field rules (e.g. spool_low_pct < spool_high_pct); `set` and `load` enforce them.
+
+The schema is the one source of defaults and limits. A layer never keeps a default of its own:
+- it names the keys it reads in a tuple, e.g. `Spool.SETTINGS`, `Acquirer.SETTINGS`;
+- it receives `config.settings(KEYS)`: a new dict holding every one of those keys with its typed
+  value (saved value, else the board's default, else the schema's), valid against the schema and
+  RULES; it reads `settings["key"]`, never `settings.get("key", fallback)`;
+- a tool or test without a Config object uses `view(KEYS, overrides)`: schema defaults plus
+  `overrides`, validated the same way (ConfigError names the first bad key).
+A view is a snapshot: after `config save` the device hands each layer a new one.
 
 `Config.set(key, text)` takes the console's text form; `load()` accepts the typed JSON form.
-A missing or corrupt file never stops the device: it falls back to defaults and logs why.
+A missing, corrupt or half-written file, a bad value or a broken rule never stops the device:
+the keys concerned take their defaults, each is logged, and `Config.load_errors` lists them
+(one "key: why" line each) for `status`.
 """
 
 import binascii
@@ -93,6 +105,15 @@ SCHEMA = (
     ("unlock_window_s", "int", 600, (10, 86400), _P, "How long `unlock PIN` opens privileged commands"),
     ("log_level", "choice", "info", ("debug", "info", "warn", "error"), _P, "Lowest level logged"),
     ("pin_hash", "pin", "", None, SECRET | _P, "PIN for privileged commands (set as 4-12 digits)"),
+    # ---- spool and acquisition (durability, issue 15) ----
+    ("dead_policy", "choice", "drop-oldest", ("drop-oldest", "refuse"), _P,
+     "Dead-letter area full: give up the oldest, or answer BUSY until an operator acts"),
+)
+
+# Cross-field rules: (key, relation, other key); `set` and `load` refuse a value that breaks one.
+RULES = (
+    ("spool_low_pct", "<", "spool_high_pct"),
+    ("retry_base_ms", "<=", "retry_max_ms"),
 )
 
 # Out of the box: one archive on the same host, so `make demo` delivers with no set-up.
@@ -124,6 +145,34 @@ def default(key):
     if e[1] == "facts":
         return {}
     return e[2]
+
+
+def view(keys, overrides=None):
+    """Schema defaults for `keys`, with `overrides` (typed or text values) validated on top."""
+    out = {}
+    for key in keys:
+        out[key] = default(key)
+    for key in overrides or {}:
+        if key not in out:
+            raise ConfigError("override '" + str(key) + "' is not one of the keys asked for")
+        out[key] = _parse(entry(key), overrides[key])
+    for rule in RULES:
+        if rule[0] in out and rule[2] in out and not _holds(rule, out[rule[0]], out[rule[2]]):
+            _fail(rule[0], _why(rule, rule[0], out[rule[2]]))
+    return out
+
+
+def _holds(rule, value, other):
+    """True when `value` (of rule[0]) and `other` (of rule[2]) keep `rule`."""
+    return value < other if rule[1] == "<" else value <= other
+
+
+def _why(rule, key, other_value):
+    """What `key`, one side of `rule`, must be, given the other side's value."""
+    strict = rule[1] == "<"
+    if key == rule[0]:
+        return "must be %s %s (%s)" % ("below" if strict else "at most", rule[2], other_value)
+    return "must be %s %s (%s)" % ("above" if strict else "at least", rule[0], other_value)
 
 
 # ---- validators: each returns the normalised value or raises ConfigError naming the key ----
@@ -466,6 +515,7 @@ class Config:
         self.path = path
         self.dirty = False
         self._values = {}
+        self.load_errors = []
         self._dests_before = None  # destinations before the first change since the last save
         # A board's data may change a default its RAM or hardware calls for (board.json
         # "config_defaults", e.g. a smaller max_pdu on the smallest heap); a bad one is ignored.
@@ -475,11 +525,23 @@ class Config:
                 self._board_defaults[key] = _parse(entry(key), board_defaults[key])
             except ConfigError as exc:
                 log.warn("config", "board default ignored: " + str(exc))
+        for rule in self._broken_rules():
+            why = _why(rule, rule[0], self.get(rule[2]))
+            for key in (rule[0], rule[2]):
+                self._board_defaults.pop(key, None)
+            log.warn("config", "board defaults of %s and %s ignored: %s %s" % (
+                rule[0], rule[2], rule[0], why))
 
     def load(self):
-        """Read the file; a missing or corrupt file, or a bad value, falls back to defaults."""
+        """Read the file. A missing, unreadable or half-written file gives the defaults; a bad
+        value or a broken rule gives the defaults of the keys concerned. Each is logged and
+        listed in `load_errors`; nothing here raises."""
         self._values = {}
         self.dirty = False
+        self.load_errors = []
+        # write_atomic's temporary file: a save cut short, whose old file is still whole.
+        if fs.remove(self.path + ".tmp"):
+            log.warn("config", "removed a half-written " + self.path + ".tmp (a save was cut short)")
         if not fs.exists(self.path):
             log.info("config", "no " + self.path + "; using defaults")
             return self
@@ -488,7 +550,8 @@ class Config:
             if not isinstance(data, dict):
                 raise ValueError("not an object")
         except (OSError, ValueError) as exc:
-            log.warn("config", "unreadable " + self.path + " (" + str(exc)[:60] + "); using defaults")
+            why = "unreadable " + self.path + " (" + str(exc)[:60] + "); every key at its default"
+            self._load_error("*", why)
             return self
         for key in data:
             if key not in _INDEX:
@@ -503,8 +566,35 @@ class Config:
                     value = _parse(entry(key), data[key])
                 self._values[key] = value
             except ConfigError as exc:
-                log.warn("config", "bad value ignored, default used: " + str(exc))
+                self._load_error(key, str(exc) + "; default used")
+        for rule in self._broken_rules():
+            why = _why(rule, rule[0], self.get(rule[2]))
+            for key in (rule[0], rule[2]):
+                self._values.pop(key, None)
+            self._load_error(rule[0], why + "; %s and %s at their defaults" % (rule[0], rule[2]))
         return self
+
+    def _load_error(self, key, why):
+        text = why if why.startswith(key + ":") or key == "*" else key + ": " + why
+        log.error("config", "saved configuration: " + text)
+        self.load_errors.append(text)
+
+    def _broken_rules(self, key=None, value=None):
+        """The rules the current values break, with `key` taken as `value` when given."""
+        out = []
+        for rule in RULES:
+            a = value if rule[0] == key else self.get(rule[0])
+            b = value if rule[2] == key else self.get(rule[2])
+            if not _holds(rule, a, b):
+                out.append(rule)
+        return out
+
+    def settings(self, keys):
+        """A complete settings view of `keys` for a layer (see the module docstring)."""
+        out = {}
+        for key in keys:
+            out[key] = self.get(key)
+        return out
 
     def get(self, key):
         entry(key)
@@ -526,20 +616,13 @@ class Config:
             value = hash_pin(validate_pin(value)) if value != "" else ""
         else:
             value = _parse(e, value)
-        self._cross_check(key, value)
+        for rule in self._broken_rules(key, value):
+            _fail(key, _why(rule, key, self.get(rule[2] if key == rule[0] else rule[0])))
         if key == "destinations" and self._dests_before is None:
             self._dests_before = self.get(key)
         self._values[key] = value
         self.dirty = True
         return value
-
-    def _cross_check(self, key, value):
-        if key == "spool_low_pct" and value >= self.get("spool_high_pct"):
-            _fail(key, "must be below spool_high_pct (%d)" % self.get("spool_high_pct"))
-        if key == "spool_high_pct" and value <= self.get("spool_low_pct"):
-            _fail(key, "must be above spool_low_pct (%d)" % self.get("spool_low_pct"))
-        if key == "retry_max_ms" and value < self.get("retry_base_ms"):
-            _fail(key, "must be at least retry_base_ms")
 
     def save(self):
         """Write every non-default value; a power cut leaves the old or the new file (write_atomic)."""
@@ -585,9 +668,6 @@ class Config:
         for i in range(min(len(a), len(b))):
             diff |= ord(a[i]) ^ ord(b[i])
         return diff == 0
-
-    def is_secret(self, key):
-        return bool(entry(key)[4] & SECRET)
 
     def is_privileged(self, key):
         if key == "pin":

@@ -47,13 +47,8 @@ class Device:
         self.frame_input = None  # the core's TCP frame input, for status and its allow-list
         self.spool = Spool(
             fs.join(self.state_dir, "spool"),
-            self.config.get("spool_budget_bytes"),
-            high_pct=self.config.get("spool_high_pct"),
-            low_pct=self.config.get("spool_low_pct"),
-            dead_max_items=self.config.get("dead_max_items"),
-            routing=self.config.get("routing"),
+            self.config.settings(Spool.SETTINGS),
             destinations=self._destination_names(),
-            max_items=self.config.get("spool_max_items"),
         )
         self.feed_watchdog()
         self.spool.recover()
@@ -61,7 +56,7 @@ class Device:
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
                                    settle=self.settle_heap)
         self.acquirer = Acquirer(
-            self.spool, self.uid_gen, self.contexts, self._acquire_settings(), self.state_dir
+            self.spool, self.uid_gen, self.contexts, self.config.settings(Acquirer.SETTINGS)
         )
         self.acquirer.recover()
         self.feed_watchdog()
@@ -121,7 +116,8 @@ class Device:
         # out twice (PS3.5 9.1), whatever root or serial was set.
         self.uid_gen = self._uid_generator(self.uid_gen.sequence)
         self.acquirer.uid_gen = self.uid_gen
-        self.acquirer.settings = self._acquire_settings()
+        self.acquirer.settings = self.config.settings(Acquirer.SETTINGS)
+        self.spool.configure(self.config.settings(Spool.SETTINGS))
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
                                    settle=self.settle_heap)
         self._destinations_changed()
@@ -175,14 +171,6 @@ class Device:
         return [d["name"] for d in self.config.get("destinations")]
 
     # --- settings derived from configuration -----------------------------------------------------
-    def _acquire_settings(self):
-        cfg = self.config
-        return {
-            "grouping": cfg.get("grouping"),
-            "series_timeout_ms": cfg.get("series_timeout_ms"),
-            "iod": cfg.get("iod"),
-        }
-
     def _retry_policy(self):
         cfg = self.config
         return {
@@ -262,6 +250,8 @@ class Device:
             "objects_committed": self.acquirer.objects_committed,
             "frames_acked": self.acquirer.frames_acked,
             "open_series": len(self.acquirer.open_series),
+            "series_closing": len(self.acquirer.closing),  # committed again every second until done
+            "config_fallbacks": list(self.config.load_errors),  # saved values refused at boot
             "queue": stats,
             "destinations": self._destination_names(),
             "heap": self.heap_stats(),
@@ -436,7 +426,7 @@ def _board_serial(ports, state_dir):
         return fs.read_bytes(path).decode().strip()
     except OSError:
         pass
-    # Nine decimal digits: fits the 40 serial bits of the 2.25 UID form (modgate.dicom.uids).
+    # Nine decimal digits: short enough for a UID under an organisation's root (modgate.dicom.uids).
     serial = "%09d" % (int.from_bytes(entropy.random_bytes(4), "little") % 1000000000)
     fs.write_atomic(path, serial.encode())
     log.info("app", "no device_serial configured; generated " + serial)

@@ -15,14 +15,7 @@ def send(port: int, *files: Path, extra: tuple[str, ...] = ()) -> Any:
     return run_device("send", [*extra, "-aec", "PYSCP", "127.0.0.1", str(port), *map(str, files)])
 
 
-@pytest.mark.parametrize(
-    ("code", "reason"),
-    [
-        (0xB000, "coercion"),
-        # A resend after a lost C-STORE-RSP: the archive already holds our UID, so the copy may go.
-        (0x0111, "already holds"),
-    ],
-)
+@pytest.mark.parametrize(("code", "reason"), [(0xB000, "coercion")])
 def test_warning_is_delivered_and_logged(tmp_path: Path, code: int, reason: str) -> None:
     src = make_sc(tmp_path / "a.dcm")
     with pynetdicom_scp([code]) as peer:
@@ -32,6 +25,16 @@ def test_warning_is_delivered_and_logged(tmp_path: Path, code: int, reason: str)
     assert reason in proc.stdout + proc.stderr
     assert "warning" in proc.stderr
     assert len(peer.received) == 1
+
+
+def test_duplicate_instance_is_not_counted_as_delivered(tmp_path: Path) -> None:
+    """0111: the archive holds an instance with this UID, maybe another object (net.status
+    DUPLICATE); only the caller can tell, so the session does not report it as stored."""
+    src = make_sc(tmp_path / "a.dcm")
+    with pynetdicom_scp([0x0111]) as peer:
+        proc = send(peer.port, src)
+    assert proc.returncode == 1
+    assert proc.stdout.startswith("FAILED permanent") and "0x0111 duplicate" in proc.stdout, proc.stdout
 
 
 def test_out_of_resources_is_transient_then_success(tmp_path: Path) -> None:

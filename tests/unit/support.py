@@ -25,9 +25,39 @@ def remove_tree(path):
     if fs.isdir(path):
         for name in fs.listdir(path):
             remove_tree(fs.join(path, name))
-        fs.rmdir(path)
+        os.rmdir(path)
     else:
         fs.remove(path)
+
+
+def settings(keys, **values):
+    """A layer's settings view: the schema's defaults (modgate.config.view) with `values` put in
+    as they are, so a test may go below the product's limits (a spool budget of a few KB)."""
+    from modgate import config
+
+    out = config.view(keys)
+    for key in values:
+        if key not in out:
+            raise KeyError(key)
+        out[key] = values[key]
+    return out
+
+
+class Contexts:
+    """The device's context provider (modgate.contexts), reduced to what the acquirer asks."""
+
+    def __init__(self, uid_gen):
+        self.uid_gen = uid_gen
+        self.study = uid_gen.new()
+
+    def for_acquisition(self, header_context, source=""):
+        # The facts a source must state for the SC objects (issue 16: nothing is made up).
+        context = {"patient_name": "TEST^ACQ", "patient_id": "A1", "study_instance_uid": self.study,
+                   "conversion_type": "DI", "burned_in_annotation": "NO"}
+        if header_context:
+            context.update(header_context)
+        context["now"] = (2026, 11, 27, 12, 0, 0)
+        return context
 
 
 def run(awaitable):

@@ -4,7 +4,7 @@ import json
 import unittest
 
 import support
-from modgate import config
+from modgate import config, log
 from modgate.config import Config
 from modgate.errors import ConfigError
 from modgate.port import fs
@@ -123,6 +123,17 @@ class TestValidators(unittest.TestCase):
         self.bad("spool_low_pct", "95", "below spool_high_pct")
         self.conf.set("spool_low_pct", "50")
         self.bad("spool_high_pct", "40", "above spool_low_pct")
+        self.bad("spool_high_pct", "50", "above spool_low_pct")
+        self.assertEqual(self.conf.set("spool_low_pct", "0"), 0)  # accept again only when empty
+        self.bad("retry_max_ms", "500", "at least retry_base_ms")
+        self.bad("retry_base_ms", "400000", "at most retry_max_ms")
+
+    def test_every_rule_names_schema_keys_and_the_defaults_keep_it(self):
+        for key, relation, other in config.RULES:
+            config.entry(key)
+            config.entry(other)
+            self.assertIn(relation, ("<", "<="))
+        config.view(config.keys())  # raises when a default breaks a rule
 
     def test_destinations_json_list(self):
         value = self.conf.set(
@@ -202,6 +213,95 @@ class TestFile(unittest.TestCase):
         self.assertEqual(len(conf.get("destinations")), 1)
 
 
+class TestLoadNeverStopsBoot(unittest.TestCase):
+    """A saved configuration that fails validation: defaults for the bad keys, each logged and
+    listed in load_errors, and the device boots."""
+
+    def setUp(self):
+        self.dir = support.scratch_dir("config-load")
+        self.addCleanup(support.remove_tree, self.dir)
+        self.path = fs.join(self.dir, "config.json")
+
+    def save(self, data):
+        fs.write_atomic(self.path, json.dumps(data).encode())
+
+    def test_broken_rule_gives_both_keys_their_defaults(self):
+        self.save({"spool_low_pct": 95, "spool_high_pct": 90, "ae_title": "ROOM3"})
+        conf = Config(self.path).load()
+        self.assertEqual((conf.get("spool_low_pct"), conf.get("spool_high_pct")), (75, 90))
+        self.assertEqual(conf.get("ae_title"), "ROOM3")
+        self.assertEqual(len(conf.load_errors), 1)
+        self.assertIn("spool_low_pct: must be below spool_high_pct", conf.load_errors[0])
+        self.assertTrue(any("saved configuration: spool_low_pct" in line for line in log.tail(5)))
+
+    def test_each_bad_value_is_listed(self):
+        self.save({"spool_low_pct": -3, "max_pdu": "huge", "iod": "ct", "frames_port": 7001})
+        conf = Config(self.path).load()
+        self.assertEqual(len(conf.load_errors), 3)
+        bad = sorted(e.split(":")[0] for e in conf.load_errors)
+        self.assertEqual(bad, ["iod", "max_pdu", "spool_low_pct"])
+        self.assertEqual(conf.get("frames_port"), 7001)
+
+    def test_half_written_file_and_leftover_temp_file(self):
+        conf = Config(self.path).load()
+        conf.set("ae_title", "ROOM4")
+        conf.save()
+        with open(self.path + ".tmp", "w") as f:
+            f.write('{"ae_title": "ROO')  # a save cut short: the old file is whole
+        conf = Config(self.path).load()
+        self.assertEqual(conf.get("ae_title"), "ROOM4")
+        self.assertEqual(conf.load_errors, [])
+        self.assertEqual(fs.listdir(self.dir), ["config.json"])
+        with open(self.path, "w") as f:
+            f.write('{"ae_title": "ROO')  # the file itself cut (media damage)
+        conf = Config(self.path).load()
+        self.assertEqual(conf.get("ae_title"), "MODGATE")
+        self.assertEqual(len(conf.load_errors), 1)
+        self.assertIn("unreadable", conf.load_errors[0])
+
+    def test_board_defaults_that_break_a_rule_are_ignored(self):
+        conf = Config(self.path, {"spool_high_pct": 60, "max_pdu": 8192}).load()
+        self.assertEqual(conf.get("spool_high_pct"), 90)
+        self.assertEqual(conf.get("max_pdu"), 8192)
+
+    def test_device_boots_on_a_configuration_the_spool_used_to_refuse(self):
+        from modgate.device import Device
+
+        self.save({"spool_low_pct": 0})  # valid: the spool takes what the schema allows
+        device = Device({"board": {"id": "test"}, "state_dir": self.dir})
+        self.assertEqual(device.spool.low, 0)
+        self.save({"spool_low_pct": 95, "spool_high_pct": 91})
+        device = Device({"board": {"id": "test"}, "state_dir": self.dir})
+        self.assertEqual(device.spool.low, device.spool.budget * 75 // 100)
+        self.assertEqual(len(device.config.load_errors), 1)
+
+
+class TestSettingsViews(unittest.TestCase):
+    def test_a_view_holds_every_key_asked_for(self):
+        conf = Config("/nonexistent/cfg.json", {"spool_max_items": 32})
+        conf.set("spool_budget_bytes", "1000000")
+        view = conf.settings(("spool_budget_bytes", "spool_max_items", "dead_policy"))
+        want = {"spool_budget_bytes": 1000000, "spool_max_items": 32, "dead_policy": "drop-oldest"}
+        self.assertEqual(view, want)
+        view["spool_max_items"] = 1  # a snapshot: changing it changes no setting
+        self.assertEqual(conf.get("spool_max_items"), 32)
+
+    def test_view_without_a_config_validates_its_overrides(self):
+        keys = ("spool_low_pct", "spool_high_pct")
+        view = config.view(keys, {"spool_low_pct": "10"})
+        self.assertEqual(view, {"spool_low_pct": 10, "spool_high_pct": 90})
+        for bad in ({"spool_low_pct": 95}, {"spool_low_pct": "x"}, {"iod": "sc"}):
+            with self.assertRaises(ConfigError):
+                config.view(keys, bad)
+
+    def test_layers_read_only_schema_keys(self):
+        from modgate.acquire import Acquirer
+        from modgate.spool.queue import Spool
+
+        for keys in (Spool.SETTINGS, Acquirer.SETTINGS):
+            self.assertEqual(sorted(config.view(keys)), sorted(keys))
+
+
 class TestPin(unittest.TestCase):
     def test_hash_salted_never_plain_and_checks(self):
         conf = Config("/nonexistent/cfg.json")
@@ -226,3 +326,20 @@ class TestPin(unittest.TestCase):
         conf.set("pin", "9999")
         self.assertEqual(dict(conf.items())["pin_hash"], "***")
         self.assertNotIn("9999", str(conf.items()))
+
+
+class TestOneSourceOfDefaults(unittest.TestCase):
+    """Layers that keep a fallback for callers without settings (tests, host jobs) keep the
+    schema's value: the schema is the one source of defaults."""
+
+    def test_layer_fallbacks_equal_the_schema(self):
+        from modgate.ingest.link import MAX_FRAME_BYTES
+        from modgate.ingest.tcp import FRAMES_PORT
+        from modgate.spool.forwarder import DEFAULT_POLICY
+
+        self.assertEqual(DEFAULT_POLICY["base_backoff_ms"], config.default("retry_base_ms"))
+        self.assertEqual(DEFAULT_POLICY["max_backoff_ms"], config.default("retry_max_ms"))
+        self.assertEqual(DEFAULT_POLICY["max_attempts"], config.default("retry_max_attempts"))
+        self.assertEqual(DEFAULT_POLICY["max_age_s"], config.default("retry_max_age_s"))
+        self.assertEqual(MAX_FRAME_BYTES, config.default("frames_max_bytes"))
+        self.assertEqual(FRAMES_PORT, config.default("frames_port"))

@@ -165,8 +165,9 @@ class TestFrameToObject(Base):
 
     def setUp(self):
         Base.setUp(self)
-        self.spool = Spool(fs.join(self.dir, "spool"), 1 << 24, destinations=["all", "dx-only"],
-                           routing=[{"dest": "dx-only", "modality": "DX"}])
+        settings = support.settings(Spool.SETTINGS, spool_budget_bytes=1 << 24,
+                                    routing=[{"dest": "dx-only", "modality": "DX"}])
+        self.spool = Spool(fs.join(self.dir, "spool"), settings, destinations=["all", "dx-only"])
         self.spool.recover()
         facts = {"burned_in_annotation": "NO", "laterality": "U", "pixel_spacing": "0.1\\0.1"}
         self.device.config.set("source_facts", json.dumps({"tcp": facts}))
@@ -174,8 +175,8 @@ class TestFrameToObject(Base):
 
     def receive(self, iod, context, seq=1):
         self.device.config.set("modality", "OT")  # what an SC object of this source would carry
-        sink = Acquirer(self.spool, self.device.uid_gen, self.contexts, {"grouping": "frame", "iod": iod},
-                        self.dir)
+        settings = support.settings(Acquirer.SETTINGS, grouping="frame", iod=iod)
+        sink = Acquirer(self.spool, self.device.uid_gen, self.contexts, settings)
         rx = fp.FrameReceiver(sink, "tcp:10.0.0.1:40000")
         blob = frame(seq, bytes(range(15)), 5, 3, context=json.dumps(context).encode() if context else b"")
         buf = bytearray(blob)

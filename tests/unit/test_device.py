@@ -70,3 +70,15 @@ class TestDevice(unittest.TestCase):
         self.device.remove_destination("archive")
         self.assertEqual(self.device.spool.destinations, ["pacs2"])
         self.assertEqual(self.device.status()["destinations"], ["pacs2"])
+
+
+class TestBadSavedSettings(unittest.TestCase):
+    def test_a_bad_saved_value_boots_with_its_default_and_status_says_so(self):
+        folder = support.scratch_dir("badcfg")
+        self.addCleanup(support.remove_tree, folder)
+        fs.write_atomic(fs.join(folder, "config.json"), b'{"spool_low_pct": 95, "ae_title": "GOOD"}')
+        device = Device(ports(folder))  # must not raise: a device that cannot boot cannot be fixed
+        status = device.status()
+        self.assertEqual(device.config.get("ae_title"), "GOOD")
+        self.assertTrue(any("spool_low_pct" in text for text in status["config_fallbacks"]), status)
+        self.assertEqual(status["series_closing"], 0)

@@ -13,17 +13,23 @@ class TestStatus(unittest.TestCase):
             0xA700: "transient", 0xA7FF: "transient", 0x0213: "transient", 0x0110: "transient",
             0xA900: "permanent", 0xC000: "permanent", 0xCFFF: "permanent", 0x0122: "permanent",
             0x0124: "permanent", 0xA801: "permanent", 0xFF00: "transient", 0x1234: "transient",
-            0x0111: "warning",
+            0x0111: "duplicate",
         }
         for code, klass in cases.items():
             self.assertEqual(status.classify(code)[0], klass, hex(code))
 
     def test_every_row_has_a_reason_and_a_known_class(self):
         for mask, value, klass, reason in status.STATUS_CLASSES:
-            self.assertIn(klass, ("success", "warning", "transient", "permanent"))
+            self.assertIn(klass, status.CLASSES)
             self.assertEqual(value & mask, value)
             self.assertTrue(len(reason) > 10)
         self.assertEqual(status.STATUS_CLASSES[-1][0], 0)  # the catch-all is last
+
+    def test_duplicate_is_its_own_class_not_success(self):
+        # PS3.7 C.4.5: only the forwarder knows whether an earlier attempt may have delivered it.
+        self.assertEqual(status.classify(0x0111), (status.DUPLICATE, status.classify(0x0111)[1]))
+        self.assertNotIn(status.classify(0x0111)[0], (status.SUCCESS, status.WARNING))
+        self.assertEqual(status.CLASSES, ("success", "warning", "transient", "permanent", "duplicate"))
 
     def test_describe(self):
         self.assertTrue(status.describe(0xA700).startswith("0xA700 transient (PS3.4 B.2.3"))

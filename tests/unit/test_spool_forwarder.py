@@ -37,10 +37,16 @@ class Session:
     def __init__(self, archive, dest):
         self.archive = archive
         self.dest = dest
+        self.sent_whole = False
 
     async def store(self, path):
         mode = self.archive.mode.get(self.dest, "ok")
         data = fs.read_bytes(path)
+        self.sent_whole = mode in ("answer-lost", "duplicate")
+        if mode == "answer-lost":
+            raise DeliveryError("no C-STORE-RSP within the timeout", True)
+        if mode == "duplicate":
+            return 0x0111, "duplicate", "already holds this UID"
         if mode == "down":
             raise DeliveryError("association aborted", True)
         if mode == "timeout":
@@ -89,8 +95,8 @@ class ForwarderTest(unittest.TestCase):
         self.addCleanup(support.remove_tree, self.root)
         self.clock = Clock()
         self.archive = Archive()
-        self.spool = Spool(self.root, 10000000, destinations=self.dests, ticks=self.clock.ticks,
-                           seconds=self.clock.seconds)
+        self.spool = Spool(self.root, support.settings(Spool.SETTINGS, spool_budget_bytes=10000000),
+                           destinations=self.dests, ticks=self.clock.ticks, seconds=self.clock.seconds)
         self.spool.recover()
         self.fwd = self.forwarder(POLICY)
         self.turn = 0
@@ -313,17 +319,54 @@ class TestDeadLetters(ForwarderTest):
         self.assertEqual(self.spool.stats()["destinations"]["a"]["pending"], 1)
 
 
+class TestDuplicate(ForwarderTest):
+    """0111 (PS3.7 C.4.5): delivered only when the archive's copy can be ours."""
+
+    dests = ["a"]
+
+    def test_a_duplicate_no_attempt_can_explain_is_a_dead_letter(self):
+        self.archive.mode["a"] = "duplicate"
+        self.put(b"x")
+        self.run_steps()
+        [dead] = self.spool.dead()
+        self.assertIn("UID collision", dead["dead"]["a"])
+
+    def test_after_a_lost_answer_the_duplicate_counts_as_delivered(self):
+        self.archive.mode["a"] = "answer-lost"
+        self.put(b"x")
+        self.step()
+        self.archive.mode["a"] = "duplicate"
+        self.clock.ms += 1000
+        self.run_steps()
+        self.assertEqual(self.spool.dead(), [])
+        self.assertEqual(self.spool.stats()["depth"], 0)
+
+    def test_an_entry_from_before_a_restart_counts_as_delivered(self):
+        self.put(b"x")
+        settings = support.settings(Spool.SETTINGS, spool_budget_bytes=10000000)
+        self.spool = Spool(self.root, settings, destinations=self.dests, ticks=self.clock.ticks,
+                           seconds=self.clock.seconds)
+        self.spool.recover()  # the power cut may have fallen between sending it and logging that
+        self.fwd = self.forwarder(POLICY)
+        self.archive.mode["a"] = "duplicate"
+        self.run_steps()
+        self.assertEqual(self.spool.dead(), [])
+        self.assertEqual(self.spool.stats()["depth"], 0)
+
+
 class TestCapacityRecovery(ForwarderTest):
     def test_busy_until_the_queue_drains_below_the_low_mark(self):
         from modgate.spool.queue import ENTRY_OVERHEAD
 
-        self.spool = Spool(self.root, 10 * (64 + ENTRY_OVERHEAD), high_pct=80, low_pct=30, destinations=["a"],
-                           ticks=self.clock.ticks, seconds=self.clock.seconds)
+        settings = support.settings(Spool.SETTINGS, spool_budget_bytes=10 * (64 + ENTRY_OVERHEAD),
+                                    spool_high_pct=80, spool_low_pct=30)
+        self.spool = Spool(self.root, settings, destinations=["a"], ticks=self.clock.ticks,
+                           seconds=self.clock.seconds)
         self.spool.recover()
         self.fwd = self.forwarder(POLICY)
         self.archive.mode["a"] = "down"
         accepted = 0
-        while not self.spool.busy():
+        while not self.spool.admit():
             self.put(b"%064d" % accepted)
             accepted += 1
         self.assertEqual(accepted, 8)
@@ -332,7 +375,7 @@ class TestCapacityRecovery(ForwarderTest):
         self.clock.ms += 1000
         busy_seen = []
         while self.step():
-            busy_seen.append(self.spool.busy())
+            busy_seen.append(self.spool.admit())
         self.assertEqual(busy_seen, [1000, 1000, 1000, 1000, 0, 0, 0, 0])
         self.assertEqual(len(self.archive.got["a"]), accepted)
 

@@ -2,7 +2,9 @@
 
 Public API:
 - `IODS`: name -> dict(sop_class_uid, title, multi_frame, formats, modality).
-- `STORAGE_SOP_CLASSES`: every SOP Class UID the device can create (the network layer proposes these).
+- `NAMES`: the IOD names in their fixed order (MicroPython's dicts keep none).
+- `STORAGE_SOP_CLASSES`: every SOP Class UID the device can create, in NAMES order: the network
+  layer proposes them, and so numbers its presentation contexts, in this order.
 - `choose(iod_name, fmt, multi_frame)` -> the IODS entry; raises EncodeError("... not supported ...").
 - `check(iod_name, layout, context)`: raises the EncodeError `attributes` would (a missing Type 1
   value, a value the tables refuse).
@@ -64,7 +66,9 @@ IODS = {
                      ("GRAY8", "RGB888", "RGB565", "YUYV"), "XC", "LAT BP IC PS BIA VL"),
 }
 
-STORAGE_SOP_CLASSES = tuple(IODS[name]["sop_class_uid"] for name in IODS)
+# Anything whose order reaches the wire iterates this tuple, never the IODS dict.
+NAMES = ("sc", "mf-gray8", "mf-gray16", "mf-rgb", "dx", "us", "us-mf", "vl-photo")
+STORAGE_SOP_CLASSES = tuple(IODS[name]["sop_class_uid"] for name in NAMES)
 
 # Number of Frames (IS) is written this wide so finish() can patch it in place (PS3.5 6.2: IS <= 12).
 FRAMES_FIELD = 10
@@ -72,7 +76,7 @@ FRAMES_FIELD = 10
 def choose(iod_name, fmt, multi_frame):
     iod = IODS.get(iod_name)
     if iod is None:
-        raise EncodeError("IOD %s is not supported (one of %s)" % (iod_name, ", ".join(IODS)))
+        raise EncodeError("IOD %s is not supported (one of %s)" % (iod_name, ", ".join(NAMES)))
     if fmt not in iod["formats"]:
         raise EncodeError("%s input is not supported by %s (%s accepts %s)" % (
             fmt, iod_name, iod["title"], ", ".join(iod["formats"])))

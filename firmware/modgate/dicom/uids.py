@@ -1,24 +1,31 @@
-"""UID generation (PS3.5 9, B.2): unique across reboots and devices, at most 64 characters.
+"""UID generation (PS3.5 9, B.2): globally unique with no operator input, at most 64 characters.
 
 Public API:
 - `UidGenerator(root, serial, boot_count, sequence=0)`; `.new()` -> str; `.sequence` counts them.
-  With a root: `<root>.<serial>.<boot>.<seq>`;
-  with root None or "": `2.25.<integer>` (PS3.5 B.2) whose 128 bits hold serial, boot and sequence.
-  `serial` is the device serial (digits, or letters and digits read as base 36); `boot_count` the
-  flash-kept counter the app bumps once per boot (`next_boot_count`), so sequences never repeat.
-  Raises ConfigError when the root or serial cannot give valid UIDs.
+  - root None, "" or "2.25" (the default): `2.25.<integer>`, the single-integer form (ITU-T X.667
+    6.3) of a version-4, random-number-based UUID (X.667 clause 15), as PS3.5 B.2 describes. Its
+    122 free bits are the first bits of SHA-256 over 16 fresh bytes from the board's entropy
+    source (one read per UID), the serial, the boot count and the sequence: random where the
+    board has a random source, and even where that source is weak or repeats after a reset, two
+    UIDs of one boot (different sequence) or of two boots (different boot count) differ unless
+    SHA-256 collides. `serial` and `boot_count` need not be unique for this form.
+  - any other root (an organisation's registered root): `<root>.<serial>.<boot>.<seq>`, unique
+    when the organisation gives every device its own serial (digits, or letters and digits read
+    as base 36); `boot_count` is the flash-kept counter bumped once per boot, so no UID of this
+    device repeats. Raises ConfigError when the root or serial cannot give valid UIDs.
+  `sequence`: UIDs already issued in this boot by an earlier generator (after a settings change),
+  so a new generator never reissues one.
 - `next_boot_count(path)`: read, increment and durably store the boot counter at `path`.
 - `valid(uid)`: True when `uid` follows PS3.5 9.1 (digits and dots, no leading zeros, <= 64 chars).
 """
 
+import hashlib
+
 from modgate.errors import ConfigError
-from modgate.port import fs
+from modgate.port import entropy, fs
 
 MAX_LEN = 64
-# 2.25 form: 128-bit integer = serial (40 bits) | boot (40 bits) | sequence (48 bits).
-_SERIAL_BITS = 40
-_BOOT_BITS = 40
-_SEQ_BITS = 48
+UUID_ROOT = "2.25"
 
 
 def valid(uid):
@@ -41,17 +48,24 @@ def serial_number(serial):
         raise ConfigError("device serial %s: only letters and digits can make UIDs" % text)
 
 
+def uuid4_uid(random16):
+    """PS3.5 B.2 UID of the version-4 UUID made from the 16 bytes `random16` (X.667 15.1-15.3:
+    version bits 0100 in octet 6, variant bits 10 in octet 8; big-endian integer, X.667 6.3)."""
+    b = bytearray(random16[:16])
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    return UUID_ROOT + "." + str(int.from_bytes(bytes(b), "big"))
+
+
 class UidGenerator:
     def __init__(self, root, serial, boot_count, sequence=0):
-        """`sequence`: UIDs already issued in this boot by an earlier generator (settings changed),
-        so the new one never reissues a (boot, sequence) pair, whatever root or serial it has."""
-        self.serial = serial_number(serial)
         self.boot = int(boot_count)
         if self.boot < 0:
             raise ConfigError("boot count must not be negative")
         self.root = root.rstrip(".") if root else ""
         self.sequence = sequence
-        if self.root:
+        if self.root and self.root != UUID_ROOT:
+            self.serial = serial_number(serial)
             if not valid(self.root):
                 raise ConfigError("uid_root %s is not a valid UID root (PS3.5 9.1)" % self.root)
             self._prefix = "%s.%d.%d." % (self.root, self.serial, self.boot)
@@ -59,22 +73,21 @@ class UidGenerator:
             if len(self._prefix) + 6 > MAX_LEN:
                 raise ConfigError("uid_root %s with this serial leaves no room in 64 characters" % self.root)
         else:
-            if self.serial >> _SERIAL_BITS or self.boot >> _BOOT_BITS:
-                raise ConfigError("serial or boot count too large for the 2.25 UID form; set uid_root")
             self._prefix = None
-            self._high = (self.serial << (_BOOT_BITS + _SEQ_BITS)) | (self.boot << _SEQ_BITS)
+            self._salt = ("modgate:%s:%d:" % (str(serial).strip(), self.boot)).encode()
 
     def new(self):
         """The next UID of this boot."""
         self.sequence += 1
-        if self._prefix is not None:
-            uid = self._prefix + str(self.sequence)
-            if len(uid) > MAX_LEN:
-                raise ConfigError("UID sequence exhausted for this boot")
-            return uid
-        if self.sequence >> _SEQ_BITS:
+        if self._prefix is None:
+            h = hashlib.sha256(entropy.random_bytes(16))
+            h.update(self._salt)
+            h.update(str(self.sequence).encode())
+            return uuid4_uid(h.digest())
+        uid = self._prefix + str(self.sequence)
+        if len(uid) > MAX_LEN:
             raise ConfigError("UID sequence exhausted for this boot")
-        return "2.25." + str(self._high | self.sequence)
+        return uid
 
 
 def next_boot_count(path):

@@ -15,9 +15,17 @@ Public API:
     frame's arrival time after the previous frame, in ms (the first frame's is 0 by definition).
   - `.finish()` -> SOP Instance UID: pads to even length, patches the counts, flushes.
   - `.sop_instance_uid`, `.frames`, `.bytes_written`, `.modality` (as written: routing uses it).
+  - `.flush()`: writes out the gathered pixel bytes (before syncing a frame to flash).
+  - `.resume_point()` -> a list of ints (JSON-able), taken right after begin(): where the pixels
+    start and where end_frame() and finish() write. `.resume(point, frames, sop_instance_uid)` on
+    a new writer (same iod, layout, context) over the same file, open "r+b", goes on after
+    `frames` whole frames as if it had written them: more frames, then finish(). Bytes past them
+    (a frame torn by a power cut) are written over. modgate.acquire keeps a series open across
+    power cuts with these.
 `uid_gen` is a uids.UidGenerator (the SOP Instance UID comes from it).
 """
 
+import binascii
 import struct
 
 from modgate.dicom import iods, part10, pixels
@@ -278,6 +286,42 @@ class ObjectWriter:
             self._stream.write(memoryview(self._block)[:self._fill])
             self._fill = 0
 
+    def flush(self):
+        self._flush_block()
+
+    def resume_point(self):
+        timing = self._timing or (-1, -1, False)
+        comments = self._comments or (-1, -1, -1)
+        captured = b""
+        if self._between is not None:
+            # What finish() rewrites is kept here, not re-read: a finish cut short by a power cut
+            # may have overwritten part of it in the file.
+            captured = binascii.b2a_base64(memoryview(self._between)[:self._captured]).decode().strip()
+        return [self._length_pos + 4, self._length_pos, -1 if self._frames_pos is None else self._frames_pos,
+                timing[0], timing[1], 1 if timing[2] else 0, self._capacity,
+                -1 if self._ftv_pos is None else self._ftv_pos] + list(comments) + [captured]
+
+    def resume(self, point, frames, sop_instance_uid):
+        """Go on from resume_point() `point` after `frames` whole frames. Everything finish()
+        writes comes from `point` and the frame count, so a finish repeated after a power cut
+        writes the same bytes again."""
+        self.sop_instance_uid = sop_instance_uid
+        self.frames = frames
+        self._length_pos = point[1]
+        self._frames_pos = None if point[2] < 0 else point[2]
+        self.bytes_written = point[0] + frames * self.layout.stored_frame_bytes
+        if point[3] >= 0:
+            self._timing = [point[3], point[4], point[5] == 1]
+            self._capacity = point[6]
+            if point[7] >= 0:
+                self._ftv_pos = point[7]
+                self._digits = bytearray(FTV_WIDTH)
+        if point[8] >= 0:
+            self._comments = (point[8], point[9], point[10])
+            self._between = bytearray(binascii.a2b_base64(point[11]))
+            self._captured = len(self._between)
+        self._stream.seek(self.bytes_written)
+
     def end_frame(self, increment_ms=None):
         """Close the current frame. With a Frame Time Vector (context max_frames), `increment_ms`
         is the time since the previous frame arrived (ignored for the first frame: always 0)."""
@@ -308,7 +352,7 @@ class ObjectWriter:
         s = self._stream
         s.seek(self._ftv_pos + index * _SLOT)
         s.write(digits)
-        s.seek(0, 2)
+        s.seek(self.bytes_written)  # the object's end, not the file's: a resumed file may be longer
 
     def finish(self):
         if self._frame_bytes:
@@ -331,7 +375,7 @@ class ObjectWriter:
                 s.seek(self._frames_pos)
                 text = str(self.frames)
                 s.write((text + " " * (iods.FRAMES_FIELD - len(text))).encode())
-            s.seek(0, 2)
+            s.seek(self.bytes_written)
         self._stream.flush()
         return self.sop_instance_uid
 
@@ -350,7 +394,7 @@ class ObjectWriter:
             grow -= n
         if rest:
             s.write(between[end:self._captured])
-        s.seek(0, 2)
+        s.seek(self.bytes_written)
 
     def _drop_timing(self):
         # Timing element and Frame Increment Pointer (12 bytes) go; what lay between moves up.

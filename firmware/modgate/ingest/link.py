@@ -15,10 +15,11 @@ from modgate.port import aio
 _READS_PER_CALL = 16  # bounded work per turn, so several links and a delivery share the loop
 POLL_MS = 250  # the longest wait for input before the timeouts are looked at again
 UNPOLLABLE_MS = 5
+MAX_FRAME_BYTES = 16 << 20  # the frames_max_bytes setting's default (tests/unit/test_config.py)
 
 
 class FrameLink:
-    def __init__(self, stream, sink, source_id, max_frame_bytes=8 << 20, max_context_bytes=1024,
+    def __init__(self, stream, sink, source_id, max_frame_bytes=MAX_FRAME_BYTES, max_context_bytes=1024,
                  frame_timeout_ms=2000, idle_timeout_ms=60000, chunk_bytes=4096,
                  send_timeout_ms=5000, close_on_idle=True, recent=None):
         self.stream = stream

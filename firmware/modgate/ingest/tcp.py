@@ -7,6 +7,7 @@ from modgate.ingest.link import FrameLink
 from modgate.port import aio, sockets
 
 ACCEPT_POLL_MS = 500
+FRAMES_PORT = 5555  # the frames_port setting's default (tests/unit/test_config.py)
 REFUSED_LOG_MS = 60000  # a refused address is logged once a minute, however often it knocks
 _REFUSED_KEPT = 8
 
@@ -23,7 +24,8 @@ class TcpInput:
     idle_timeout_ms, chunk_bytes, ...).
     """
 
-    def __init__(self, sink, host="0.0.0.0", port=5555, max_clients=4, spawn=None, allow=None, **link_options):
+    def __init__(self, sink, host="0.0.0.0", port=FRAMES_PORT, max_clients=4, spawn=None, allow=None,
+                 **link_options):
         self.sink = sink
         self.allow = allow
         self.refused = 0  # connections refused by the allow-list since boot

@@ -154,6 +154,11 @@ async def _send_all(session, paths, files_from):
     for path in _files(paths, files_from):
         try:
             code, klass, message = await session.store(path)
+            if klass == "duplicate":
+                # A host tool cannot tell whether the archive's copy is this file: not delivered.
+                failed += 1
+                print("FAILED permanent " + path + " 0x%04X " % code + message)
+                continue
             print(("OK " if klass == "success" else "WARNING ") + "0x%04X " % code + path + " " + message)
         except DeliveryError as exc:
             failed += 1

@@ -117,6 +117,7 @@ class StoreSession:
         self.scratch = bytearray(16)
         self.assoc = None
         self.on_progress = None  # called after every PDU sent (the device's task heartbeat)
+        self.sent_whole = False  # the last store's data set went out whole (answered or not)
         self.message_id = 0
         self.objects = 0
         self.last_used = ticks_ms()
@@ -306,6 +307,7 @@ class StoreSession:
             raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
         if self.auto_propose and sop_class not in self.classes:
             await self._propose(sop_class)
+        self.sent_whole = False
         assoc = await self._association()
         # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
         wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
@@ -319,6 +321,8 @@ class StoreSession:
         n = dimse.encode_store_rq(buf, pdu.PDATA_OVERHEAD, message_id, sop_class, meta["sop_instance_uid"])
         pack_pdv_header(buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
         await self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
+        # From here the archive may hold the object even if its answer never comes.
+        self.sent_whole = True
         rsp = await self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
         self._done()
         code = rsp["status"]
@@ -336,6 +340,10 @@ class StoreSession:
         text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
         if klass == status.WARNING:
             log.warn("net", self.peer + " stored " + meta["sop_instance_uid"] + " with warning " + text)
+            return code, klass, text
+        if klass == status.DUPLICATE:
+            # Whether that copy is ours the caller decides: it knows the object's history.
+            log.warn("net", self.peer + " already holds " + meta["sop_instance_uid"] + ": " + text)
             return code, klass, text
         log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
         raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)

@@ -6,6 +6,10 @@ STATUS_CLASSES is the one table: (mask, value, class, reason), first match wins.
 - "transient": not delivered, and the same object may succeed later (resources, busy peer).
 - "permanent": not delivered, and resending the same bytes cannot help (the object or our
   configuration must change); the queue parks the object for an operator.
+- "duplicate": the archive already holds an instance with this SOP Instance UID (0111). That is
+  our own object only if an earlier attempt may have delivered it (its answer lost); otherwise
+  two different objects carry one UID, and counting it as delivered would lose this one. The
+  caller (the forwarder) decides which, so this class is never plain success.
 The conformance statement (docs/) lists this table; a docs test compares the two. Only codes
 PS3.4 B.2.3 and PS3.7 9.1.1.1.9 define for C-STORE have rows; the N-service statuses (0001,
 0107, 0116: N-SET/N-CREATE answers) are not C-STORE answers, so they fall to the last row.
@@ -15,6 +19,8 @@ SUCCESS = "success"
 WARNING = "warning"
 TRANSIENT = "transient"
 PERMANENT = "permanent"
+DUPLICATE = "duplicate"
+CLASSES = (SUCCESS, WARNING, TRANSIENT, PERMANENT, DUPLICATE)
 
 STATUS_CLASSES = (
     (0xFFFF, 0x0000, SUCCESS, "PS3.7 C.1.1 success"),
@@ -26,9 +32,7 @@ STATUS_CLASSES = (
     (0xFF00, 0xA900, PERMANENT, "PS3.4 B.2.3 data set does not match SOP class: the object must change"),
     (0xF000, 0xC000, PERMANENT, "PS3.4 B.2.3 cannot understand: the same bytes will fail again"),
     (0xFFFF, 0x0110, TRANSIENT, "PS3.7 C.4.2 processing failure: a fault on the archive's side"),
-    # Our UIDs are unique per device, so an archive that already holds this UID holds our own
-    # earlier copy, whose answer was lost (a power cut or a dropped link before the C-STORE-RSP).
-    (0xFFFF, 0x0111, WARNING, "PS3.7 C.4.5 duplicate SOP instance: the archive already holds it"),
+    (0xFFFF, 0x0111, DUPLICATE, "PS3.7 C.4.5 duplicate SOP instance: the archive already holds this UID"),
     (0xFFFF, 0x0117, PERMANENT, "PS3.7 C.4.8 invalid object instance: the object must change"),
     (0xFFFF, 0x0122, PERMANENT, "PS3.7 C.4.17 SOP class not supported: configuration must change"),
     (0xFFFF, 0x0124, PERMANENT, "PS3.7 C.4.18 not authorised: configuration must change"),

@@ -1,9 +1,18 @@
-"""Flash file system access: plain `os`, which both runtimes have (MicroPython has no os.path)."""
+"""Flash file system access: plain `os`, which both runtimes have (MicroPython has no os.path).
 
+`faults` is None on a device. A test may set it to an object with `op(kind, path)` (called before
+every change to the medium: "mkdir", "remove", "rename", "open" for writing, "fsync",
+"sync_dir"; it raises to make that operation fail) and `wrap(f)` (returns the file object writes
+go through, so the test can fail or tear the Nth write). tests/unit/faultfs.py is that object.
+Unset it costs one global lookup per operation.
+"""
+
+import errno
 import os
 
 SEP = "/"
 _S_IFDIR = 0x4000
+faults = None
 
 
 def join(*parts):
@@ -48,6 +57,8 @@ def makedirs(path):
     if parent and parent != path:
         makedirs(parent)
     try:
+        if faults is not None:
+            faults.op("mkdir", path)
         os.mkdir(path)
     except OSError:
         if not isdir(path):
@@ -62,31 +73,39 @@ def listdir(path):
 
 
 def remove(path):
+    """Remove a file: True when it went, False when there was none; OSError when it stays."""
     try:
+        if faults is not None:
+            faults.op("remove", path)
         os.remove(path)
         return True
-    except OSError:
-        return False
+    except OSError as exc:
+        if _missing(exc):
+            return False
+        raise
 
 
-def rmdir(path):
-    try:
-        os.rmdir(path)
-        return True
-    except OSError:
-        return False
+def _missing(exc):
+    return exc.args and exc.args[0] == errno.ENOENT
 
 
 def rename(src, dst):
+    if faults is not None:
+        faults.op("rename", dst)
     os.rename(src, dst)
 
 
 def open_file(path, mode="rb"):
+    if faults is not None and (mode[0] != "r" or "+" in mode):
+        faults.op("open", path)
+        return faults.wrap(open(path, mode))
     return open(path, mode)
 
 
 def sync_file(f):
     """Flush a file to the medium, as far as the port allows (the unix port has no fsync)."""
+    if faults is not None:
+        faults.op("fsync", "")
     f.flush()
     fsync = getattr(os, "fsync", None)
     if fsync is not None:
@@ -97,12 +116,15 @@ def sync_file(f):
 
 
 def sync_dir(path):
-    """Make a rename in `path` durable where the OS needs it (CPython on Linux)."""
+    """Make a rename in `path` durable where the OS needs it (CPython on Linux). Best effort: a
+    port that cannot open a folder has nothing to sync, so errors are not raised."""
     fsync = getattr(os, "fsync", None)
     opener = getattr(os, "open", None)
-    if fsync is None or opener is None:
-        return
     try:
+        if faults is not None:
+            faults.op("sync_dir", path)
+        if fsync is None or opener is None:
+            return
         fd = opener(path, 0)
         try:
             fsync(fd)
@@ -115,7 +137,7 @@ def sync_dir(path):
 def write_atomic(path, data):
     """Replace `path` with `data` so that a power cut leaves either the old or the new content."""
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with open_file(tmp, "wb") as f:
         f.write(data)
         sync_file(f)
     rename(tmp, path)
@@ -133,7 +155,8 @@ def free_bytes(path):
         st = os.statvfs(path)
     except (AttributeError, OSError):
         return None
-    return st[0] * st[4]
+    # f_bavail counts fragments of f_frsize (POSIX); LittleFS ports report both sizes alike.
+    return (st[1] or st[0]) * st[4]
 
 
 def iterdir(path):

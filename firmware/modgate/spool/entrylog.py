@@ -6,7 +6,8 @@
     ["Q", dest]   re-queued by an operator  ["P", dest]   given up (purged dead letter)
 
 A line torn by a power cut has no newline and is ignored: for "D" that means one more send of
-an object the destination already has, the at-least-once window (docs/spool.md).
+an object the destination already has, the at-least-once window (docs/spool.md). A line that
+the medium garbled (not JSON, or not an operation of the shape above) is skipped too.
 """
 
 import json
@@ -47,23 +48,43 @@ def append(path, op):
         f.close()
 
 
+# Operation -> (length, type of each argument): anything else in a log is damage and is skipped.
+_SHAPES = {"H": (dict,), "R": (list,), "D": (str,), "X": (str, str), "Q": (str,), "P": (str,)}
+
+
+def _well_formed(op):
+    if not isinstance(op, list) or not op or not isinstance(op[0], str):
+        return False
+    shape = _SHAPES.get(op[0])
+    if shape is None or len(op) != len(shape) + 1:
+        return False
+    for i in range(len(shape)):
+        if not isinstance(op[i + 1], shape[i]):
+            return False
+    if op[0] == "R":
+        for name in op[1]:
+            if not isinstance(name, str):
+                return False
+    return True
+
+
 def read(path):
-    """The log's operations, in order (a few short lines per entry)."""
+    """The log's well-formed operations, in order (a few short lines per entry)."""
     ops = []
     try:
-        f = fs.open_file(path, "r")
+        f = fs.open_file(path, "rb")
     except OSError:
         return ops
     try:
         while True:
             line = f.readline()
-            if not line or not line.endswith("\n"):
+            if not line or line[-1:] != b"\n":
                 break  # end, or a last line torn by a power cut
             try:
-                op = json.loads(line)
-            except ValueError:
+                op = json.loads(line.decode())
+            except ValueError:  # UnicodeError is a ValueError on both runtimes
                 continue
-            if isinstance(op, list) and op:
+            if _well_formed(op):
                 ops.append(op)
     finally:
         f.close()

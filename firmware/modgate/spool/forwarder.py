@@ -130,12 +130,20 @@ class Forwarder:
             self._dead(name, state, eid, "not delivered within max_age_s=%d" % self.max_age_s)
             return
         state["attempts"] += 1
+        session = None
         try:
             session = self.session(name)
             status, klass, message = await session.store(spool.data_path(eid))
-            if klass not in ("success", "warning"):
+            if klass == "duplicate" and not self._maybe_delivered(state, eid):
+                self._dead(name, state, eid, "the archive already holds SOP Instance UID of entry %d, which "
+                           "no attempt of ours can have delivered: a UID collision or a foreign copy; kept "
+                           "for an operator (queue retry sends it again)" % eid)
+                return
+            if klass not in ("success", "warning", "duplicate"):
                 raise DeliveryError(message or ("status " + str(status)), klass == "transient")
         except DeliveryError as exc:
+            if session is not None and session.sent_whole:
+                state["maybe_delivered"] = eid  # sent whole, answer lost: the archive may have it
             if live_clock:
                 now = ticks_ms()  # the attempt took time: back off from its end
             if exc.scope == "destination" and not exc.transient:
@@ -150,11 +158,21 @@ class Forwarder:
             return
         if klass == "warning":
             log.warn(_SRC, "%s stored entry %d with warning %s: %s" % (name, eid, status, message))
+        elif klass == "duplicate":
+            log.warn(_SRC, "%s already holds entry %d (an earlier attempt's answer was lost): counted as "
+                     "delivered" % (name, eid))
         spool.mark_done(eid, name)
         state["last_success"] = spool.wall_seconds()
         state["attempts"] = 0
         state["head"] = None
         state["next_retry"] = None
+
+    def _maybe_delivered(self, state, eid):
+        """Whether the archive's copy of entry `eid` can be ours (PS3.7 C.4.5, 0111): an earlier
+        attempt sent it whole and lost the answer, or it was committed before this boot (a power
+        cut can fall between sending and logging the delivery). Our UIDs are unique, so then it
+        is; otherwise an archive holding that UID holds something else."""
+        return state.get("maybe_delivered") == eid or eid < self.spool.recovered_below
 
     async def _failed(self, name, state, eid, now, message, transient):
         state["last_error"] = message

@@ -8,20 +8,29 @@ _COPY_CHUNK = 2048
 
 class Incoming:
     """An object being written by the caller: it writes `path`, then the spool commits or aborts
-    it. `open_meta` is the caller's note for an open (multi-frame) object, None otherwise."""
+    it. `open_meta` is the caller's note for an open (multi-frame) object, None otherwise.
+    `held`: bytes synced so far (open objects); `reserved`: bytes held in the budget for what
+    is being written; `noted`: the note is on flash."""
 
     def __init__(self, path, number, open_meta, reserved):
         self.path = path
         self.number = number
         self.open_meta = open_meta
         self.reserved = reserved
+        self.held = 0
+        self.noted = False
         self.finished = False
 
     def size(self):
-        try:
-            return fs.size(self.path)
-        except OSError:
-            return 0
+        return size_of(self.path)
+
+
+def size_of(path):
+    """Bytes in `path`, 0 when it cannot be read."""
+    try:
+        return fs.size(path)
+    except OSError:
+        return 0
 
 
 def sync_path(path):

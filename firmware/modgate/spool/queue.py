@@ -2,8 +2,9 @@
 state is rebuilt from the files alone. Layout and the crash-safety argument: docs/spool.md.
 
     ROOT/in/t<n>.part    object being received; not acknowledged; deleted by recover()
-    ROOT/in/o<n>.open    open multi-frame object; frames acknowledged; kept by recover()
-    ROOT/in/o<n>.json    the caller's note for o<n>.open (written atomically before it)
+    ROOT/in/o<n>.open    open multi-frame object; deleted by recover() unless it has a note
+    ROOT/in/o<n>.json    the caller's note for o<n>.open, written (atomically) only after the
+                         bytes it describes are synced: with it, frames were acknowledged
     ROOT/q/<id>.m        entry log: header, routing, per-destination outcomes (JSON lines)
     ROOT/q/<id>.dcm      committed object; the rename to this name is the commit point
 
@@ -31,6 +32,14 @@ _DEAD = 6  # None or dict name -> reason
 _EPOCH0 = 1704067200  # 2024-01-01: keeps stored seconds a small int on 32-bit ports
 # Flash cost of an entry beyond its object: the log file and directory entries.
 ENTRY_OVERHEAD = 512
+# Free flash an object needs beyond its own bytes (log, note, temporary copies, directory
+# entries): below this the medium is fuller than the budget assumed, and sources must wait.
+FREE_MARGIN = 4 * ENTRY_OVERHEAD
+BUSY_RETRY_MS = 1000  # the retry-after hint of a BUSY answer (docs/frame-protocol.md)
+TAGS_KEPT = 16  # keys whose newest commit tag is remembered (see commit() and tagged())
+# The configuration keys the spool reads (modgate.config: the schema holds their defaults).
+SETTINGS = ("spool_budget_bytes", "spool_high_pct", "spool_low_pct", "spool_max_items",
+            "dead_max_items", "dead_policy", "routing")
 
 
 def _entry_id(entry):
@@ -42,53 +51,60 @@ def _clean(text):
 
 
 class Spool:
-    def __init__(self, root, budget_bytes, high_pct=90, low_pct=70, dead_max_items=16,
-                 dead_policy="drop-oldest", routing=(), destinations=(), max_items=64,
-                 busy_retry_ms=1000, ticks=ticks_ms, seconds=None):
-        if dead_policy not in ("drop-oldest", "refuse"):
-            raise ValueError("dead_policy must be drop-oldest or refuse")
-        if not 0 < low_pct <= high_pct <= 100:
-            raise ValueError("need 0 < low_pct <= high_pct <= 100")
+    """`settings`: a view of SETTINGS (modgate.config.settings); `destinations`: names."""
+
+    SETTINGS = SETTINGS
+
+    def __init__(self, root, settings, destinations=(), ticks=ticks_ms, seconds=None):
         self.root = root
         self.qdir = fs.join(root, "q")
         self.indir = fs.join(root, "in")
-        self.budget = budget_bytes
-        self.high = budget_bytes * high_pct // 100
-        self.low = budget_bytes * low_pct // 100
-        self.dead_max = dead_max_items
-        self.dead_policy = dead_policy
-        self.max_items = max_items
-        self.busy_retry_ms = busy_retry_ms
         self.ticks = ticks
         self.seconds = seconds
-        self.rules = list(routing)
         self.destinations = list(destinations)
         self.dest_state = {}
         for name in self.destinations:
             self._state(name)
+        self.configure(settings)
         self._entries = []  # in id order, which is commit order (MicroPython dicts are unordered)
         self._bytes = 0
         self._next_id = 1
+        self.recovered_below = 1
         self._next_in = 1
         self._active = {}
         self._recovered_open = []
-        self._busy = False
+        self._unreadable = {}  # open-object number -> bytes: kept for service, see recover()
+        self._full = False
         self._refusing = False
+        self._short = False
         self._routes = {}
+        self._tags = {}  # key -> [entry id, tag, uid] of the newest commit tagged with it
+
+    def configure(self, settings):
+        """Apply a settings view (at boot and at `config save`); the config validated it."""
+        self.budget = settings["spool_budget_bytes"]
+        self.high = self.budget * settings["spool_high_pct"] // 100
+        self.low = self.budget * settings["spool_low_pct"] // 100
+        self.max_items = settings["spool_max_items"]
+        self.dead_max = settings["dead_max_items"]
+        self.dead_policy = settings["dead_policy"]
+        self.rules = list(settings["routing"])
 
     # ---- boot -------------------------------------------------------------------------------
 
     def recover(self):
-        """Rebuild the queue from the files alone (PS: any power cut leaves a state this reads).
+        """Rebuild the queue from the files alone (any power cut leaves a state this reads).
 
-        Removes temporary files, finishes half-done commits and deletions, logs what it found.
-        Returns the number of queued entries."""
+        Removes our temporary files, finishes half-done commits and deletions, logs and leaves
+        alone what is not ours. Returns the number of queued entries."""
         fs.makedirs(self.qdir)
         fs.makedirs(self.indir)
         self._entries = []  # in id order, which is commit order (MicroPython dicts are unordered)
         self._bytes = 0
         self._active = {}
         self._recovered_open = []
+        self._unreadable = {}
+        self._tags = {}
         dropped = self._recover_incoming()
         # One pass with no per-file sets (RAM stays flat); deletions wait until the scan ends.
         doomed = []
@@ -105,72 +121,109 @@ class Spool:
                     # Log written, rename not done: never acknowledged (or fully delivered and
                     # half-deleted). Either way nothing is owed.
                     doomed.append(name)
+            elif name.endswith(".tmp"):
+                doomed.append(name)  # a log being written: never part of a commit
             else:
-                doomed.append(name)  # *.tmp or foreign: never part of a commit
+                _foreign(self.qdir, name)
         for name in doomed:
-            fs.remove(fs.join(self.qdir, name))
+            _discard(fs.join(self.qdir, name))
         for eid in finished:
-            self._remove_files(eid)  # delivered everywhere; the deletion had not finished
+            try:
+                self._remove_files(eid)  # delivered everywhere; the deletion had not finished
+            except OSError as exc:
+                log.error(_SRC, "entry %d delivered but not deleted: %s" % (eid, exc))
         dropped += len(doomed) + len(finished)
         self._entries.sort(key=_entry_id)
         self._next_id = top + 1
+        # Entries below this id were committed before this boot: a power cut may have fallen
+        # between sending one and logging its delivery (the forwarder's 0111 rule needs that).
+        self.recovered_below = self._next_id
         self._tidy_routes()
         log.info(_SRC, "recovered %d queued (%d bytes), %d open, %d dead, removed %d leftovers" % (
             len(self._entries), self._bytes, len(self._recovered_open), self.dead_count(), dropped))
         return len(self._entries)
 
     def _recover_incoming(self):
-        dropped = 0
-        opens = set()
-        notes = set()
-        top = 0
+        opens = []
+        notes = []
+        doomed = []
         for name in fs.iterdir(self.indir):
-            if name.startswith("o") and name.endswith(".open"):
-                opens.add(name[1:-5])
-            elif name.startswith("o") and name.endswith(".json"):
-                notes.add(name[1:-5])
+            number = _in_number(name)
+            if number is None:
+                if name.endswith(".tmp"):
+                    doomed.append(name)  # a note or a cut copy being written
+                else:
+                    _foreign(self.indir, name)
+            elif name[0] == "t":
+                doomed.append(name)  # never acknowledged
+            elif name.endswith(".open"):
+                opens.append(number)
             else:
-                fs.remove(fs.join(self.indir, name))  # .part, .tmp: not acknowledged
-                dropped += 1
-        for stem in notes:
-            if stem not in opens:  # committed or aborted before the note was removed
-                fs.remove(fs.join(self.indir, "o" + stem + ".json"))
-                dropped += 1
-        numbers = sorted([int(stem) for stem in opens if stem.isdigit()])
-        for number in numbers:
-            stem = str(number)
+                notes.append(number)
+        top = 0
+        for number in opens + notes:
             top = number if number > top else top
-            meta = None
-            note = fs.join(self.indir, "o" + stem + ".json")
-            if stem in notes:
-                try:
-                    meta = json.loads(fs.read_bytes(note))
-                except (OSError, ValueError):
-                    log.error(_SRC, "open object o%s: unreadable note; kept with none" % stem)
-            inc = incoming.Incoming(fs.join(self.indir, "o" + stem + ".open"), number, meta or {}, 0)
-            self._active[number] = inc
-            self._recovered_open.append(inc)
         self._next_in = top + 1
-        return dropped
+        for number in notes:
+            if number not in opens:  # committed or aborted before the note was removed
+                doomed.append("o%d.json" % number)
+        opens.sort()
+        for number in opens:
+            if number not in notes:
+                doomed.append("o%d.open" % number)  # the note comes before any acknowledgement
+                continue
+            self._recover_open(number)
+        for name in doomed:
+            _discard(fs.join(self.indir, name))
+        return len(doomed)
+
+    def _recover_open(self, number):
+        path = fs.join(self.indir, "o%d.open" % number)
+        note = None
+        try:
+            note = json.loads(fs.read_bytes(self._note_path(number)))
+        except (OSError, ValueError) as exc:
+            why = str(exc)
+        else:
+            why = "not an object"
+        size = incoming.size_of(path)
+        inc = incoming.Incoming(path, number, note, 0)
+        inc.held = size
+        inc.noted = True
+        self._active[number] = inc
+        if not isinstance(note, dict):
+            # Written atomically, so only damage to the medium gets here. Its frames were
+            # acknowledged: keep the file (counted in the budget) for service, never delete it.
+            self.set_aside(inc, "note unreadable (" + why[:60] + ")")
+            return
+        self._recovered_open.append(inc)
 
     def _load(self, eid):
         """Queue entry `eid` from its files; False when it turns out to be delivered everywhere."""
         header = routed = done = dead = None
         if fs.exists(self._log_path(eid)):
             header, routed, done, dead = entrylog.replay(self._log_path(eid))
-        if header is None:
-            # Cannot happen by protocol (the log is synced before the rename); media damage.
-            # Keep the object for every destination rather than lose it.
-            log.error(_SRC, "entry %d: log missing or damaged; re-routed to all destinations" % eid)
-            header = {"uid": None, "meta": {}, "born": None}
-            routed = list(self.destinations)
-            entrylog.create(self._log_path(eid), header, routed)
         try:
-            size = fs.size(self._data_path(eid))
-        except OSError:
-            size = 0
-        entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed or ()),
-                 done or None, dead or None]
+            if header is None:
+                # Cannot happen by protocol (the log is synced before the rename); media damage.
+                # Keep the object for every destination rather than lose it.
+                log.error(_SRC, "entry %d: log missing or damaged; re-routed to all destinations" % eid)
+                header = {"uid": None, "meta": {}, "born": None}
+                routed = list(self.destinations)
+                entrylog.create(self._log_path(eid), header, routed)
+            elif routed is None:
+                routed = routing.route(self.rules, self.destinations, header.get("meta") or {})
+                log.error(_SRC, "entry %d: routing line damaged; routed again to %s" % (
+                    eid, ",".join(routed)))
+                entrylog.append(self._log_path(eid), ["R", routed])
+        except OSError as exc:
+            log.error(_SRC, "entry %d: log not repaired (%s); repaired again at the next boot" % (eid, exc))
+        size = incoming.size_of(self._data_path(eid))
+        tag = header.get("tag")
+        if isinstance(tag, dict) and isinstance(tag.get("key"), str):
+            self._remember(eid, tag, header.get("uid"))
+        entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed), done or None,
+                 dead or None]
         if self._complete(entry):
             return False
         self._entries.append(entry)
@@ -182,83 +235,131 @@ class Spool:
     def begin(self, expected_bytes=None, open_meta=None):
         """Start an object; the caller writes `.path` and then calls commit() or abort().
 
-        Raises SpoolFull when `expected_bytes` would exceed the budget (callers check busy()
-        before accepting a frame; the room between the high mark and the budget is the headroom
-        for objects already in progress). With `open_meta` (a JSON-able dict) the object is open:
-        it survives recover() and is listed by open_objects()."""
+        `expected_bytes` is reserved in the budget (SpoolFull when it does not fit at all: the
+        room between the high mark and the budget is the headroom for objects in progress).
+        With `open_meta` (a JSON-able dict) the object is open: it survives recover() once the
+        caller's first checkpoint() has written the note, and is listed by open_objects()."""
         need = expected_bytes or 0
         if need and self.used_bytes() + need > self.budget:
             raise SpoolFull("object of %d bytes exceeds the flash budget" % need)
         number = self._next_in
         self._next_in += 1
-        if open_meta is None:
-            path = fs.join(self.indir, "t%d.part" % number)
-        else:
-            fs.write_atomic(fs.join(self.indir, "o%d.json" % number), json.dumps(open_meta).encode())
-            path = fs.join(self.indir, "o%d.open" % number)
+        kind = "t%d.part" if open_meta is None else "o%d.open"
+        path = fs.join(self.indir, kind % number)
         f = fs.open_file(path, "wb")
         f.close()
-        if open_meta is not None:
-            fs.sync_dir(self.indir)
         inc = incoming.Incoming(path, number, open_meta, need)
         self._active[number] = inc
         return inc
 
-    def checkpoint(self, inc, f):
-        """Make what the caller wrote so far to open file `f` durable; call before acknowledging
-        a frame of an open object."""
+    def reserve(self, inc, nbytes):
+        """Hold `nbytes` more for open object `inc` (the frame about to be written); SpoolFull
+        when that cannot fit in the budget. A checkpoint() or release() gives it back."""
+        if self.used_bytes() - inc.reserved + nbytes > self.budget:
+            raise SpoolFull("frame of %d bytes exceeds the flash budget" % nbytes)
+        inc.reserved = nbytes
+
+    def release(self, inc):
+        """The frame reserved for was dropped."""
+        inc.reserved = 0
+
+    def checkpoint(self, inc, f, size, note=None):
+        """Make the first `size` bytes the caller wrote to open file `f` durable; call before
+        acknowledging a frame of an open object. The note is (re)written, atomically, after the
+        bytes it describes: on the first checkpoint, and whenever `note` is given."""
         fs.sync_file(f)
+        inc.held = size
+        inc.reserved = 0
+        if note is not None:
+            inc.open_meta = note
+        if note is not None or not inc.noted:
+            fs.write_atomic(self._note_path(inc.number), json.dumps(inc.open_meta).encode())
+            inc.noted = True
+
+    def tagged(self, key):
+        """(tag, SOP Instance UID) of the newest commit tagged `key` (committed in this boot or
+        found by recover(); the TAGS_KEPT keys tagged last), or None."""
+        found = self._tags.get(key)
+        return None if found is None else (found[1], found[2])
+
+    def _remember(self, eid, tag, uid):
+        # One tag per key, the newest: a few dozen bytes per source, not per entry.
+        key = tag["key"]
+        known = self._tags.get(key)
+        if known is not None and known[0] > eid:
+            return
+        self._tags[key] = [eid, tag, uid]
+        if len(self._tags) > TAGS_KEPT:
+            oldest = None
+            for k in self._tags:
+                if oldest is None or self._tags[k][0] < self._tags[oldest][0]:
+                    oldest = k
+            del self._tags[oldest]
 
     def open_objects(self):
         """Open objects found by recover() and not yet committed or aborted (see docs/spool.md)."""
         return [inc for inc in self._recovered_open if not inc.finished]
 
-    def truncate(self, inc, nbytes):
-        """Cut an open object to its first `nbytes` (drops an unacknowledged partial frame).
+    def set_aside(self, inc, why):
+        """A recovered open object its caller cannot finish (its note is damaged): kept on
+        flash and in the budget for service, never delivered, never deleted by the spool."""
+        log.error(_SRC, "open object o%d (%d bytes): %s; kept, not delivered" % (
+            inc.number, inc.held, why[:80]))
+        self._unreadable[inc.number] = inc.held
+        self._finish(inc)
 
-        MicroPython files cannot truncate: copy to a temporary name, sync, rename over."""
-        if inc.size() > nbytes:
-            incoming.copy_prefix(inc.path, nbytes, inc.path + ".tmp")
-            fs.rename(inc.path + ".tmp", inc.path)
-            fs.sync_dir(self.indir)
-
-    def commit(self, inc, sop_instance_uid, meta):
+    def commit(self, inc, sop_instance_uid, meta, size=None, tag=None):
         """Make the object a durable queue entry routed by `meta`; returns its entry id only once
-        a power cut can no longer lose it. The caller has closed the file."""
+        a power cut can no longer lose it. The caller has closed the file. With `size`, bytes
+        beyond it (an unacknowledged frame torn by a power cut) are cut off first. `tag` (a
+        JSON-able dict with a "key" string) is kept with the entry and found by tagged(key),
+        also after a restart: the caller's way to recognise a resend of what it committed just
+        before a power cut, when its acknowledgement may not have gone out."""
         if inc.finished:
             raise ValueError("incoming object already committed or aborted")
+        if size is not None and inc.size() > size:
+            # MicroPython files cannot truncate: copy the good part, sync, rename over (atomic).
+            incoming.copy_prefix(inc.path, size, inc.path + ".tmp")
+            fs.rename(inc.path + ".tmp", inc.path)
+            fs.sync_dir(self.indir)
         incoming.sync_path(inc.path)
-        size = fs.size(inc.path)
+        size = inc.size()
         eid = self._next_id
         routed = routing.route(self.rules, self.destinations, meta)
         born = self._now_s()
         header = {"uid": sop_instance_uid, "meta": meta, "born": born, "size": size}
+        if tag is not None:
+            header["tag"] = tag
         entrylog.create(self._log_path(eid), header, routed)
         try:
             fs.rename(inc.path, self._data_path(eid))
         except OSError:
-            fs.remove(self._log_path(eid))
+            _discard(self._log_path(eid))
             raise
+        # Committed: nothing below may fail the commit (the caller would NAK an object it holds).
         fs.sync_dir(self.qdir)
         self._next_id = eid + 1
         if inc.open_meta is not None:
-            fs.remove(fs.join(self.indir, "o%d.json" % inc.number))
+            _discard(self._note_path(inc.number))  # else recover() removes it
         self._finish(inc)
         self._entries.append([eid, size, born, self.ticks(), self._route_tuple(routed), None, None])
         self._bytes += size + ENTRY_OVERHEAD
+        if tag is not None:
+            self._remember(eid, tag, sop_instance_uid)
         if not routed:
             log.warn(_SRC, "entry %d (%s) matches no destination; kept until one is added" % (
                 eid, sop_instance_uid))
         return eid
 
     def abort(self, inc):
-        """Forget an object that was never acknowledged; removes its files."""
+        """Forget an object that was never acknowledged; removes its files (what a failed
+        removal leaves, recover() removes)."""
         if inc.finished:
             return
-        fs.remove(inc.path)
-        if inc.open_meta is not None:
-            fs.remove(fs.join(self.indir, "o%d.json" % inc.number))
         self._finish(inc)
+        if inc.open_meta is not None:
+            _discard(self._note_path(inc.number))
+        _discard(inc.path)
 
     def _finish(self, inc):
         inc.finished = True
@@ -266,35 +367,78 @@ class Spool:
 
     # ---- capacity ---------------------------------------------------------------------------
 
+    def committed_bytes(self):
+        """Bytes of committed entries (+ ENTRY_OVERHEAD each): what delivery can free."""
+        return self._bytes
+
     def used_bytes(self):
+        """Committed bytes (+ ENTRY_OVERHEAD each), open objects as synced, what is reserved for
+        objects and frames in progress, and unreadable open objects kept for service."""
         used = self._bytes
         for inc in self._active.values():
-            held = inc.size() if inc.open_meta is not None else 0
-            used += held if held > inc.reserved else inc.reserved
+            used += inc.held + inc.reserved
+        for number in self._unreadable:
+            used += self._unreadable[number]
         return used
 
-    def busy(self):
-        """0 when sources may send; else a retry-after hint in ms (BUSY in the frame protocol).
-
-        Busy from the high watermark until usage falls to the low one (hysteresis), when the
-        entry table is full, or when the dead-letter area is full under the "refuse" policy."""
+    def _pressure(self):
+        """(full, refusing, why) as the next admit() would find them; reads state, changes none."""
         used = self.used_bytes()
-        if self._busy:
-            if used <= self.low:
-                self._busy = False
-                log.info(_SRC, "below low watermark (%d of %d bytes): accepting again" % (used, self.budget))
-        elif used >= self.high:
-            self._busy = True
-            log.warn(_SRC, "high watermark reached (%d of %d bytes): sources must wait" % (used, self.budget))
+        full = used > self.low if self._full else used >= self.high  # hysteresis
         refusing = self.dead_policy == "refuse" and self.dead_count() >= self.dead_max
+        if full:
+            return full, refusing, "spool above its high watermark (%d of %d bytes)" % (used, self.budget)
+        if refusing:
+            return full, refusing, "dead-letter area full (%d)" % self.dead_max
+        if len(self._entries) >= self.max_items:
+            return full, refusing, "queue table full (%d entries)" % self.max_items
+        return full, refusing, None
+
+    def busy(self):
+        """0 when sources may send; else a retry-after hint in ms. A pure read (status)."""
+        if self._pressure()[2] is not None or self._flash_short(0) is not None:
+            return BUSY_RETRY_MS
+        return 0
+
+    def admit(self, need=0):
+        """The device is about to accept a frame of `need` bytes (0: not known yet): update the
+        watermark state, logging each change, and return 0, or the retry-after hint in ms for
+        the frame protocol's BUSY. Busy from the high watermark until usage falls to the low one
+        (hysteresis), when the entry table is full, when the dead-letter area is full under the
+        "refuse" policy, when `need` does not fit in the budget, or when the medium has less
+        free space than the object needs (it is fuller than the budget assumed)."""
+        full, refusing, why = self._pressure()
+        used = self.used_bytes()
+        if full != self._full:
+            self._full = full
+            if full:
+                log.warn(_SRC, "high watermark reached (%d of %d bytes): sources must wait" % (
+                    used, self.budget))
+            else:
+                log.info(_SRC, "below low watermark (%d of %d bytes): accepting again" % (used, self.budget))
         if refusing != self._refusing:
             self._refusing = refusing
             if refusing:
                 log.error(_SRC, "dead-letter area full (%d): refusing new objects until purge or requeue"
                           % self.dead_max)
-        if self._busy or refusing or len(self._entries) >= self.max_items:
-            return self.busy_retry_ms
+        if why is None and used + need > self.budget:
+            why = "no room for %d bytes in the budget" % need
+        short = self._flash_short(need)
+        if (short is not None) != self._short:
+            self._short = short is not None
+            if short is not None:
+                log.error(_SRC, short + ": sources must wait")
+            else:
+                log.info(_SRC, "flash has room again")
+        if why is not None or short is not None:
+            return BUSY_RETRY_MS
         return 0
+
+    def _flash_short(self, need):
+        free = fs.free_bytes(self.root)
+        if free is None or free >= need + FREE_MARGIN:
+            return None
+        return "flash has %d bytes free, fewer than the spool budget assumed" % free
 
     # ---- delivery side (the forwarder) ------------------------------------------------------
 
@@ -371,7 +515,12 @@ class Spool:
 
     def _delete(self, entry):
         eid = entry[_ID]
-        self._remove_files(eid)
+        try:
+            self._remove_files(eid)
+        except OSError as exc:
+            # The entry stays listed (owed to no one, still on flash); recover() deletes it.
+            log.error(_SRC, "entry %d delivered but not deleted: %s" % (eid, exc))
+            return
         for i in range(len(self._entries)):
             if self._entries[i] is entry:
                 del self._entries[i]
@@ -381,7 +530,7 @@ class Spool:
     def _remove_files(self, eid):
         # Data first: without it the log is an orphan that recover() removes.
         fs.remove(self._data_path(eid))
-        fs.remove(self._log_path(eid))
+        _discard(self._log_path(eid))
 
     # ---- configuration at run time ----------------------------------------------------------
 
@@ -466,6 +615,7 @@ class Spool:
         return {"depth": len(self._entries), "bytes": self._bytes, "used": self.used_bytes(),
                 "oldest_age_s": oldest, "busy": self.busy() != 0, "budget": self.budget,
                 "high": self.high, "low": self.low, "open": len(self._active),
+                "unreadable_open": len(self._unreadable), "flash_free": fs.free_bytes(self.root),
                 "dead": self.dead_count(), "destinations": dests}
 
     def _describe(self, entry):
@@ -544,6 +694,9 @@ class Spool:
     def _log_path(self, eid):
         return fs.join(self.qdir, entrylog.id_name(eid) + ".m")
 
+    def _note_path(self, number):
+        return fs.join(self.indir, "o%d.json" % number)
+
     def _now_s(self):
         if self.seconds is not None:
             return self.seconds() - _EPOCH0
@@ -573,3 +726,26 @@ class Spool:
 
     def _header(self, eid):
         return entrylog.header(self._log_path(eid))
+
+
+def _in_number(name):
+    """n of t<n>.part, o<n>.open or o<n>.json; None for any other name."""
+    for prefix, suffix in (("t", ".part"), ("o", ".open"), ("o", ".json")):
+        if name.startswith(prefix) and name.endswith(suffix):
+            stem = name[1:len(name) - len(suffix)]
+            if stem.isdigit():
+                return int(stem)
+    return None
+
+
+def _foreign(folder, name):
+    # Not ours: an operator's or another program's file. Never delete what we did not write.
+    log.warn(_SRC, "ignoring %s/%s: not a spool file" % (folder, name))
+
+
+def _discard(path):
+    """Remove a file whose leftover recover() removes anyway: a failure is only logged."""
+    try:
+        fs.remove(path)
+    except OSError as exc:
+        log.warn(_SRC, "could not remove %s (%s); the next boot removes it" % (path, exc))
