@@ -46,9 +46,9 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 class Pki:
-    """A certification authority in `folder` (created), named `name`."""
+    """A certification authority in `folder` (created), named `name`, valid `days`."""
 
-    def __init__(self, folder: Path, name: str = "modgate test CA") -> None:
+    def __init__(self, folder: Path, name: str = "modgate test CA", days: int = 30) -> None:
         self.dir = folder
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "issued").mkdir(exist_ok=True)
@@ -58,7 +58,7 @@ class Pki:
         self.ca = folder / "ca.pem"
         self.ca_key = folder / "ca.key"
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.ca_key), "-out",
-                 str(self.ca), "-days", "30", "-subj", "/CN=" + name, cwd=folder)
+                 str(self.ca), "-days", str(days), "-subj", "/CN=" + name, cwd=folder)
 
     def issue(self, name: str, san: str, days: int = 10, expired: bool = False) -> tuple[Path, Path]:
         """(certificate, key) PEM files for `name` with subjectAltName `san` (e.g.

@@ -1,10 +1,10 @@
 """Trusted time: the device clock kept right by an SNTP server (RFC 4330, port/sntp.py).
 
 A task of the device core: every `sntp_interval_s` (and a minute after a failure) it asks the
-`sntp_server` once and corrects the clock when it is off by half a second or more (the clock
-keeps whole seconds). Without a server it does nothing: the clock is whatever `time set` made
-it. `status()` is what the console's `status` shows: server, offset and delay of the last
-exchange, when it was, and the last error. Objects written before the clock was ever set keep
+`sntp_server` once and corrects the clock when it is a second or more off (the clock keeps
+whole seconds: a smaller correction is noise). Without a server it does nothing: the clock is
+whatever `time set` made it. `status()` is what the console's `status` shows: server, offset
+and delay of the last exchange, when it was, and the last error. Objects written before the clock was ever set keep
 their epoch dates and the warnings they were written with (docs/conformance-statement.md 6.4).
 """
 
@@ -16,7 +16,7 @@ from modgate.port import aio, clock
 TIMEOUT_MS = 3000  # one exchange; a server this slow is as good as none
 RETRY_MS = 60000  # after a failure
 STEP_WARN_MS = 5000  # a correction this large is worth a warning (the clock was wrong)
-_SET_THRESHOLD_MS = 500
+_SET_THRESHOLD_MS = 1000  # the clock keeps whole seconds: a smaller correction is noise
 
 
 class TimeSync:

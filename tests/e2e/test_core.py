@@ -66,7 +66,9 @@ def test_a_black_hole_destination_never_delays_the_working_one(board: str, tmp_p
         beside = time.monotonic() - started
         with DeviceConsole(device.console_path, timeout_s=60) as console:
             status = console.call("status")
-            # Replace the black hole by a real archive: its held queue goes out there.
+            # Replace the black hole by a real archive: its held queue goes out there (a PIN
+            # first: a destination is never changed on an open device, issue 19).
+            console.call("config", "set", "pin", "1357")
             console.call("dest", "add", "hole", "PACS2", "127.0.0.1", replacement.port)
             console.call("config", "save")
         wait_for_files(tmp_path / "replacement", count, timeout=120)

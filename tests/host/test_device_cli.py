@@ -98,7 +98,10 @@ def test_queue_logs_time_dest(server: ConsoleServer, capsys: pytest.CaptureFixtu
     assert code == 0
     year = dt.datetime.now(dt.UTC).year
     assert server.device.clock[0] == year
-    code, out, _ = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113")
+    code, _, err = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113")
+    assert code == 1 and "PIN first" in err  # no destination without a PIN (issue 19)
+    server.device.config.set("pin", "2468")
+    code, out, _ = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113", "--pin", "2468")
     assert code == 0
     code, out, _ = run(capsys, "dest", server.url, "echo")
     assert code == 0 and "pacs2" in out
@@ -106,5 +109,5 @@ def test_queue_logs_time_dest(server: ConsoleServer, capsys: pytest.CaptureFixtu
     code, out, _ = run(capsys, "dest", server.url, "echo", "--json")
     assert code == 1
     assert [r["ok"] for r in json.loads(out)] == [True, False]
-    code, _, _ = run(capsys, "dest", server.url, "remove", "pacs2")
+    code, _, _ = run(capsys, "dest", server.url, "remove", "pacs2", "--pin", "2468")
     assert code == 0 and len(server.device.destinations()) == 1

@@ -23,9 +23,10 @@ def unix_ms():
 
 
 def set_unix_ms(ms):
-    """Set the device clock to `ms` since 1970 UTC (to the nearest second it keeps)."""
+    """Set the device clock to `ms` since 1970 UTC. It keeps whole seconds: the seconds read now
+    are those of `ms` (later reads may run up to a second ahead of the platform's fraction)."""
     global _offset_s
-    _offset_s = (ms - _platform_ms() + 500) // 1000 - _EPOCH_SHIFT
+    _offset_s = ms // 1000 - _platform_ms() // 1000 - _EPOCH_SHIFT
 
 
 def utc(unix_seconds):

@@ -90,7 +90,7 @@ class Client:
             ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
         count = 0
         for label, der in _der_items(self.ca_path, "CA bundle"):
-            if "CERTIFICATE" not in label:
+            if label and "CERTIFICATE" not in label:  # "" is a DER file
                 continue
             count += 1
             if count > MAX_CA_CERTS:
@@ -119,8 +119,8 @@ class Client:
                 raise TlsError("client certificate %s / key %s cannot be used (%s)"
                                % (self.cert_path, self.key_path, exc))
             return
-        cert = _first(self.cert_path, "client certificate", "CERTIFICATE")
-        key = _first(self.key_path, "client key", "PRIVATE KEY")
+        cert = der_item(self.cert_path, "client certificate", "CERTIFICATE")
+        key = der_item(self.key_path, "client key", "PRIVATE KEY")
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as exc:
@@ -309,7 +309,7 @@ def _text(exc):
     return text.replace("\n", "; ") if text else exc.__class__.__name__
 
 
-def _first(path, what, kind):
+def der_item(path, what, kind):
     """The DER bytes of the first `kind` item (CERTIFICATE, PRIVATE KEY) of a PEM or DER file."""
     for label, der in _der_items(path, what):
         if not label or label.endswith(kind):

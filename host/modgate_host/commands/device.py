@@ -247,8 +247,8 @@ def _dest(args: argparse.Namespace, console: DeviceConsole) -> int:
     if args.action == "list":
         show(console.call("dest", "list"), args.json)
     elif args.action == "add":
-        if len(args.values) != 4:
-            fail("usage: dest PORT add NAME AET HOST PORT")
+        if len(args.values) not in (4, 5) or args.values[4:] not in ([], ["tls"]):
+            fail("usage: dest PORT add NAME AET HOST PORT [tls]")
             return EXIT_ENV
         show(console.call("dest", "add", *args.values), args.json)
         console.call("config", "save")
@@ -267,7 +267,7 @@ def _dest(args: argparse.Namespace, console: DeviceConsole) -> int:
     return EXIT_OK
 
 
-DEST_ARGS = "add: NAME AET HOST PORT; remove: NAME; echo: [NAME] (default all)"
+DEST_ARGS = "add: NAME AET HOST PORT [tls]; remove: NAME; echo: [NAME] (default all)"
 
 
 def add_parser(subparsers: Any) -> None:
