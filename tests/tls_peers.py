@@ -70,10 +70,11 @@ class Pki:
         ext.write_text("subjectAltName=" + san + "\n")
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj",
                  "/CN=" + name, cwd=self.dir)
-        dates = ["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"] if expired else ["-days", str(days)]
+        in_2020 = ["-startdate", "20200101000000Z", "-enddate", "20200201000000Z"]
+        dates = in_2020 if expired else ["-days", str(days)]
         _openssl("ca", "-batch", "-config", str(self.dir / "ca.cnf"), "-cert", str(self.ca), "-keyfile",
-                 str(self.ca_key), "-in", str(csr), "-out", str(cert), "-extfile", str(ext), "-notext", *dates,
-                 cwd=self.dir)
+                 str(self.ca_key), "-in", str(csr), "-out", str(cert), "-extfile", str(ext), "-notext",
+                 *dates, cwd=self.dir)
         return cert, key
 
 

@@ -93,11 +93,11 @@ SCHEMA = (
     ("routing", "routes", None, 16, _P, "Rules [{dest, modality?, iod?}]; a dest without one gets all"),
     ("destinations", "dests", None, 8, _P, "List of {name, aet, host, port, tls?}"),
     # ---- security (issue 19): DICOM TLS, user identity, trusted time, frame sources ----
-    ("tls_ca_file", "path", "tls/ca.pem", 64, _P, "CA bundle (PEM or DER) that signs the archives' TLS certificates"),
+    ("tls_ca_file", "path", "tls/ca.pem", 64, _P, "CA bundle (PEM or DER) that signs archives' certificates"),
     ("tls_cert_file", "file", "", 64, _P, "Our TLS client certificate, for mutual TLS (empty = none)"),
     ("tls_key_file", "file", "", 64, _P, "Private key of tls_cert_file (empty = in tls_cert_file)"),
     ("user_identity", "text", "", 64, _P, "Username for User Identity negotiation (PS3.7 D.3.3.7)"),
-    ("user_passcode", "secret", "", 64, SECRET | _P, "Passcode sent with user_identity, to TLS destinations only"),
+    ("user_passcode", "secret", "", 64, SECRET | _P, "Passcode of user_identity, sent over TLS only"),
     ("sntp_server", "hostport", "", 253, _P, "SNTP server that sets the clock, HOST[:PORT] (empty = none)"),
     ("sntp_interval_s", "int", 3600, (60, 86400), _P, "Seconds between clock synchronisations"),
     ("frames_allow", "allow", None, 8, _P, "Frame sources allowed on TCP: IPv4 addresses or A.B.C.D/N"),
@@ -409,7 +409,7 @@ def _parse(e, value):
         if isinstance(value, str):
             text = value.strip()
             try:
-                value = json.loads(text) if text.startswith("[") else [v for v in text.replace(",", " ").split() if v]
+                value = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
             except ValueError:
                 _fail(key, "expected addresses (A.B.C.D or A.B.C.D/N) separated by spaces or commas")
         if not isinstance(value, list) or len(value) > limit:
@@ -600,7 +600,9 @@ class Config:
         entry(key)
         if key in self._values:
             value = self._values[key]
-            return [dict(d) if isinstance(d, dict) else d for d in value] if isinstance(value, list) else value
+            if isinstance(value, list):
+                return [dict(d) if isinstance(d, dict) else d for d in value]
+            return value
         if key in self._board_defaults:
             return self._board_defaults[key]
         return default(key)

@@ -4,8 +4,9 @@ A task of the device core: every `sntp_interval_s` (and a minute after a failure
 `sntp_server` once and corrects the clock when it is a second or more off (the clock keeps
 whole seconds: a smaller correction is noise). Without a server it does nothing: the clock is
 whatever `time set` made it. `status()` is what the console's `status` shows: server, offset
-and delay of the last exchange, when it was, and the last error. Objects written before the clock was ever set keep
-their epoch dates and the warnings they were written with (docs/conformance-statement.md 6.4).
+and delay of the last exchange, when it was, and the last error. Objects written before the
+clock was ever set keep their epoch dates and the warnings they were written with
+(docs/conformance-statement.md 6.4).
 """
 
 from modgate import log

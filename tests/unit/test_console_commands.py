@@ -284,7 +284,8 @@ class TestCommissioning(ConsoleCase):
 
     def test_a_destination_needs_a_pin_first(self):
         self.assertIn("PIN first", self.refused("dest add pacs PACS 10.0.0.7 104", "denied"))
-        self.ok("config set destinations '[{\"name\":\"pacs\",\"aet\":\"PACS\",\"host\":\"10.0.0.7\",\"port\":104}]'")
+        pacs = '{"name":"pacs","aet":"PACS","host":"10.0.0.7","port":104}'
+        self.ok("config set destinations '[" + pacs + "]'")
         self.assertIn("PIN first", self.refused("config save", "denied"))
         self.assertFalse(fs.exists(self.device.config.path))  # nothing reached flash
         self.ok("config set pin 97531")  # opens the window for whoever set it

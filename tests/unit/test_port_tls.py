@@ -91,7 +91,8 @@ class TestHandshake(unittest.TestCase):
 
     def test_a_der_ca_file_and_mutual_tls(self):
         client = tls.Client(data("ca.der"), data("client.pem"), data("client.key"))
-        reply, _ = support.run(exchange(client, "127.0.0.1", server_context("server.pem", "server.key", "ca.pem")))
+        server = server_context("server.pem", "server.key", "ca.pem")
+        reply, _ = support.run(exchange(client, "127.0.0.1", server))
         self.assertEqual(reply, b"pong")
 
     def refusal(self, client, host, cert, key):
@@ -154,7 +155,8 @@ class TestFiles(unittest.TestCase):
 
     def test_a_broken_certificate_is_named(self):
         with self.assertRaises(TlsError) as caught:
-            tls.Client(self.write("bad.pem", "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"))
+            bad = "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+            tls.Client(self.write("bad.pem", bad))
         self.assertIn("certificate 1", str(caught.exception))
 
     def test_pem_items_decode_one_at_a_time(self):
@@ -178,8 +180,9 @@ class TestCauses(unittest.TestCase):
         return tls._cause(exc, "10.1.2.3")
 
     def test_verification_texts(self):
-        text, transient = self.cause(ValueError("\nThe certificate validity has expired\n"
-                                                "The certificate Common Name (CN) does not match with the expected CN\n"))
+        flags = ("\nThe certificate validity has expired\n"
+                 "The certificate Common Name (CN) does not match with the expected CN\n")
+        text, transient = self.cause(ValueError(flags))
         self.assertFalse(transient)
         self.assertIn("it is not issued to 10.1.2.3; it has expired", text)
         self.assertIn("valid yet", self.cause(ValueError("The certificate validity starts in the future"))[0])

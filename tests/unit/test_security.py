@@ -23,7 +23,8 @@ class TestSettings(unittest.TestCase):
         support.remove_tree(self.dir)
 
     def test_allow_list_forms(self):
-        self.assertEqual(self.conf.set("frames_allow", "10.0.0.5, 192.168.7.0/24"), ["10.0.0.5", "192.168.7.0/24"])
+        both = ["10.0.0.5", "192.168.7.0/24"]
+        self.assertEqual(self.conf.set("frames_allow", "10.0.0.5, 192.168.7.0/24"), both)
         self.assertEqual(self.conf.set("frames_allow", '["127.0.0.1"]'), ["127.0.0.1"])
         self.assertEqual(self.conf.set("frames_allow", ""), [])
         for bad in ("10.0.0.256", "10.0.0.0/33", "pacs.local", "1.2.3.4/x"):
@@ -52,7 +53,8 @@ class TestSettings(unittest.TestCase):
         self.assertNotIn("tls", plain)
         with self.assertRaises(ConfigError):
             config.validate_destination({"name": "a", "aet": "A", "host": "h", "port": 104, "tsl": True})
-        self.assertEqual(self.conf.set("sntp_server", "ntp.hospital.example:1123"), "ntp.hospital.example:1123")
+        where = "ntp.hospital.example:1123"
+        self.assertEqual(self.conf.set("sntp_server", where), where)
         for bad in ("ntp..x", "10.0.0.1:0", "10.0.0.1:99999"):
             with self.assertRaises(ConfigError):
                 self.conf.set("sntp_server", bad)

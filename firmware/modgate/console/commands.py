@@ -152,9 +152,8 @@ def cmd_dest_add(shell, words):
     usage = "dest add NAME AET HOST PORT [tls]"
     if len(words) not in (4, 5) or (len(words) == 5 and words[4] != "tls"):
         raise UsageError("usage: " + usage)
-    d = cfg.validate_destination(
-        {"name": words[0], "aet": words[1], "host": words[2], "port": words[3], "tls": len(words) == 5}, "dest"
-    )
+    fields = {"name": words[0], "aet": words[1], "host": words[2], "port": words[3], "tls": len(words) == 5}
+    d = cfg.validate_destination(fields, "dest")
     _commissioning(shell, "adding a destination")
     shell.device.add_destination(d["name"], d["aet"], d["host"], d["port"], d.get("tls", False))
     return d

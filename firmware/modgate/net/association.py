@@ -36,7 +36,8 @@ class Association:
     `tls`: a port.tls.Client, for a transport connection over TLS (PS3.15 B.9); `identity`: the
     User Identity proposal of items.user_identity (PS3.7 D.3.3.7)."""
 
-    def __init__(self, host, port, called, calling, contexts, max_pdu, timeouts, buf, tls=None, identity=None):
+    def __init__(self, host, port, called, calling, contexts, max_pdu, timeouts, buf, tls=None,
+                 identity=None):
         self.host = host
         self.port = port
         self.peer = called + "@" + host + ":" + str(port)
@@ -266,7 +267,8 @@ class Association:
     def AE_4(self, _):
         result, source, reason = pdu.decode_reject(self.buf)
         hint = "" if self.identity is None else " (user identity '%s' was sent)" % self.identity[1].decode()
-        self._fail("association " + pdu.reject_text(result, source, reason) + hint, result != pdu.REJECT_PERMANENT)
+        self._fail("association " + pdu.reject_text(result, source, reason) + hint,
+                   result != pdu.REJECT_PERMANENT)
         self.close()
         return 1
 

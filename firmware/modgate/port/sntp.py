@@ -59,7 +59,8 @@ def check(buf, n, sent):
     if bytes(buf[24:32]) != sent:
         raise ClockError("SNTP reply does not answer our request (originate timestamp differs)")
     if stratum == 0:
-        code = bytes(buf[12:16]).decode().strip("\x00 ") if all(32 <= c < 127 or c == 0 for c in buf[12:16]) else "?"
+        printable = all(32 <= c < 127 or c == 0 for c in buf[12:16])
+        code = bytes(buf[12:16]).decode().strip("\x00 ") if printable else "?"
         raise ClockError("SNTP server sent kiss-of-death " + repr(code) + " (it refuses to serve us now)")
     if leap == _LEAP_ALARM or stratum > 15:
         raise ClockError("SNTP server is not synchronised (leap %d, stratum %d)" % (leap, stratum))

@@ -94,7 +94,7 @@ class Client:
                 continue
             count += 1
             if count > MAX_CA_CERTS:
-                raise TlsError("CA bundle %s holds more than %d certificates: keep only the CAs of the archives"
+                raise TlsError("CA bundle %s holds more than %d certificates: keep only the archives' CAs"
                                % (self.ca_path, MAX_CA_CERTS))
             try:
                 if _tls is not None:
@@ -259,7 +259,8 @@ class TlsConnection(sockets.Connection):
         if self.established:
             if code in (_MBEDTLS_CLOSE_NOTIFY, _MBEDTLS_CONN_EOF) and not writing:
                 return 0  # the peer closed (with or without a close_notify)
-            raise LinkClosed(("send to " if writing else "receive from ") + self.peer + " failed: " + _text(exc))
+            what = "send to " if writing else "receive from "
+            raise LinkClosed(what + self.peer + " failed: " + _text(exc))
         if code in (errno.ENOMEM, _MBEDTLS_ALLOC_FAILED):
             raise MemoryError("no heap for the TLS handshake with " + self.peer)
         cause, transient = _cause(exc, self.server_name)

@@ -93,8 +93,8 @@ def verify(
     if privileged is not None:
         # No open doors (issue 19): a commissioned device guards its settings with a PIN.
         guarded = privileged != "open"
-        checks.append(Check("settings guarded by a PIN", guarded,
-                            f"privileged: {privileged}" + ("" if guarded else "; set one: config set pin NNNN")))
+        advice = "" if guarded else "; set one: config set pin NNNN"
+        checks.append(Check("settings guarded by a PIN", guarded, f"privileged: {privileged}{advice}"))
     dests = console.call("dest", "list")
     bar = Progress(len(dests) + 2, "verify")
     checks += _echo_all(console, dests, bar)
