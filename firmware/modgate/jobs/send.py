@@ -31,6 +31,9 @@ _VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from"
 # a machine word (measured: ~45 KB on x86-64, ~24 KB on armhf, transients included).
 JOB_BUFFER_SIZES = (16384, 8192, 4096)
 JOB_NEED_PER_WORD_BYTE = 6 * 1024
+# A TLS association's peak beside that (mbedTLS's record buffers and handshake, from the GC heap:
+# ~34 KB on armhf, a little more with 64-bit words; docs/benchmarks.md).
+JOB_TLS_NEED = 40 * 1024
 
 
 def parse(argv, defaults=None):
@@ -79,16 +82,16 @@ def reserve_buffer(settings):
     from modgate.net import receive_buffer
 
     if settings.get("max_pdu") is None:
-        settings["max_pdu"] = _fitting_buffer_size()
+        settings["max_pdu"] = _fitting_buffer_size(JOB_TLS_NEED if settings.get("tls_ca_file") else 0)
     settings["buffer"] = receive_buffer(settings["max_pdu"])
 
 
-def _fitting_buffer_size():
+def _fitting_buffer_size(tls_need=0):
     free = getattr(gc, "mem_free", None)
     if free is None:
         return JOB_BUFFER_SIZES[0]  # CPython: no heap limit to respect
     gc.collect()
-    room = free() - JOB_NEED_PER_WORD_BYTE * (8 if sys.maxsize > 1 << 32 else 4)
+    room = free() - JOB_NEED_PER_WORD_BYTE * (8 if sys.maxsize > 1 << 32 else 4) - tls_need
     for size in JOB_BUFFER_SIZES:
         if size <= room:
             return size

@@ -39,6 +39,13 @@ if _tls is None:  # pragma: no cover - MicroPython has no `ssl` of its own witho
         _ssl = None
 
 MAX_CA_CERTS = 8  # each parsed certificate holds ~1-2 KB of heap for the association's life
+# The cipher suites offered: BCP 195's recommended ones (RFC 7525 4.2, as PS3.15 B.10's
+# non-downgrading profile lists them: ephemeral ECDH, AES-GCM), and TLS 1.3's AES-GCM where the
+# library has TLS 1.3. Nothing weaker is offered, so nothing weaker can be negotiated.
+BCP195_SUITES = ("TLS-ECDHE-RSA-WITH-AES-128-GCM-SHA256", "TLS-ECDHE-RSA-WITH-AES-256-GCM-SHA384",
+                 "TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256", "TLS-ECDHE-ECDSA-WITH-AES-256-GCM-SHA384",
+                 "TLS1-3-AES-128-GCM-SHA256", "TLS1-3-AES-256-GCM-SHA384")
+_OPENSSL_SUITES = "ECDHE+AESGCM"  # the same for TLS 1.2 (OpenSSL keeps its TLS 1.3 AEAD suites)
 _AGAIN = (errno.EAGAIN, getattr(errno, "EWOULDBLOCK", errno.EAGAIN))
 # mbedTLS error codes (mbedtls/ssl.h) that say why a handshake ended.
 _MBEDTLS_CLOSE_NOTIFY = -0x7880
@@ -85,9 +92,12 @@ class Client:
         if _tls is not None:
             ctx = _tls.SSLContext(_tls.PROTOCOL_TLS_CLIENT)
             ctx.verify_mode = _tls.CERT_REQUIRED
+            known = ctx.get_ciphers()
+            ctx.set_ciphers([name for name in BCP195_SUITES if name in known])
         else:  # pragma: no cover - CPython: verifies the host name and requires a certificate
             ctx = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
             ctx.minimum_version = _ssl.TLSVersion.TLSv1_2
+            ctx.set_ciphers(_OPENSSL_SUITES)
         count = 0
         for label, der in _der_items(self.ca_path, "CA bundle"):
             if label and "CERTIFICATE" not in label:  # "" is a DER file
