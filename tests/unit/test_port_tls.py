@@ -105,6 +105,21 @@ class TestHandshake(unittest.TestCase):
         self.assertIn("not signed by a CA in the CA bundle", str(exc))
         self.assertFalse(exc.transient)  # a configuration problem: the queue waits, no backoff storm
 
+    def test_a_ca_refusal_on_a_short_heap_is_reported_as_memory(self):
+        # mbedTLS out of memory in the signature check says "not signed by the trusted CA": with
+        # less heap than the handshake needs as it began, that must not hold the queue as a wrong CA.
+        saved = tls.free_heap
+        tls.free_heap = lambda: tls.HANDSHAKE_HEAP - 1
+        try:
+            with self.assertRaises(MemoryError) as caught:
+                support.run(exchange(tls.Client(data("ca.pem")), "127.0.0.1",
+                                     server_context("rogue.pem", "rogue.key")))
+            expired = self.refusal(tls.Client(data("ca.pem")), "127.0.0.1", "expired.pem", "expired.key")
+        finally:
+            tls.free_heap = saved
+        self.assertIn("no heap to verify the certificate of 127.0.0.1:", str(caught.exception))
+        self.assertIn("it has expired", str(expired))  # a flaw found without memory stays what it is
+
     def test_an_expired_server_certificate(self):
         exc = self.refusal(tls.Client(data("ca.pem")), "127.0.0.1", "expired.pem", "expired.key")
         self.assertIn("it has expired", str(exc))

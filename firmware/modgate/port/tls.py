@@ -21,6 +21,7 @@ stays in RAM while an association is open).
 
 import binascii
 import errno
+import gc
 
 from modgate import log
 from modgate.compat import deadline, remaining_ms
@@ -54,6 +55,11 @@ _MBEDTLS_FATAL_ALERT = -0x7780
 _MBEDTLS_NOT_TLS = (-0x7200, -0x7700, -0x6700, -0x7300)  # invalid record, unexpected message...
 _MBEDTLS_NO_COMMON = (-0x6E80, -0x6E00)  # protocol version, handshake failure
 _MBEDTLS_ALLOC_FAILED = -0x7F00
+# Free heap the handshake needs beside the record buffers (measured on qemu-armhf: it failed with
+# 11.8 KB free as it began and completed with 13.8 KB; docs/benchmarks.md). Short of it, mbedTLS
+# may fail the certificate's signature check for want of memory and report the certificate as not
+# signed by a trusted CA: that is then reported as out of memory (transient), not as a wrong CA.
+HANDSHAKE_HEAP = 14 * 1024
 # The peer closed or reset the connection mid-handshake (mbedTLS passes socket errors on negated).
 _EPIPE = getattr(errno, "EPIPE", 32)  # MicroPython's errno lacks it; Linux's value
 _CLOSED = (_MBEDTLS_CONN_EOF, _MBEDTLS_CLOSE_NOTIFY, _EPIPE, -_EPIPE, errno.ECONNRESET, -errno.ECONNRESET)
@@ -68,6 +74,14 @@ _VERIFY_CAUSES = (
     (("future", "not yet valid"), "it is not valid yet (is the device clock right?)"),
     (("revoked",), "it is revoked"),
 )
+
+
+def free_heap():
+    """Bytes of heap free after a collection; None where the runtime has no heap limit (CPython)."""
+    if not hasattr(gc, "mem_free"):
+        return None
+    gc.collect()
+    return gc.mem_free()
 
 
 def available():
@@ -168,6 +182,7 @@ class TlsConnection(sockets.Connection):
         self.version = ""
         self.cipher_suite = ""
         self._handshake_until = deadline(handshake_ms)
+        self._free_at_start = free_heap()
         self._error = None  # the handshake's failure: every later call raises it again
         # OpenSSL may need the opposite direction of the call (a read during a write in the
         # handshake); mbedTLS's socket maps its poll itself, so on MicroPython this stays False.
@@ -274,6 +289,11 @@ class TlsConnection(sockets.Connection):
         if code in (errno.ENOMEM, _MBEDTLS_ALLOC_FAILED):
             raise MemoryError("no heap for the TLS handshake with " + self.peer)
         cause, transient = _cause(exc, self.server_name)
+        free = self._free_at_start
+        if free is not None and free < HANDSHAKE_HEAP and "not signed by a CA" in cause:
+            raise MemoryError("no heap to verify the certificate of %s (%d bytes free as the TLS handshake"
+                              " began, ~%d needed): it is not known to be wrong"
+                              % (self.peer, free, HANDSHAKE_HEAP))
         self._error = TlsError("TLS with " + self.peer + " failed: " + cause, transient)
         raise self._error
 
