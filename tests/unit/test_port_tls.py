@@ -174,6 +174,19 @@ class TestFiles(unittest.TestCase):
             tls.Client(self.write("bad.pem", bad))
         self.assertIn("certificate 1", str(caught.exception))
 
+    def test_a_certificate_unparsed_on_a_short_heap_is_memory_not_broken(self):
+        # mbedTLS says "invalid cert" when it has no memory to parse one: a good bundle must not
+        # hold the queue as a broken file because the heap was short that moment.
+        saved = tls.free_heap
+        tls.free_heap = lambda: tls.PARSE_HEAP - 1
+        try:
+            with self.assertRaises(MemoryError) as caught:
+                bad = "-----BEGIN CERTIFICATE-----\nMIIBAAAA\n-----END CERTIFICATE-----\n"
+                tls.Client(self.write("bad.pem", bad))
+        finally:
+            tls.free_heap = saved
+        self.assertIn("no heap to parse the CA bundle", str(caught.exception))
+
     def test_pem_items_decode_one_at_a_time(self):
         text = fs.read_bytes(data("ca.pem")).decode() + fs.read_bytes(data("server.pem")).decode()
         items = list(tls._der_items(self.write("two.pem", text), "bundle"))

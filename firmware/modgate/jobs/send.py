@@ -32,7 +32,7 @@ _VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from"
 JOB_BUFFER_SIZES = (16384, 8192, 4096)
 JOB_NEED_PER_WORD_BYTE = 6 * 1024
 # A TLS association's peak beside that (mbedTLS's record buffers and handshake, from the GC heap:
-# ~34 KB on armhf, a little more with 64-bit words; docs/benchmarks.md).
+# ~32 KB on armhf, ~40 KB with 64-bit words; docs/benchmarks.md).
 JOB_TLS_NEED = 40 * 1024
 
 

@@ -133,22 +133,26 @@ class StoreSession:
         """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
         try:
             return await self._store_path(path)
-        except MemoryError:
-            await self._out_of_memory()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
         except BaseException:
             # Cancelled (the destination was replaced or removed): the association is mid-message
             # and can never be used again; its socket must not outlive the task.
             self.drop()
             raise
 
-    async def _out_of_memory(self):
+    async def _out_of_memory(self, exc=None):
         # The association is in an unknown state: drop it (best effort) and keep the object.
         try:
             await self.abort()
         except (MemoryError, ModgateError):
             self.assoc = None
-        need = " (a TLS association needs ~34 KB of heap at its peak: boards/README.md)" if self.tls else ""
-        raise DeliveryError("out of memory while talking to " + self.peer + need, True)
+        what = str(exc.args[0]) if exc is not None and exc.args else ""  # where (port/tls.py says)
+        need = ""
+        if self.tls:
+            need = " (a TLS association needs ~32 KB of heap, 17 KB of it in one block: docs/benchmarks.md)"
+        raise DeliveryError("out of memory while talking to " + self.peer + (": " + what if what else "")
+                            + need, True)
 
     async def _store_path(self, path):
         try:
@@ -170,8 +174,8 @@ class StoreSession:
         """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
         try:
             return await self._echo()
-        except MemoryError:
-            await self._out_of_memory()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
         except BaseException:
             self.drop()
             raise

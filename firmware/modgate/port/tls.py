@@ -60,6 +60,10 @@ _MBEDTLS_ALLOC_FAILED = -0x7F00
 # may fail the certificate's signature check for want of memory and report the certificate as not
 # signed by a trusted CA: that is then reported as out of memory (transient), not as a wrong CA.
 HANDSHAKE_HEAP = 14 * 1024
+# Free heap below which mbedTLS failing to parse a certificate or key is taken for want of memory
+# (it then says "invalid cert" all the same): the record buffers alone take ~21 KB, so with less
+# no association could be made anyway, and a good file must not hold the queue as a broken one.
+PARSE_HEAP = 24 * 1024
 # The peer closed or reset the connection mid-handshake (mbedTLS passes socket errors on negated).
 _EPIPE = getattr(errno, "EPIPE", 32)  # MicroPython's errno lacks it; Linux's value
 _CLOSED = (_MBEDTLS_CONN_EOF, _MBEDTLS_CLOSE_NOTIFY, _EPIPE, -_EPIPE, errno.ECONNRESET, -errno.ECONNRESET)
@@ -82,6 +86,13 @@ def free_heap():
         return None
     gc.collect()
     return gc.mem_free()
+
+
+def _short_of_heap(what):
+    """Raise MemoryError when a parse failure of `what` may have been for want of heap."""
+    free = free_heap()
+    if free is not None and free < PARSE_HEAP:
+        raise MemoryError("no heap to parse %s (%d bytes free, ~%d needed)" % (what, free, PARSE_HEAP))
 
 
 def available():
@@ -126,6 +137,7 @@ class Client:
                 else:  # pragma: no cover
                     ctx.load_verify_locations(cadata=der)
             except (OSError, ValueError) as exc:
+                _short_of_heap("the CA bundle " + self.ca_path)
                 raise TlsError("CA bundle %s: certificate %d is not a valid X.509 certificate (%s)"
                                % (self.ca_path, count, exc))
         if not count:
@@ -148,6 +160,7 @@ class Client:
         try:
             ctx.load_cert_chain(cert, key)
         except (OSError, ValueError) as exc:
+            _short_of_heap("the client certificate " + self.cert_path)
             raise TlsError("client certificate %s / key %s cannot be used (%s)"
                            % (self.cert_path, self.key_path, exc))
 
