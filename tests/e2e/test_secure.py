@@ -33,7 +33,7 @@ import tls_peers  # noqa: E402
 from modgate_host import build  # noqa: E402
 from modgate_host.emulator import Emulator  # noqa: E402
 from modgate_host.frameproto import FrameHeader, ResponseParser, encode_frame  # noqa: E402
-from modgate_host.transport import DeviceConsole  # noqa: E402
+from modgate_host.transport import DeviceConsole, DeviceError, PermissionDenied  # noqa: E402
 from peers import black_hole  # noqa: E402
 
 BOARDS = ["unix", "qemu-armhf"]
@@ -133,7 +133,10 @@ def test_frames_reach_dcmtk_over_mutual_tls(board: str, pki: dict[str, Any], tmp
             send_frames(device, tmp_path, 3)
             arrived = wait_for_files(rx, 3, timeout=180)
             line = wait_log(device, rf"TLS with 127\.0\.0\.1:{scp.port}: TLSv1\.[23] ")
+            with DeviceConsole(device.console_path, timeout_s=60) as console:
+                echo_reply = console.call("dest", "echo", "pacs")  # C-ECHO over the same TLS
             after = status(device)
+    assert echo_reply["ok"] and echo_reply["rtt_ms"] >= 0
     assert "certificate of 127.0.0.1 verified" in line
     assert after["heap"]["out_of_memory"] == 0, after["heap"]
     assert after["queue"]["destinations"]["pacs"]["pending"] == 0
@@ -338,6 +341,35 @@ def test_sntp_kiss_of_death_and_silence_leave_the_clock_alone(board: str, tmp_pa
     assert first["clock_sync"]["last_error"].startswith("SNTP server sent kiss-of-death")
     assert first["clock_source"] is None and second["clock_source"] is None
     assert second["clock_sync"]["last_sync"] is None
+
+
+# ---- no open doors: a PIN before commissioning -------------------------------------------------
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_a_destination_needs_a_pin_first(board: str, tmp_path: Path) -> None:
+    """A device fresh from the box is open, but sends patient data nowhere until a PIN is set;
+    from then on every privileged change needs it, and the PIN cannot be taken away."""
+    with Emulator(board, tmp_path / "flash") as device:
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            fresh = console.call("status")["privileged"]
+            with pytest.raises(PermissionDenied) as refused:
+                console.call("dest", "add", "pacs", "PACS", "127.0.0.1", "11112")
+            console.call("config", "set", "pin", "2468")  # setting it opens the window once
+            console.call("dest", "add", "pacs", "PACS", "127.0.0.1", "11112")
+            console.call("config", "save")
+            console.lock()
+            locked = console.call("status")["privileged"]
+            with pytest.raises(PermissionDenied):
+                console.call("dest", "remove", "pacs")
+            console.unlock("2468")
+            with pytest.raises(DeviceError) as kept:
+                console.call("config", "set", "pin", "")
+            dests = [d["name"] for d in console.call("dest", "list")]
+    assert fresh == "open" and locked == "locked"
+    assert "needs a PIN first" in str(refused.value)
+    assert "can be changed, not removed" in str(kept.value)
+    assert "pacs" in dests
 
 
 # ---- the frame input's allow-list ---------------------------------------------------------------
