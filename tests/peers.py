@@ -8,6 +8,7 @@
   `items` (pydicom data sets) as pending matches, or whatever `script(event, peer)` yields.
 - `wlmscpfs(folder, port, aet)`: dcmtk's worklist SCP serving the .wl files of `folder`.
 - `orthanc(port, http_port)`: Orthanc from a JSON config in a temp dir; `.rest(path)` via urllib.
+- `black_hole()`: a TCP port that accepts connections and never says a word.
 - `HostilePeer(script)`: a raw TCP peer that plays `script(conn, peer)` on each connection,
   with helpers to read PDUs and answer an A-ASSOCIATE-RQ by hand.
 dcmtk storescp and Orthanc bind every interface, so `require_netns()` refuses to start them
@@ -123,8 +124,10 @@ class ScriptedSCP(Peer):
 @contextmanager
 def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port: int | None = None,
                    aet: str = "PYSCP", transfer_syntaxes: list[str] | None = None,
-                   max_pdu: int = 16382) -> Iterator[ScriptedSCP]:
-    """A pynetdicom SCP on 127.0.0.1 only; `handler` scripts the C-STORE status."""
+                   max_pdu: int = 16382, ssl_context: Any = None,
+                   handlers: list[tuple[Any, Callable[..., Any]]] | None = None) -> Iterator[ScriptedSCP]:
+    """A pynetdicom SCP on 127.0.0.1 only; `handler` scripts the C-STORE status. `ssl_context`
+    makes it a TLS server; `handlers` are more pynetdicom event handlers (e.g. EVT_USER_ID)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -148,7 +151,8 @@ def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, syntaxes)
     ae.add_supported_context(Verification, syntaxes)
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ssl_context,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store), *(handlers or [])])
     try:
         yield peer
     finally:
@@ -267,10 +271,11 @@ def wlmscpfs(folder: Path, port: int | None = None, aet: str = "MWL") -> Iterato
 
 @contextmanager
 def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "ORTHANC",
-            worklists: Path | None = None) -> Iterator[Any]:
+            worklists: Path | None = None, extra: dict[str, Any] | None = None) -> Iterator[Any]:
     """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes.
     With `worklists`, its ModalityWorklists plugin (Debian's orthanc package) serves the .wl
-    files of that folder to any calling AE."""
+    files of that folder to any calling AE. `extra`: more configuration keys (e.g.
+    DicomTlsEnabled and its certificate files)."""
     require_netns()
     port = port or free_port()
     http_port = http_port or free_port()
@@ -278,7 +283,7 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
         config = {
             "Name": "modgate-test", "StorageDirectory": tmp + "/db", "IndexDirectory": tmp + "/db",
             "DicomAet": aet, "DicomPort": port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [],
+            "AuthenticationEnabled": False, "Plugins": [], **(extra or {}),
         }
         if worklists is not None:
             config["Plugins"] = [ORTHANC_WORKLIST_PLUGIN]
@@ -305,6 +310,36 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
         finally:
             _stop(proc)
             log.close()
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (nor closes them)."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 # -- a hostile peer speaking raw PS3.8 ------------------------------------------------------------

@@ -81,12 +81,14 @@ class FakeDevice:
     def destinations(self):
         return self.config.get("destinations")
 
-    def add_destination(self, name, aet, host, port):
+    def add_destination(self, name, aet, host, port, tls=False):
         dests = self.config.get("destinations")
         for d in dests:
             if d["name"] == name:
                 raise ModgateError("destination '" + name + "' exists")
         dests.append({"name": name, "aet": aet, "host": host, "port": port})
+        if tls:
+            dests[-1]["tls"] = True
         self.config.set("destinations", dests)
 
     def remove_destination(self, name):
