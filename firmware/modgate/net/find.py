@@ -69,9 +69,9 @@ class FindSession(ServiceUser):
         match discarded)."""
         try:
             return await self._query(keys, sink, max_matches)
-        except MemoryError:
+        except MemoryError as exc:
             sink.discard()
-            await self._out_of_memory()
+            await self._out_of_memory(exc)
         except BaseException:
             sink.discard()
             self.drop()
