@@ -92,13 +92,15 @@ def open_port(
 READ_ONLY = {("status",), ("ident",), ("help",), ("config", "show"), ("config", "get"), ("dest", "list"),
              ("queue", "list"), ("queue", "dead"), ("log", "tail"), ("time", "get"), ("patient", "show"),
              ("worklist", "list"), ("worklist", "show")}
+# Commands of the session whose second run does what the first did (the reply mode, the lock).
+IDEMPOTENT = {("json",), ("lock",)}
 NO_MEMORY_RETRIES = 2
 NO_MEMORY_PAUSE_S = 0.3
 
 
 def _reads_only(words: tuple[object, ...]) -> bool:
     head = tuple(str(w) for w in words[:2])
-    return head[:1] in READ_ONLY or head in READ_ONLY
+    return head[:1] in READ_ONLY or head in READ_ONLY or head[:1] in IDEMPOTENT
 
 
 class DeviceConsole:
@@ -142,9 +144,10 @@ class DeviceConsole:
 
     def call(self, *words: object, timeout_s: float | None = None) -> Any:
         """Run one command; return its `data`, or raise the DeviceError subclass for its code.
-        A command that only reads is asked again when the device had no heap for its reply (a
-        board's RAM is briefly short while it stores and sends); one with effects never is, since
-        its effect may have happened before the reply failed."""
+        A command that only reads (or whose second run changes nothing: `json on`, `lock`) is
+        asked again when the device had no heap for its reply (a board's RAM is briefly short
+        while it stores and sends); one with effects never is, since its effect may have
+        happened before the reply failed."""
         if self._serial is None:
             raise TransportError("console is not open")
         line = " ".join(quote(w) for w in words) + " --json"

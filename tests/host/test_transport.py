@@ -103,3 +103,10 @@ def test_the_worklist_reads_are_read_only_and_its_changes_are_not() -> None:
     assert transport._reads_only(("worklist", "list", 21)) and transport._reads_only(("worklist", "show", 3))
     for words in (("worklist", "refresh"), ("worklist", "select", 3), ("worklist", "clear")):
         assert not transport._reads_only(words), words
+
+
+def test_the_session_commands_that_change_nothing_twice_are_asked_again() -> None:
+    # `json on` opens every session: on a busy board a refusal for heap must not end it.
+    assert transport._reads_only(("json", "on")) and transport._reads_only(("lock",))
+    for words in (("unlock", "1234"), ("config", "set", "pin", "1234"), ("reboot",)):
+        assert not transport._reads_only(words), words

@@ -16,8 +16,9 @@ from modgate.compat import ticks_add, ticks_diff, ticks_ms
 from modgate.console.line import CANCEL, ERROR, LINE, LineEditor
 from modgate.console.tokens import UsageError, split
 
-# The command table and the text renderer (about half the console's RAM) are imported on the
-# first command, so an unattended box that nobody talks to never loads them.
+# The command table and the text renderer (about half the console's RAM) are imported when the
+# console starts (Console.start), at boot: loaded later, into the heap of a busy board, they may
+# find no room, and a field engineer must always get an answer.
 from modgate.errors import ConfigError, ModgateError
 
 PIN_DELAY_FIRST_MS = 1000
@@ -48,7 +49,10 @@ class Console:
     # ---- I/O ----
 
     def start(self):
-        """Greet a human (JSON mode stays silent until asked)."""
+        """Load the commands while the heap is still whole, and greet a human (JSON mode stays
+        silent until asked)."""
+        from modgate.console import commands, render  # noqa: F401
+
         if not self.json:
             self._write("modgate " + VERSION + " console; type help\r\n")
             self._prompt()
