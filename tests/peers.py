@@ -4,6 +4,9 @@
 - `dcmtk_storescp(args, out_dir, port)`: /usr/bin/storescp (TCP_NODELAY=1) as a context manager.
 - `pynetdicom_scp(handler, port, aet)`: a pynetdicom storage + verification SCP whose C-STORE
   answer is scripted: `handler(event) -> status`, or a list of statuses used in turn.
+- `pynetdicom_worklist(items, port, aet, script)`: a pynetdicom Modality Worklist SCP answering
+  `items` (pydicom data sets) as pending matches, or whatever `script(event, peer)` yields.
+- `wlmscpfs(folder, port, aet)`: dcmtk's worklist SCP serving the .wl files of `folder`.
 - `orthanc(port, http_port)`: Orthanc from a JSON config in a temp dir; `.rest(path)` via urllib.
 - `HostilePeer(script)`: a raw TCP peer that plays `script(conn, peer)` on each connection,
   with helpers to read PDUs and answer an A-ASSOCIATE-RQ by hand.
@@ -144,6 +147,52 @@ def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port
         ae.add_supported_context(cx.abstract_syntax, syntaxes)
     ae.add_supported_context(Verification, syntaxes)
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        yield peer
+    finally:
+        peer.release.set()
+        server.shutdown()
+
+
+class WorklistSCP(Peer):
+    def __init__(self, port: int, aet: str) -> None:
+        super().__init__(port, None, aet)
+        self.queries: list[Any] = []  # the identifiers received, pydicom data sets
+        self.cancelled = 0  # C-FIND requests that saw a C-CANCEL
+        self.release = threading.Event()  # set on teardown: frees scripts told to hang
+
+
+@contextmanager
+def pynetdicom_worklist(items: list[Any] | tuple[Any, ...] = (), port: int | None = None, aet: str = "PYWL",
+                        script: Callable[[Any, WorklistSCP], Iterator[tuple[int, Any]]] | None = None,
+                        max_pdu: int = 16382,
+                        transfer_syntaxes: list[str] | None = None) -> Iterator[WorklistSCP]:
+    """A pynetdicom Modality Worklist SCP on 127.0.0.1 only. Without `script` it answers every
+    query with each of `items` as a pending match (checking for C-CANCEL before each, then
+    0xFE00), then success; `script(event, peer)` yields (status, identifier) pairs instead."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
+
+    port = port or free_port()
+    peer = WorklistSCP(port, aet)
+
+    def on_find(event: Any) -> Iterator[tuple[int, Any]]:
+        peer.queries.append(event.identifier)
+        if script is not None:
+            yield from script(event, peer)
+            return
+        for ds in items:
+            if event.is_cancelled:
+                peer.cancelled += 1
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
+        yield 0x0000, None
+
+    ae = AE(ae_title=aet)
+    ae.maximum_pdu_size = max_pdu
+    ae.add_supported_context(ModalityWorklistInformationFind, transfer_syntaxes or [EXPLICIT, IMPLICIT])
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_FIND, on_find)])
     try:
         yield peer
     finally:

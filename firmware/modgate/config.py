@@ -72,6 +72,14 @@ SCHEMA = (
     ("timezone", "tz", "+0000", 5, _P, "Timezone Offset From UTC of object dates, +HHMM"),
     ("study_timeout_s", "int", 1800, (0, 604800), _P, "New study after this gap (0 = never)"),
     ("source_facts", "facts", None, 16, _P, "Acquisition facts per source (JSON)"),
+    # -- worklist (issue 17): the Modality Worklist SCP, what is asked of it, how often --
+    ("worklist_scp", "worklist", "", 120, _P, "Modality Worklist SCP, AET@HOST:PORT (empty = none)"),
+    ("worklist_station_aet", "worklist", "", 16, _P, "Scheduled Station AE asked (empty = ae_title, *)"),
+    ("worklist_modality", "worklist", "", 16, _P, "Modality asked (empty = any)"),
+    ("worklist_date", "worklist", "today", 32, _P, "Scheduled date: today, today-1..today+1, YYYYMMDD, *"),
+    ("worklist_refresh_s", "int", 300, (0, 86400), _P, "Query the worklist this often (0 = on request)"),
+    ("worklist_stale_s", "int", 1800, (60, 604800), _P, "A cached worklist older than this is stale"),
+    ("worklist_max_items", "int", 200, (1, 1000), _P, "Matches kept; C-CANCEL beyond them"),
     ("retry_base_ms", "int", 1000, (10, 3600000), _P, "First retry delay (doubles each attempt)"),
     ("retry_max_ms", "int", 300000, (10, 86400000), _P, "Longest retry delay"),
     ("retry_max_attempts", "int", 100, (1, 1000000), _P, "Attempts before an object is dead"),
@@ -362,6 +370,8 @@ def _parse(e, value):
         if kind == "modality" and not value:
             _fail(key, "modality must not be empty")
         return value
+    if kind == "worklist":
+        return _worklist(key, value)
     if kind == "tz":
         if vr.tz_problem(value):
             _fail(key, vr.tz_problem(value))
@@ -386,6 +396,42 @@ def _parse(e, value):
             _fail(key, "path must be non-empty and may not contain '..'")
         return value
     return _printable(key, value, limit)  # "text"
+
+
+def _worklist(key, value):
+    """The worklist settings (modgate.worklist), each in its text form."""
+    if key == "worklist_scp":
+        if not value:
+            return value
+        aet, at, where = value.partition("@")
+        host, colon, port = where.rpartition(":")
+        if not at or not colon:
+            _fail(key, "expected AET@HOST:PORT, e.g. RIS@10.1.2.3:104")
+        return validate_aet(aet, key) + "@" + validate_host(host, key) + ":" + str(validate_port(port, key))
+    if key == "worklist_station_aet":
+        return value if value in ("", "*") else validate_aet(value, key)
+    if key == "worklist_modality":
+        from modgate.dicom import vr
+
+        why = value and vr.field_problem("modality", value)
+        if why:
+            _fail(key, why.partition(": ")[2])
+        return value
+    if value == "*":
+        return value
+    days = value.split("..")
+    if len(days) > 2:
+        _fail(key, "a date or a range FROM..TO")
+    for day in days:
+        if day.startswith("today"):
+            shift = day[5:]
+            if shift and not (shift[0] in "+-" and shift[1:].isdigit() and int(shift[1:]) <= 366):
+                _fail(key, "today, today+N or today-N (N up to 366 days)")
+        else:
+            validate_date(day, key)
+            if not day:
+                _fail(key, "empty date")
+    return value
 
 
 def _routes(key, value, limit):

@@ -8,12 +8,17 @@ with the first acquisition after boot, after `study new` or `patient next|clear`
 when patient ID, name or accession number change, when a frame names another Study Instance UID,
 or when no acquisition came for `study_timeout_s`. Study Instance UID, Date and Time stay the same
 within it.
+
+A worklist item (modgate.worklist) gives the patient and the study: the one the frame names by
+`scheduled_step_id` or `accession_number` (when it names no patient of its own), else the one
+selected on the console, which holds until `worklist clear`, `study new`, `patient next|clear`,
+or `study_timeout_s` without an acquisition. A frame that names its own patient takes none.
 """
 
 from modgate import VERSION
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import FrameError
-from modgate.ingest.frameproto import NAK_BAD_VALUE
+from modgate.ingest.frameproto import NAK_BAD_VALUE, NAK_WORKLIST
 from modgate.port import clock
 
 # Acquisition facts: what a source's images are (calibration, annotation, how they were made).
@@ -106,7 +111,7 @@ def check_frame_context(context):
     """Raise FrameError(NAK_BAD_VALUE) naming the first context value that cannot be written."""
     from modgate.dicom import vr
 
-    for key in HEADER_CONTEXT_KEYS:
+    for key in HEADER_CONTEXT_KEYS + ("scheduled_step_id",):  # that one names a worklist item
         value = context.get(key)
         if value is not None:
             why = vr.field_problem(key, value)
@@ -126,8 +131,12 @@ class Contexts:
         self.last_ticks = None
 
     def new_study(self):
-        """Console `study new`: the next acquisition opens a new study."""
+        """Console `study new`: the next acquisition opens a new study (and no worklist item
+        carries over into it)."""
         self.study_uid = None
+        worklist = self.device.worklist()
+        if worklist is not None:
+            worklist.clear("ended: new study")
 
     def facts_for(self, source):
         """The acquisition facts configured for `source` (most specific last wins)."""
@@ -171,6 +180,12 @@ class Contexts:
             context[key] = facts[key]
         for key, value in self.pending_patient.items():
             context[key] = value
+        item = self._worklist_item(header_context)
+        if item is not None:
+            from modgate.worklist import context_of
+
+            for key, value in context_of(item).items():
+                context[key] = value
         if header_context:
             for key in HEADER_CONTEXT_KEYS:
                 value = header_context.get(key)
@@ -183,6 +198,41 @@ class Contexts:
         if not context["clock_set"]:
             self.device.note_clock_unset()
         return context
+
+    def _worklist_item(self, header_context):
+        """The worklist item this acquisition takes (the module docstring says which), or None;
+        FrameError(NAK_WORKLIST) when the frame names one the device cannot use."""
+        worklist = self.device.worklist()
+        ctx = header_context or {}
+        if ctx.get("patient_id") or ctx.get("patient_name"):
+            return None
+        for key in ("scheduled_step_id", "accession_number"):
+            value = ctx.get(key)
+            if not value or (worklist is None and key == "accession_number"):
+                continue
+            if worklist is None:
+                raise FrameError("scheduled_step_id names a worklist item, but no worklist is configured",
+                                 NAK_WORKLIST)
+            item = worklist.find(key, value)
+            if item is None:
+                raise FrameError("no worklist item has %s %s (%d cached, refreshed %s)" % (
+                    key, value, worklist.count(), (worklist.header or {}).get("utc", "never")), NAK_WORKLIST)
+            from modgate.worklist import problem
+
+            why = problem(item)
+            if why:
+                raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
+            return item
+        if worklist is None or worklist.selected is None:
+            return None
+        timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000
+        since = worklist.selected_ticks
+        if self.last_ticks is not None and (since is None or ticks_diff(self.last_ticks, since) > 0):
+            since = self.last_ticks
+        if timeout_ms and since is not None and ticks_diff(ticks_ms(), since) >= timeout_ms:
+            worklist.clear("expired: no acquisition for study_timeout_s")
+            return None
+        return worklist.selected
 
     def _study(self, context, now):
         key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))

@@ -29,6 +29,8 @@ class Device:
         self.config = Config(fs.join(self.state_dir, "config.json"), self.board.get("config_defaults"))
         self.config.load()
         self.watchdog = ports.get("watchdog")
+        self._worklist = None  # modgate.worklist.Worklist, loaded when an SCP is configured
+        self.on_worklist_changed = None  # the core starts the worklist task
         # One PDU buffer per destination, each kept for the device's life once taken (a session
         # comes and goes; a fresh 4-16 KB block is hard to find in a fragmented heap).
         self.pdu_buffers = {}
@@ -86,7 +88,10 @@ class Device:
         from modgate.net import receive_buffer
 
         size = self.config.get("max_pdu")
-        for name in self._destination_names():
+        names = self._destination_names()
+        if self.config.get("worklist_scp"):
+            names.append("@worklist")  # modgate.worklist.BUFFER_KEY (not imported at boot)
+        for name in names:
             buf = self.pdu_buffers.get(name)
             if buf is None or len(buf) < size:
                 gc.collect()
@@ -117,6 +122,8 @@ class Device:
         self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
                                    settle=self.settle_heap)
         self._destinations_changed()
+        if self.on_worklist_changed is not None:
+            self.on_worklist_changed()
 
     def _uid_generator(self, sequence=0):
         root = self.config.get("uid_root")
@@ -210,6 +217,8 @@ class Device:
         }
         if self.supervisor is not None:
             out.update(self.supervisor.status())
+        if self.worklist() is not None:
+            out["worklist"] = self._worklist.status()
         return out
 
     def settle_heap(self):
@@ -318,6 +327,8 @@ class Device:
     def next_patient(self, fields):
         self.contexts.pending_patient = dict((PATIENT_FIELD_KEYS.get(k, k), v) for k, v in fields.items())
         self.contexts.study_uid = None
+        if self.worklist() is not None:
+            self._worklist.clear("replaced by patient next|clear")
         log.info("acquire", "next patient set (%d fields)" % len(fields))
 
     def new_study(self):
@@ -327,6 +338,43 @@ class Device:
     def pending_patient(self):
         names = dict((v, k) for k, v in PATIENT_FIELD_KEYS.items())
         return dict((names.get(k, k), v) for k, v in self.contexts.pending_patient.items())
+
+    # --- the worklist (modgate.worklist) ---------------------------------------------------------
+    def worklist(self):
+        """The worklist, loaded on first use; None while no worklist SCP is configured."""
+        if not self.config.get("worklist_scp"):
+            return None
+        if self._worklist is None:
+            from modgate.worklist import Worklist
+
+            self._worklist = Worklist(self)
+        return self._worklist
+
+    def _need_worklist(self):
+        worklist = self.worklist()
+        if worklist is None:
+            raise ConfigError("worklist_scp: no worklist SCP configured (set it: AET@HOST:PORT)")
+        return worklist
+
+    def worklist_refresh(self):
+        """A coroutine: query now, waiting for the worklist task at most half a task's bound
+        (the console task itself reports no progress meanwhile)."""
+        return self._need_worklist().refresh_now(min(30000, self.task_bound_ms() // 2))
+
+    def worklist_rows(self, start, count):
+        return self._need_worklist().rows(start, count)
+
+    def worklist_item(self, n):
+        return self._need_worklist().item(n)
+
+    def worklist_select(self, n):
+        rec = self._need_worklist().select(n)
+        self.contexts.pending_patient = {}  # one source of the patient at a time
+        self.contexts.study_uid = None
+        return rec
+
+    def worklist_clear(self):
+        return self._need_worklist().clear()
 
     def send_test_pattern(self):
         """Commission without a modality: one test-pattern frame through the real acquisition path."""

@@ -13,6 +13,10 @@ class EncodeError(ModgateError):
     """A frame or file cannot become a valid DICOM object (bad geometry, unsupported format...)."""
 
 
+class DecodeError(ModgateError):
+    """A received data set (a C-FIND identifier) breaks PS3.5's encoding rules."""
+
+
 class DeliveryError(ModgateError):
     """Delivery to a destination failed. `transient` says whether retrying may help; `scope` is
     "object" when this object was refused, "destination" when the destination refused us (an

@@ -33,6 +33,7 @@ NAK_REASONS = {
     8: "STORAGE",
     9: "INTERNAL",
     10: "BAD_VALUE",
+    11: "WORKLIST",
 }
 
 

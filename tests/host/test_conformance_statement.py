@@ -320,6 +320,9 @@ class _Device:
     def note_clock_unset(self) -> None:
         pass
 
+    def worklist(self) -> None:
+        return None
+
 
 def write_object(name: str, fmt: str, frame_context: dict[str, str], frames: int = 1,
                  settings: dict[str, str] | None = None) -> dict[int, Element]:

@@ -32,6 +32,9 @@ class Device:
     def note_clock_unset(self):
         self.clock_notes += 1
 
+    def worklist(self):
+        return None  # no worklist SCP configured (test_worklist.py covers the worklist)
+
 
 class Base(unittest.TestCase):
     def setUp(self):

@@ -36,6 +36,8 @@ TABLE = (
     ("patient_sex", "m", "M, F or O"),
     ("accession_number", "A" * 16, None),
     ("accession_number", "A" * 17, "16 bytes"),
+    ("scheduled_step_id", "SPS-0001", None),
+    ("scheduled_step_id", "S\\1", "backslash"),
     ("referring_physician", "Who^Doc", None),
     ("study_instance_uid", "1.2.840.10008.99", None),
     ("study_instance_uid", "2.25.1", None),

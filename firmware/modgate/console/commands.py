@@ -28,6 +28,13 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
                                        name, id, birth_date, sex, accession (validated here)
     device.pending_patient() -> dict   what the next acquisition will use ({} when none)
     device.new_study()                 the next acquisition opens a new study (modgate.contexts)
+    device.worklist_refresh() -> dict  a coroutine: query the worklist SCP now (bounded wait)
+    device.worklist_rows(start, count) -> [dict]  cached items from `start` (1-based), short rows
+    device.worklist_item(n) -> dict    one cached item, every field; ModgateError when none
+    device.worklist_select(n) -> dict  item n for the next acquisitions (refused: undecodable text,
+                                       or a value objects cannot carry)
+    device.worklist_clear() -> bool    forget the selection (the cached list stays)
+    (the worklist ones raise ConfigError while no worklist SCP is configured)
     device.send_test_pattern() -> uid  queues a test pattern through the real path
     device.reboot()                    may not return; the shell replies before calling it
     device.selftest_watchdog(task)     stop `task` reporting progress (commissioning check)
@@ -284,6 +291,42 @@ def cmd_study_new(shell, words):
     return {"study": "new"}
 
 
+WORKLIST_PAGE = 20
+WORKLIST_MAX = 100000
+
+
+def cmd_worklist_refresh(shell, words):
+    _need(words, 0, "worklist refresh")
+    return shell.device.worklist_refresh()
+
+
+def cmd_worklist_list(shell, words):
+    if len(words) > 1:
+        raise UsageError("usage: worklist list [FROM]")
+    start = _number(words[0], "FROM", 1, WORKLIST_MAX) if words else 1
+    return list(shell.device.worklist_rows(start, WORKLIST_PAGE))
+
+
+def cmd_worklist_show(shell, words):
+    _need(words, 1, "worklist show N")
+    return dict(shell.device.worklist_item(_number(words[0], "N", 1, WORKLIST_MAX)))
+
+
+def cmd_worklist_select(shell, words):
+    _need(words, 1, "worklist select N")
+    rec = shell.device.worklist_select(_number(words[0], "N", 1, WORKLIST_MAX))
+    out = {}
+    for key in ("n", "patient_name", "patient_id", "patient_birth_date", "patient_sex", "accession_number",
+                "scheduled_step_id", "study_instance_uid", "scheduled_step_description"):
+        out[key] = rec.get(key, "")
+    return out
+
+
+def cmd_worklist_clear(shell, words):
+    _need(words, 0, "worklist clear")
+    return {"cleared": shell.device.worklist_clear()}
+
+
 def cmd_test_pattern(shell, words):
     _need(words, 0, "test-pattern send")
     return {"sop_instance_uid": shell.device.send_test_pattern()}
@@ -342,6 +385,12 @@ TABLE = (
     ("patient", "show", PRIV_NO, cmd_patient_show, "patient show", "Pending demographics"),
     ("patient", "clear", PRIV_NO, cmd_patient_clear, "patient clear", "Forget pending demographics"),
     ("study", "new", PRIV_NO, cmd_study_new, "study new", "Next acquisition starts a new study"),
+    ("worklist", "refresh", PRIV_NO, cmd_worklist_refresh, "worklist refresh", "Query the worklist SCP now"),
+    ("worklist", "list", PRIV_NO, cmd_worklist_list, "worklist list [FROM]", "Cached worklist, 20 a page"),
+    ("worklist", "show", PRIV_NO, cmd_worklist_show, "worklist show N", "Every field of item N"),
+    ("worklist", "select", PRIV_NO, cmd_worklist_select, "worklist select N",
+     "Item N gives the patient and study of the next acquisitions"),
+    ("worklist", "clear", PRIV_NO, cmd_worklist_clear, "worklist clear", "Forget the selected item"),
     ("test-pattern", "send", PRIV_NO, cmd_test_pattern, "test-pattern send", "Send a test image"),
     ("selftest", "watchdog", PRIV_YES, cmd_selftest_watchdog, "selftest watchdog TASK",
      "Make TASK stop reporting progress: the watchdog must reset the board (status lists tasks)"),

@@ -4,6 +4,8 @@ import json
 
 # Column order for tables; unknown columns follow, sorted (MicroPython dicts keep no order).
 _COLUMNS = (
+    "n", "selected", "patient_name", "patient_id", "birth_date", "sex", "accession", "step_id", "date",
+    "time", "modality", "description", "note",
     "id", "name", "ok", "rtt_ms", "aet", "host", "port", "state", "uid", "sop_instance_uid", "destination",
     "pending", "done", "dead", "attempts", "age_s", "next_try_s", "size", "last_error", "error",
 )

@@ -7,7 +7,9 @@ from modgate.errors import EncodeError
 # One element a line: tag, VR, source. Source: @name = computed below (left out when None);
 # 'text = constant; key or key=default = context value ("" when missing: Type 2 empty);
 # ?key = only when given (Type 3); !key = required (Type 1): EncodeError naming the key when missing.
-# Context values are checked by modgate.dicom.vr (refused, never changed).
+# Context values are checked by modgate.dicom.vr (refused, never changed). An SQ value is a list
+# of items, each [(tag, vr, value)] (modgate.dicom.dataset), from a worklist item whose values
+# modgate.worklist checked the same way when it was selected or named.
 # Patient (C.7.1.1), General Study (C.7.2.1), General Series (C.7.3.1), General Equipment (C.7.5.1),
 # General Image (C.7.6.1), Image Pixel (C.7.6.3), SOP Common (C.12.1).
 _COMMON = """00080008 CS @image_type
@@ -27,10 +29,13 @@ _COMMON = """00080008 CS @image_type
 00080201 SH @tz
 00081010 SH ?station_name
 00081030 LO ?study_description
+00081032 SQ ?procedure_codes
 0008103E LO ?series_description
 00081090 LO model_name=modgate
+00081110 SQ ?referenced_studies
 00100010 PN patient_name
 00100020 LO patient_id
+00100021 LO ?issuer_of_patient_id
 00100030 DA patient_birth_date
 00100040 CS patient_sex
 00181000 LO device_serial
@@ -50,7 +55,9 @@ _COMMON = """00080008 CS @image_type
 00280100 US @ba
 00280101 US @bs
 00280102 US @hb
-00280103 US @pr"""
+00280103 US @pr
+00400260 SQ ?performed_protocol_codes
+00400275 SQ ?request_attributes"""
 
 _TABLES = {
     # General Series Laterality (C.7.3.1), Type 2C: see _laterality.
@@ -231,10 +238,12 @@ def _value(line, computed, ctx):
     if first in "?!":
         key = key[1:]
     value = ctx.get(key)
-    if value is None or value == "":
+    if value is None or value == "" or value == []:
         if first == "!":
             raise EncodeError("%s is required for this IOD (Type 1): set it for the source" % key)
         return None if first == "?" else default
+    if line[9:11] == "SQ":
+        return value
     value = str(value)
     if vr.field_vr(key) is not None:
         why = vr.field_problem(key, value)

@@ -22,6 +22,7 @@ patient_id LO 1
 patient_birth_date DA 1
 patient_sex CS 1 =M F O
 accession_number SH 1
+scheduled_step_id SH 1
 referring_physician PN 1
 study_instance_uid UI 1
 series_instance_uid UI 1

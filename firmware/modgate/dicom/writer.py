@@ -45,11 +45,28 @@ def _text_value(vr, value):
     return raw
 
 
-def _ascii(text):
-    for ch in text:
+def _ascii(value):
+    """True when a value, or every text value inside a sequence's items, is ASCII."""
+    if isinstance(value, list):
+        for item in value:
+            for element in item:
+                if not _ascii(element[2]):
+                    return False
+        return True
+    if not isinstance(value, str):
+        return True
+    for ch in value:
         if ord(ch) > 127:
             return False
     return True
+
+
+def _items(items):
+    from modgate.dicom import dataset  # only objects that carry worklist sequences load it
+
+    out = bytearray()
+    dataset.encode_items(out, items, True)
+    return out
 
 
 _FRAME_TIME = 0x00181063
@@ -144,7 +161,8 @@ class ObjectWriter:
         elif vr == "AT":
             raw = struct.pack("<HH", value[0], value[1])
         elif vr == "SQ":
-            raw = value  # only empty sequences (Type 2, zero length) are written
+            # Items of defined length (a few hundred bytes), or an empty sequence (Type 2).
+            raw = value if isinstance(value, bytes) else _items(value)
         elif tag == _FRAME_TIME_VECTOR:
             self._frame_time_vector(value)
             return
@@ -204,7 +222,7 @@ class ObjectWriter:
             self._stream, self.iod["sop_class_uid"], self.sop_instance_uid, part10.EXPLICIT_VR_LE)
         uid = self.sop_instance_uid
         for _, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
-            if isinstance(value, str) and not _ascii(value):
+            if not _ascii(value):
                 # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII.
                 self._element(0x00080005, "CS", "ISO_IR 192")
                 break

@@ -38,8 +38,9 @@ NAK_SERIES = const(7)
 NAK_STORAGE = const(8)
 NAK_INTERNAL = const(9)
 NAK_BAD_VALUE = const(10)  # a context value breaks its DICOM attribute's rules (modgate.dicom.vr)
+NAK_WORKLIST = const(11)  # the context names a worklist item the device has not got, or cannot use
 NAK_NAMES = ("", "CRC", "TIMEOUT", "TOO_LARGE", "BAD_HEADER", "BAD_CONTEXT", "REFUSED", "SERIES",
-             "STORAGE", "INTERNAL", "BAD_VALUE")
+             "STORAGE", "INTERNAL", "BAD_VALUE", "WORKLIST")
 
 _HEADER_FMT = "<4sBBHIIIHHBBHII"  # bytes 0..35; header_crc follows at 36
 _RESPONSE_FMT = "<4sBBHIIHH"

@@ -3,9 +3,10 @@
 Boot never waits for the network. The core is a set of asyncio tasks, each with bounded waits
 and a heartbeat (modgate.supervisor): the network bring-up and link watch, the TCP frame input
 (one task per source) once the link is up, the frame UART, the console, the file drop, the
-series timeouts, and one delivery task per destination. Every wait on a peer suspends only its
-own task, so a dead archive delays nobody else and frames keep arriving during a C-STORE of any
-size. The supervisor feeds the watchdog while every task makes progress. Docs: architecture.md.
+series timeouts, one delivery task per destination, and the worklist refresh when a worklist
+SCP is configured. Every wait on a peer suspends only its own task, so a dead archive delays
+nobody else and frames keep arriving during a C-STORE of any size. The supervisor feeds the
+watchdog while every task makes progress. Docs: architecture.md.
 """
 
 import gc
@@ -97,6 +98,7 @@ class Core:
                                      device.note_reset_cause)
         device.supervisor = self.supervisor
         device.on_destinations_changed = self._start_deliveries
+        device.on_worklist_changed = self._start_worklist
         self.bound_ms = device.task_bound_ms()
         self.network = ports.get("network")
         self.frames = None
@@ -113,6 +115,7 @@ class Core:
         self._start_filedrop()
         self.spawn("series", self._series_task)
         self._start_deliveries()
+        self._start_worklist()
         supervising = aio.create_task(self.supervisor.run())
         gc.collect()
         device.note_heap()
@@ -297,6 +300,14 @@ class Core:
         forwarder = self.device.forwarder
         for name in self.device.spool.destinations:
             self.spawn("dest:" + name, _worker(forwarder, name))
+
+
+    def _start_worklist(self):
+        """The `worklist` task (modgate.worklist) while a worklist SCP is configured; it ends by
+        itself when the setting is emptied, and starts again when one is saved."""
+        worklist = self.device.worklist()
+        if worklist is not None and "worklist" not in self.supervisor.tasks:
+            self.spawn("worklist", worklist.run)
 
 
 def _worker(forwarder, name):

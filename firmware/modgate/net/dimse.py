@@ -1,7 +1,8 @@
 """DIMSE command sets (PS3.7 9.3 and 10.3, Annex E): always Implicit VR Little Endian, group 0000.
 
 Requests are written straight into the caller's PDU buffer behind the P-DATA header; responses
-are parsed from the bytes of their command PDVs. Only what a storage SCU needs is here.
+are parsed from the bytes of their command PDVs. What a storage SCU and a worklist query
+(C-FIND with C-CANCEL, PS3.7 9.1.2 / 9.3.2) need is here.
 """
 
 import struct
@@ -15,9 +16,14 @@ C_STORE_RQ = const(0x0001)
 C_STORE_RSP = const(0x8001)
 C_ECHO_RQ = const(0x0030)
 C_ECHO_RSP = const(0x8030)
+C_FIND_RQ = const(0x0020)
+C_FIND_RSP = const(0x8020)
+C_CANCEL_RQ = const(0x0FFF)
 NO_DATASET = const(0x0101)  # Command Data Set Type: no data set follows (PS3.7 E.1-1)
 DATASET_PRESENT = const(0x0000)
 PRIORITY_MEDIUM = const(0x0000)
+PENDING = const(0xFF00)  # C-FIND pending: a match follows (PS3.4 C.4.1.1.4)
+PENDING_WARNING = const(0xFF01)  # pending, one or more optional keys not supported
 
 TAG_GROUP_LENGTH = const(0x0000)
 TAG_AFFECTED_SOP_CLASS = const(0x0002)
@@ -75,6 +81,24 @@ def encode_echo_rq(buf, offset, message_id):
     end = _ui(buf, offset + 12, TAG_AFFECTED_SOP_CLASS, VERIFICATION)
     end = _us(buf, end, TAG_COMMAND_FIELD, C_ECHO_RQ)
     end = _us(buf, end, TAG_MESSAGE_ID, message_id)
+    end = _us(buf, end, TAG_DATASET_TYPE, NO_DATASET)
+    return _finish(buf, offset, end)
+
+
+def encode_find_rq(buf, offset, message_id, sop_class, priority=PRIORITY_MEDIUM):
+    """C-FIND-RQ (PS3.7 9.3.2.1) at buf[offset:]; the identifier follows as a data set."""
+    end = _ui(buf, offset + 12, TAG_AFFECTED_SOP_CLASS, sop_class)
+    end = _us(buf, end, TAG_COMMAND_FIELD, C_FIND_RQ)
+    end = _us(buf, end, TAG_MESSAGE_ID, message_id)
+    end = _us(buf, end, TAG_PRIORITY, priority)
+    end = _us(buf, end, TAG_DATASET_TYPE, DATASET_PRESENT)
+    return _finish(buf, offset, end)
+
+
+def encode_cancel_rq(buf, offset, message_id):
+    """C-CANCEL-RQ (PS3.7 9.3.2.3) at buf[offset:] for the C-FIND of `message_id`."""
+    end = _us(buf, offset + 12, TAG_COMMAND_FIELD, C_CANCEL_RQ)
+    end = _us(buf, end, TAG_RESPONDED_TO, message_id)
     end = _us(buf, end, TAG_DATASET_TYPE, NO_DATASET)
     return _finish(buf, offset, end)
 

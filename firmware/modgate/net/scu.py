@@ -60,16 +60,12 @@ def proposal(classes):
     return contexts
 
 
-class StoreSession:
-    """C-STORE and C-ECHO to one destination, one association reused across calls.
+class ServiceUser:
+    """One peer's associations, opened on demand and reused: what every service user of the
+    device shares (StoreSession here, FindSession in net/find.py). `contexts` is the proposal;
+    dest: aet, host, port; settings as StoreSession documents (buffer, timeouts, max_pdu)."""
 
-    dest: aet, host, port. settings: calling_aet, max_pdu, connect/acse/dimse/idle/artim
-    _timeout_ms, max_objects_per_association (missing ones take DEFAULTS); optional buffer (a
-    bytearray allocated early, see jobs/send), extra_sop_classes, and auto_propose (propose a
-    file's SOP class when first met, renegotiating; for host tools sending arbitrary files).
-    """
-
-    def __init__(self, dest, settings):
+    def __init__(self, dest, settings, contexts):
         self.called = aetitle.validate(dest.get("aet"))
         self.calling = aetitle.validate(settings.get("calling_aet"))
         self.host = dest.get("host")
@@ -90,9 +86,7 @@ class StoreSession:
             raise ConfigError("network setting is not a whole number: " + str(exc))
         if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
             raise ConfigError("max_pdu must be %d to %d, not %d" % (MIN_MAX_PDU, MAX_MAX_PDU, self.max_pdu))
-        self.classes = storage_classes(settings.get("extra_sop_classes") or ())
-        self.auto_propose = bool(settings.get("auto_propose"))
-        self.contexts = proposal(self.classes)
+        self.contexts = contexts
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
         # The one PDU buffer, reused by every association of this session. Allocated now, after
         # a collection, while the heap is still unfragmented: a 16 KB block is hard to find later.
@@ -105,7 +99,6 @@ class StoreSession:
             buf = bytearray(need)
         self.buf = buf
         self.cmd = bytearray(_COMMAND_CAP)
-        self.scratch = bytearray(16)
         self.assoc = None
         self.on_progress = None  # called after every PDU sent (the device's task heartbeat)
         self.sent_whole = False  # the last store's data set went out whole (answered or not)
@@ -113,6 +106,160 @@ class StoreSession:
         self.objects = 0
         self.last_used = ticks_ms()
         self.peer = self.called + "@" + str(self.host) + ":" + str(self.port)
+
+    async def _out_of_memory(self):
+        # The association is in an unknown state: drop it (best effort) and keep the object.
+        try:
+            await self.abort()
+        except (MemoryError, ModgateError):
+            self.assoc = None
+        raise DeliveryError("out of memory while talking to " + self.peer, True)
+
+    async def release(self):
+        """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None and assoc.fsm.state == 6:
+            await assoc.release()
+            log.info("net", "released association with %s after %d objects" % (self.peer, self.objects))
+
+    async def abort(self):
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None:
+            try:
+                await assoc.abort("aborted by the device", True)
+            finally:
+                # Even when the abort itself runs out of memory the socket must go: a
+                # single-threaded archive (storescp without --fork) serves nobody else meanwhile.
+                assoc.close()
+
+    def drop(self):
+        """Close the transport now, without a word to the peer (a task being cancelled cannot
+        wait for an A-ABORT to go out); the peer sees the connection close (PS3.8 Evt17)."""
+        assoc = self.assoc
+        self.assoc = None
+        if assoc is not None:
+            assoc.close()
+
+    def idle_expired(self):
+        """True when an open association has been idle longer than idle_timeout_ms."""
+        return self.assoc is not None and ticks_diff(ticks_ms(), self.last_used) > self.idle_ms
+
+    async def _association(self):
+        assoc = self.assoc
+        if assoc is not None:
+            if self.idle_expired() or not await assoc.alive():
+                await self.release()
+            else:
+                return assoc
+        assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
+                            self.max_pdu, self.timeouts, self.buf)
+        # Held before the handshake, so an out-of-memory inside it still aborts and closes it.
+        self.assoc = assoc
+        self.objects = 0
+        if not await assoc.open(self.impl[0], self.impl[1]):
+            self.assoc = None
+            message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
+            raise DeliveryError(message, transient, "destination")
+        return assoc
+
+    def _next_id(self):
+        self.message_id = self.message_id % 0xFFFF + 1
+        return self.message_id
+
+    def _lost(self):
+        """The association ended under us: raise its first fault."""
+        assoc = self.assoc
+        self.assoc = None
+        message, transient = assoc.failure or ("association with " + self.peer + " ended", True)
+        raise DeliveryError(message, transient)
+
+    def _done(self):
+        self.last_used = ticks_ms()
+
+    def _context_for(self, sop_class, syntaxes):
+        """(context ID, transfer syntax) accepted for `sop_class`, preferring `syntaxes` in order."""
+        results = self.assoc.results
+        for ts in syntaxes:
+            for context_id, uid, offered in self.contexts:
+                if uid == sop_class and offered[0] == ts and results[context_id] == items.ACCEPTANCE:
+                    return context_id, ts
+        lines = []
+        for context_id, uid, offered in self.contexts:
+            if uid == sop_class:
+                code = results[context_id]
+                lines.append(offered[0] + ": " + ("not answered" if code == NOT_ANSWERED else
+                                                  "result %d" % code))
+        raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
+                            + "; ".join(lines) + ")", False)
+
+    async def _response(self, command, message_id, context_id, what, on_data=None):
+        """The response command set, checked to answer us; a DIMSE-level fault we detect ends
+        the association as the service user (A-ABORT source 0, AA-1): the PDUs were valid, it
+        is the exchange above them that went wrong (PS3.7 and PS3.8 7.3). With `on_data`, a
+        data set may follow the command; its fragments go to on_data(memoryview) as they come."""
+        try:
+            return await self._collect(command, message_id, context_id, what, on_data)
+        except dimse.DimseError as exc:
+            assoc = self.assoc
+            self.assoc = None
+            await assoc.abort(str(exc), True)
+            raise DeliveryError(str(exc), True)
+
+    async def _collect(self, command, message_id, context_id, what, on_data):
+        """Collect the response command set (fragments in order) and parse it; then, when it
+        announces one, pass the data set's fragments to on_data (PS3.7 9.2: command first)."""
+        assoc = self.assoc
+        cmd = self.cmd
+        got = 0
+        rsp = None
+        timeout = self.timeouts["dimse"]
+        while True:
+            if not await assoc.next_pdata(timeout, what):
+                self._lost()
+            buf = assoc.buf
+            end = pdu.HEADER + assoc.pdu_len
+            offset = pdu.HEADER
+            while offset < end:
+                pcid, control, a, b = pdu.next_pdv(buf, offset, end)
+                offset = b
+                command_pdv = control & pdu.CONTROL_COMMAND
+                if pcid != context_id or (rsp is None) != bool(command_pdv):
+                    raise dimse.DimseError("%s came as %s on context %d (expected %s on %d)"
+                                           % (what, "command" if command_pdv else "data", pcid,
+                                              "command" if rsp is None else "data", context_id))
+                if rsp is not None:
+                    on_data(assoc.mv[a:b])
+                elif got + b - a > len(cmd):
+                    raise dimse.DimseError(what + " command set is larger than %d bytes" % len(cmd))
+                else:
+                    cmd[got:got + b - a] = assoc.mv[a:b]
+                    got += b - a
+                if control & pdu.CONTROL_LAST:
+                    if rsp is None:
+                        rsp = _check(cmd, got, command, message_id, what, on_data is not None)
+                        if rsp["dataset_type"] != dimse.NO_DATASET:
+                            continue  # its data set follows, in this PDU or the next
+                    if offset != end:
+                        raise dimse.DimseError("PDVs follow the last fragment of " + what)
+                    return rsp
+
+
+class StoreSession(ServiceUser):
+    """C-STORE and C-ECHO to one destination, one association reused across calls.
+
+    dest: aet, host, port. settings: calling_aet, max_pdu, connect/acse/dimse/idle/artim
+    _timeout_ms, max_objects_per_association (missing ones take DEFAULTS); optional buffer (a
+    bytearray allocated early, see jobs/send), extra_sop_classes, and auto_propose (propose a
+    file's SOP class when first met, renegotiating; for host tools sending arbitrary files).
+    """
+
+    def __init__(self, dest, settings):
+        self.classes = storage_classes(settings.get("extra_sop_classes") or ())
+        self.auto_propose = bool(settings.get("auto_propose"))
+        ServiceUser.__init__(self, dest, settings, proposal(self.classes))
+        self.scratch = bytearray(16)
 
     # -- public API --------------------------------------------------------------------------
 
@@ -127,14 +274,6 @@ class StoreSession:
             # and can never be used again; its socket must not outlive the task.
             self.drop()
             raise
-
-    async def _out_of_memory(self):
-        # The association is in an unknown state: drop it (best effort) and keep the object.
-        try:
-            await self.abort()
-        except (MemoryError, ModgateError):
-            self.assoc = None
-        raise DeliveryError("out of memory while talking to " + self.peer, True)
 
     async def _store_path(self, path):
         try:
@@ -179,74 +318,12 @@ class StoreSession:
             raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
         return ticks_diff(ticks_ms(), start)
 
-    async def release(self):
-        """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
-        assoc = self.assoc
-        self.assoc = None
-        if assoc is not None and assoc.fsm.state == 6:
-            await assoc.release()
-            log.info("net", "released association with %s after %d objects" % (self.peer, self.objects))
-
-    async def abort(self):
-        assoc = self.assoc
-        self.assoc = None
-        if assoc is not None:
-            try:
-                await assoc.abort("aborted by the device", True)
-            finally:
-                # Even when the abort itself runs out of memory the socket must go: a
-                # single-threaded archive (storescp without --fork) serves nobody else meanwhile.
-                assoc.close()
-
-    def drop(self):
-        """Close the transport now, without a word to the peer (a task being cancelled cannot
-        wait for an A-ABORT to go out); the peer sees the connection close (PS3.8 Evt17)."""
-        assoc = self.assoc
-        self.assoc = None
-        if assoc is not None:
-            assoc.close()
-
-    def idle_expired(self):
-        """True when an open association has been idle longer than idle_timeout_ms."""
-        return self.assoc is not None and ticks_diff(ticks_ms(), self.last_used) > self.idle_ms
-
     # -- internals ---------------------------------------------------------------------------
 
-    async def _association(self):
-        assoc = self.assoc
-        if assoc is not None:
-            if self.idle_expired() or not await assoc.alive():
-                await self.release()
-            else:
-                return assoc
-        assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
-                            self.max_pdu, self.timeouts, self.buf)
-        # Held before the handshake, so an out-of-memory inside it still aborts and closes it.
-        self.assoc = assoc
-        self.objects = 0
-        if not await assoc.open(self.impl[0], self.impl[1]):
-            self.assoc = None
-            message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
-            raise DeliveryError(message, transient, "destination")
-        return assoc
-
     def _context_for(self, sop_class, syntaxes):
-        """(context ID, transfer syntax) accepted for `sop_class`, preferring `syntaxes` in order."""
-        results = self.assoc.results
-        for ts in syntaxes:
-            for context_id, uid, offered in self.contexts:
-                if uid == sop_class and offered[0] == ts and results[context_id] == items.ACCEPTANCE:
-                    return context_id, ts
         if sop_class not in self.classes:
             raise DeliveryError("SOP class " + sop_class + " is not in the device's storage list", False)
-        lines = []
-        for context_id, uid, offered in self.contexts:
-            if uid == sop_class:
-                code = results[context_id]
-                lines.append(offered[0] + ": " + ("not answered" if code == NOT_ANSWERED else
-                                                  "result %d" % code))
-        raise DeliveryError("no accepted presentation context for SOP class " + sop_class + " ("
-                            + "; ".join(lines) + ")", False)
+        return ServiceUser._context_for(self, sop_class, syntaxes)
 
     async def _propose(self, sop_class):
         """Add a SOP class the device does not make (a host tool sending any file, as storescu
@@ -258,20 +335,6 @@ class StoreSession:
         await self.release()
         self.classes = classes
         self.contexts = contexts
-
-    def _next_id(self):
-        self.message_id = self.message_id % 0xFFFF + 1
-        return self.message_id
-
-    def _lost(self):
-        """The association ended under us: raise its first fault."""
-        assoc = self.assoc
-        self.assoc = None
-        message, transient = assoc.failure or ("association with " + self.peer + " ended", True)
-        raise DeliveryError(message, transient)
-
-    def _done(self):
-        self.last_used = ticks_ms()
 
     async def _store(self, f, meta):
         sop_class = meta["sop_class_uid"]
@@ -440,45 +503,6 @@ class StoreSession:
         await assoc.abort(reason, False)
         raise DeliveryError(reason, isinstance(problem, OSError))
 
-    async def _response(self, command, message_id, context_id, what):
-        """The response command set, checked to answer us; a DIMSE-level fault we detect ends
-        the association as the service user (A-ABORT source 0, AA-1): the PDUs were valid, it
-        is the exchange above them that went wrong (PS3.7 and PS3.8 7.3)."""
-        try:
-            return await self._collect(command, message_id, context_id, what)
-        except dimse.DimseError as exc:
-            assoc = self.assoc
-            self.assoc = None
-            await assoc.abort(str(exc), True)
-            raise DeliveryError(str(exc), True)
-
-    async def _collect(self, command, message_id, context_id, what):
-        """Collect the response command set (fragments in order) and parse it."""
-        assoc = self.assoc
-        cmd = self.cmd
-        got = 0
-        timeout = self.timeouts["dimse"]
-        while True:
-            if not await assoc.next_pdata(timeout, what):
-                self._lost()
-            buf = assoc.buf
-            end = pdu.HEADER + assoc.pdu_len
-            offset = pdu.HEADER
-            while offset < end:
-                pcid, control, a, b = pdu.next_pdv(buf, offset, end)
-                offset = b
-                if pcid != context_id or not control & pdu.CONTROL_COMMAND:
-                    raise dimse.DimseError("%s came as %s on context %d (expected command on %d)"
-                                           % (what, "command" if control & 1 else "data", pcid, context_id))
-                if got + b - a > len(cmd):
-                    raise dimse.DimseError(what + " command set is larger than %d bytes" % len(cmd))
-                cmd[got:got + b - a] = assoc.mv[a:b]
-                got += b - a
-                if control & pdu.CONTROL_LAST:
-                    if offset != end:
-                        raise dimse.DimseError("PDVs follow the last fragment of " + what)
-                    return _check(cmd, got, command, message_id, what)
-
 
 _PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
 
@@ -497,11 +521,11 @@ def _fill(reader, mv, start, end):
     return None
 
 
-def _check(cmd, got, command, message_id, what):
+def _check(cmd, got, command, message_id, what, data_ok=False):
     rsp = dimse.parse_response(cmd, got)
     if rsp["command"] != command or rsp["responded_to"] != message_id:
         raise dimse.DimseError("expected %s to message %d, got command 0x%04x to message %d"
                                % (what, message_id, rsp["command"], rsp["responded_to"]))
-    if rsp["dataset_type"] != dimse.NO_DATASET:
+    if rsp["dataset_type"] != dimse.NO_DATASET and not data_ok:
         raise dimse.DimseError(what + " announces a data set")
     return rsp

@@ -17,6 +17,11 @@ def now():
     return tuple(time.gmtime(epoch_seconds())[:6])
 
 
+def local_date(offset_minutes=0, days=0):
+    """(year, month, day) `days` after today, in the time zone `offset_minutes` east of UTC."""
+    return tuple(time.gmtime(epoch_seconds() + offset_minutes * 60 + days * 86400)[:3])
+
+
 def is_set():
     return now()[0] >= UNSET_BEFORE_YEAR
 
