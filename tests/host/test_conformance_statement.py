@@ -323,6 +323,9 @@ class _Device:
     def worklist(self) -> None:
         return None
 
+    def study_started(self, context: dict[str, object], now: tuple[int, ...]) -> None:
+        return None
+
 
 def write_object(name: str, fmt: str, frame_context: dict[str, str], frames: int = 1,
                  settings: dict[str, str] | None = None) -> dict[int, Element]:

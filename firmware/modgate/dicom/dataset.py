@@ -8,11 +8,13 @@ Public API:
   (UTF-8; UI padded with NUL, others with a space), bytes (as is, padded), int (US), or, for SQ,
   a list of items, each a list of elements. Sequences and items get defined lengths.
 - `encode_items(out, items, explicit)`: the value of one SQ element (its items) only.
-- `read(f, length, explicit, wanted)` -> {tag: bytes or [item dicts]}: read `length` bytes of a
-  data set from file `f` (at its position). `wanted` maps the tags to keep: True for a value,
-  a dict (the same shape) for a sequence whose items are read with it. Everything else is
-  skipped without being held; each kept value is cut at MAX_VALUE bytes, each sequence at
-  MAX_ITEMS items. A data set that breaks the encoding rules raises DecodeError.
+- `read(f, length, explicit, wanted, each=None)` -> {tag: bytes or [item dicts]}: read `length`
+  bytes of a data set from file `f` (at its position). `wanted` maps the tags to keep: True for
+  a value, a dict (the same shape) for a sequence whose items are read with it. Everything else
+  is skipped without being held; each kept value is cut at MAX_VALUE bytes, each sequence at
+  MAX_ITEMS items. `each` maps top-level sequence tags to a function called with every item
+  (a dict) as soon as it is read, none kept and none cut: a thousand references pass through
+  one item's worth of RAM. A data set that breaks the encoding rules raises DecodeError.
 """
 
 import struct
@@ -109,9 +111,9 @@ class _Stream:
         self.f.seek(self.base + self.pos)
 
 
-def read(f, length, explicit, wanted):
+def read(f, length, explicit, wanted, each=None):
     s = _Stream(f, length)
-    return _dataset(s, length, explicit, wanted, 0)
+    return _dataset(s, length, explicit, wanted, 0, each)
 
 
 def _bound(s, end, length, what):
@@ -121,7 +123,7 @@ def _bound(s, end, length, what):
     return stop
 
 
-def _dataset(s, end, explicit, wanted, depth):
+def _dataset(s, end, explicit, wanted, depth, each=None):
     """Elements until `end` (a defined length) or, with end None, an Item Delimitation Item."""
     out = {}
     head = s.head
@@ -156,8 +158,10 @@ def _dataset(s, end, explicit, wanted, depth):
             if depth >= MAX_DEPTH:
                 raise DecodeError("sequences nested deeper than %d" % MAX_DEPTH)
             stop = None if length == UNDEFINED else _bound(s, end, length, "sequence")
-            items = _items(s, stop, explicit and vr != b"UN", sub if isinstance(sub, dict) else {}, depth + 1)
-            if isinstance(sub, dict):
+            one = each.get(tag) if each is not None else None
+            items = _items(s, stop, explicit and vr != b"UN", sub if isinstance(sub, dict) else {}, depth + 1,
+                           one)
+            if isinstance(sub, dict) and one is None:
                 out[tag] = items
             continue
         if length == UNDEFINED:
@@ -170,8 +174,9 @@ def _dataset(s, end, explicit, wanted, depth):
     return out
 
 
-def _items(s, end, explicit, wanted, depth):
-    """The items of one sequence, until `end` or a Sequence Delimitation Item."""
+def _items(s, end, explicit, wanted, depth, each=None):
+    """The items of one sequence, until `end` or a Sequence Delimitation Item; with `each`,
+    every item goes to it as it is read and none is kept."""
     items = []
     head = s.head
     while end is None or s.pos < end:
@@ -183,6 +188,9 @@ def _items(s, end, explicit, wanted, depth):
         if tag != ITEM:
             raise DecodeError("sequence holds (%04X,%04X), not an item" % (tag >> 16, tag & 0xFFFF))
         stop = None if length == UNDEFINED else _bound(s, end, length, "item")
+        if each is not None:
+            each(_dataset(s, stop, explicit, wanted, depth))
+            continue
         if len(items) >= MAX_ITEMS:
             if stop is None:
                 _dataset(s, None, explicit, {}, depth)
