@@ -99,6 +99,8 @@ class Device:
             names.append("@worklist")  # modgate.worklist.BUFFER_KEY (not imported at boot)
         if self.config.get("mpps_scp"):
             names.append("@mpps")  # modgate.mpps.BUFFER_KEY
+        if self.config.get("listen_port") and [n for n in names if self._confirms(n)]:
+            names.append("@listener")  # the listener's (net/scp.py), while it runs
         for name in names:
             buf = self.pdu_buffers.get(name)
             if buf is None or len(buf) < size:

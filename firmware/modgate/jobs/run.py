@@ -346,6 +346,8 @@ def _listen(device, handler, settings):
             while not device.online:  # the board's address is needed to bind
                 beat()
                 await aio.sleep_ms(NET_POLL_DOWN_MS)
+            settings["buffer"] = device.pdu_buffers.get("@listener")
+            settings["settle"] = device.settle_heap
             try:
                 listener = ReportListener(settings, handler)
             except OSError as exc:

@@ -41,9 +41,13 @@ class ReportListener:
         self.timeouts = {"acse": settings["acse_timeout_ms"], "dimse": settings["dimse_timeout_ms"],
                          "artim": settings["artim_timeout_ms"], "connect": 0}
         self.handler = handler
+        self.on_done = settings.get("settle")  # after each association (collect, note the heap)
         self.listener = sockets.Listener(settings.get("host") or "0.0.0.0", settings["port"])
         self.port = settings["port"]
-        self.buf = None  # taken at the first association and kept
+        # Taken at boot with the destinations' (a 4 KB block is hard to find later), else at the
+        # first association, and kept.
+        buf = settings.get("buffer")
+        self.buf = buf if buf is not None and len(buf) >= self.max_pdu + pdu.HEADER else None
         self.cmd = None
         self.associations = 0
         self.refused = 0
@@ -68,12 +72,23 @@ class ReportListener:
 
     async def session(self, conn, beat):
         """One association, from the transport connection to its end."""
-        if self.buf is None:
-            self.buf = bytearray(self.max_pdu + pdu.HEADER)
-            self.cmd = bytearray(_COMMAND_CAP)
+        try:
+            if self.buf is None:
+                self.buf = bytearray(self.max_pdu + pdu.HEADER)
+            if self.cmd is None:
+                self.cmd = bytearray(_COMMAND_CAP)
+            assoc = Acceptance(conn, self.ae_title, self.max_pdu, self.timeouts, self.buf)
+        except MemoryError:
+            # The peer sees the connection close and tries again later; nothing of ours is lost.
+            conn.close()
+            self.refused += 1
+            log.error("net", "refused a connection from %s: no memory for its association" % conn.peer)
+            return
+        await self._serve(assoc, beat)
+
+    async def _serve(self, assoc, beat):
         from modgate.dicom import part10
 
-        assoc = Acceptance(conn, self.ae_title, self.max_pdu, self.timeouts, self.buf)
         try:
             if not await assoc.negotiate(self._decide, part10.IMPLEMENTATION_CLASS_UID,
                                          part10.IMPLEMENTATION_VERSION_NAME):
@@ -87,8 +102,12 @@ class ReportListener:
             await serve_requests(assoc, self.cmd, self.timeouts["dimse"], self._accept_for(assoc), beat, True)
         except (ModgateError, OSError) as exc:
             log.warn("net", "association from %s ended: %s" % (assoc.peer, exc))
+        except MemoryError:
+            log.error("net", "association from %s dropped: out of memory" % assoc.peer)
         finally:
             assoc.close()
+            if self.on_done is not None:
+                self.on_done()
 
     def _accept_for(self, assoc):
         handler = self.handler
