@@ -85,6 +85,7 @@ class Commitments:
         self.failed = 0
         self.last_report = None
         self._files = 0
+        self.arriving = False  # the listener is serving an archive's association (net/scp.py)
 
     def configure(self, settings):
         self.timeout_ms = settings["commit_timeout_s"] * 1000
@@ -188,8 +189,13 @@ class Commitments:
         self.txns[transaction] = [name, ticks_ms(), len(refs)]
         log.info("commit", "%s accepted Storage Commitment request %s for %d object(s)" % (
             name, transaction, len(refs)))
-        await commitment.await_report(session, self.report_wait_ms, self._accept_on(session, name), beat)
+        await commitment.await_report(session, self.report_wait_ms, self._accept_on(session, name), beat,
+                                      self._arriving)
+        await session.release()  # a later result comes on an association the archive opens
         return len(refs)
+
+    def _arriving(self):
+        return self.arriving
 
     def _refs(self, name, batch, kept):
         for eid in batch:

@@ -7,7 +7,7 @@ impl_version)` reads the A-ASSOCIATE-RQ within the ARTIM timer and answers it wi
 `decide(rq)` returns: ("accept", answers, roles) with answers [(context ID, result, transfer
 syntax)] and roles [(SOP class UID, SCU role, SCP role)], or ("reject", result, source, reason)
 (PS3.8 Table 9-21). True when established (Sta6); `accepted` maps each accepted context ID to its
-(abstract syntax, transfer syntax).
+(abstract syntax, transfer syntax), `proposed` counts the contexts proposed.
 """
 
 from modgate.errors import LinkTimeout
@@ -21,6 +21,7 @@ class Acceptance(Association):
         self.conn = conn
         self.peer = conn.peer
         self.rq = None
+        self.proposed = 0
         self.calling_aet = ""
         self.accepted = {}
         self._verdict = None
@@ -73,6 +74,8 @@ class Acceptance(Association):
             self.results[context_id] = result
             if result == items.ACCEPTANCE:
                 self.accepted[context_id] = (self.rq["contexts"][context_id][0], syntax)
+        self.proposed = len(self.rq["contexts"])
+        self.rq = None  # what the association needs of it is kept above; the rest is RAM
         buf = self.buf
         end = pdu.encode_associate(buf, pdu.A_ASSOCIATE_AC, self.called, self.calling)
         end = items.encode_ac_items(buf, end, answers, self.max_pdu, self._impl[0], self._impl[1], roles)

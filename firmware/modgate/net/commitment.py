@@ -6,8 +6,9 @@ taken on that same association or on a new one the archive opens to the listener
 - `request(session, path)`: the N-ACTION-RQ whose data set (Transaction UID, Referenced SOP
   Sequence: modgate.dicom.workflow) is the Part 10 file at `path`; returns the response status
   (DeliveryError when the association failed).
-- `await_report(session, wait_ms, accept, beat)`: answer what the archive sends on the same
-  association within `wait_ms` of the last message; returns how many requests were answered.
+- `await_report(session, wait_ms, accept, beat, stop)`: answer what the archive sends on the
+  same association within `wait_ms` of the last message, until `stop()`; returns how many
+  requests were answered.
 - `refusal(rq)`: the status an N-EVENT-REPORT-RQ is refused with (PS3.7 10.1.1.1.8, PS3.4
   J.3.3), or None when it is a Storage Commitment result the device takes.
 """
@@ -35,13 +36,13 @@ async def request(session, path):
     return rsp["status"], rsp["comment"]
 
 
-async def await_report(session, wait_ms, accept, beat):
+async def await_report(session, wait_ms, accept, beat, stop=None):
     from modgate.net.scp import serve_requests
 
     assoc = session.assoc
     if assoc is None:
         return 0
-    answered = await serve_requests(assoc, session.cmd, wait_ms, accept, beat, False)
+    answered = await serve_requests(assoc, session.cmd, wait_ms, accept, beat, False, stop)
     if assoc.fsm.state != 6:
         session.assoc = None
     return answered

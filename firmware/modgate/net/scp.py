@@ -3,10 +3,16 @@ Commitment result (PS3.4 J.3.3: the SCP may report on a new association, proposi
 for itself, PS3.7 D.3.3.4), and where a field engineer can C-ECHO the device.
 
 `ReportListener(settings, handler)` serves one association at a time, so its RAM is one PDU
-buffer and one association whatever arrives; later connections wait in the backlog. Settings:
-ae_title, host, port, max_pdu, acse/dimse/artim timeouts (ms). The handler says who may call
-(`allowed(calling_aet)`: the configured destinations) and takes the requests
-(`accept(calling_aet, request, explicit)`, as net/service.Inbound's accept).
+buffer and one association whatever arrives; later connections wait in the backlog. The buffer
+is taken at boot with the destinations' (settings["buffer"]): measured on qemu-armhf, a 4 KB
+block taken when an association arrives was not to be found after a few deliveries, and every
+report association was refused. A connection that still finds no room is closed; the archive
+tries again, or the device asks again. Settings: ae_title, host, port, max_pdu, buffer,
+acse/dimse/artim timeouts (ms). The handler says who may call (`allowed(calling_aet)`: the
+configured destinations) and takes the requests (`accept(calling_aet, request, explicit)`, as
+net/service.Inbound's accept). While an association from an archive is served,
+`handler.arriving` is True: a destination waiting for a result on its own association stops
+waiting (the archive evidently reports on a new association) and frees that association.
 
 Acceptance policy (docs/conformance-statement.md 3.2.7): the called AE title must be ours and
 the calling one a destination's, else A-ASSOCIATE-RJ (permanent, service user: called or calling
@@ -16,6 +22,8 @@ requestor does not ask for the SCU role (it would send us N-ACTIONs we cannot pe
 any acceptable context the association is rejected (permanent, no reason given). An association
 with no request for the DIMSE timeout is aborted; every wait is bounded.
 """
+
+import gc
 
 from modgate import log
 from modgate.compat import ticks_ms
@@ -28,6 +36,7 @@ from modgate.port import aio, sockets
 ACCEPTED_CLASSES = (VERIFICATION, STORAGE_COMMITMENT)
 ACCEPTED_SYNTAXES = (EXPLICIT_VR_LE, IMPLICIT_VR_LE)  # in order of preference
 ACCEPT_POLL_MS = 500
+_STOP_POLL_MS = 200
 _ABSTRACT_NOT_SUPPORTED = 3  # PS3.8 Table 9-18
 _SYNTAXES_NOT_SUPPORTED = 4
 _USER_REJECTION = 1
@@ -44,8 +53,6 @@ class ReportListener:
         self.on_done = settings.get("settle")  # after each association (collect, note the heap)
         self.listener = sockets.Listener(settings.get("host") or "0.0.0.0", settings["port"])
         self.port = settings["port"]
-        # Taken at boot with the destinations' (a 4 KB block is hard to find later), else at the
-        # first association, and kept.
         buf = settings.get("buffer")
         self.buf = buf if buf is not None and len(buf) >= self.max_pdu + pdu.HEADER else None
         self.cmd = None
@@ -74,6 +81,7 @@ class ReportListener:
         """One association, from the transport connection to its end."""
         try:
             if self.buf is None:
+                gc.collect()  # the one large block this needs is easier to find after a collection
                 self.buf = bytearray(self.max_pdu + pdu.HEADER)
             if self.cmd is None:
                 self.cmd = bytearray(_COMMAND_CAP)
@@ -84,7 +92,12 @@ class ReportListener:
             self.refused += 1
             log.error("net", "refused a connection from %s: no memory for its association" % conn.peer)
             return
-        await self._serve(assoc, beat)
+        handler = self.handler
+        handler.arriving = True
+        try:
+            await self._serve(assoc, beat)
+        finally:
+            handler.arriving = False
 
     async def _serve(self, assoc, beat):
         from modgate.dicom import part10
@@ -98,7 +111,7 @@ class ReportListener:
             self.last_peer = assoc.peer
             self.last_at = ticks_ms()
             log.info("net", "association from %s: %d of %d contexts accepted" % (
-                assoc.peer, len(assoc.accepted), len(assoc.rq["contexts"])))
+                assoc.peer, len(assoc.accepted), assoc.proposed))
             await serve_requests(assoc, self.cmd, self.timeouts["dimse"], self._accept_for(assoc), beat, True)
         except (ModgateError, OSError) as exc:
             log.warn("net", "association from %s ended: %s" % (assoc.peer, exc))
@@ -161,11 +174,12 @@ def _answer(abstract, offered, role):
     return _SYNTAXES_NOT_SUPPORTED, offered[0]
 
 
-async def serve_requests(assoc, cmd, idle_ms, accept, beat, until_release):
+async def serve_requests(assoc, cmd, idle_ms, accept, beat, until_release, stop=None):
     """Answer the requests that come on `assoc` (net/service), each within `idle_ms` of the
     last. With `until_release` (the listener) the peer ends the association: silence for
     `idle_ms` aborts it. Without (an SCU waiting on its own association for a report), silence
-    only ends the wait. Returns the number of requests answered."""
+    only ends the wait, and so does `stop()` becoming true between requests. Returns the number
+    of requests answered."""
     from modgate.net.service import Inbound, performed
 
     inbound = Inbound(cmd)
@@ -173,7 +187,7 @@ async def serve_requests(assoc, cmd, idle_ms, accept, beat, until_release):
     try:
         while assoc.fsm.state == 6:
             beat()
-            if not await aio.readable(assoc.conn.pollable(), idle_ms):
+            if not await _readable(assoc, idle_ms, stop):
                 if until_release:
                     await assoc.abort("no request within %d ms" % idle_ms, True)
                 return answered
@@ -196,6 +210,19 @@ async def serve_requests(assoc, cmd, idle_ms, accept, beat, until_release):
     finally:
         inbound.discard()
     return answered
+
+
+async def _readable(assoc, idle_ms, stop):
+    """Whether the peer spoke within `idle_ms` (False as soon as `stop()` is true)."""
+    if stop is None:
+        return await aio.readable(assoc.conn.pollable(), idle_ms)
+    left = idle_ms
+    while left > 0 and not stop():
+        step = left if left < _STOP_POLL_MS else _STOP_POLL_MS
+        if await aio.readable(assoc.conn.pollable(), step):
+            return True
+        left -= step
+    return False
 
 
 async def _answer_one(assoc, rq):
