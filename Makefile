@@ -35,6 +35,8 @@ bench: setup
 	$(PY) tools/bench_encode.py
 	$(NETNS) $(PY) tools/bench_send.py
 	$(NETNS) $(PY) tools/bench_ingest.py --stage archive
+	$(NETNS) $(PY) tools/bench_ingest.py --stage during-send --runtime micropython
+	$(NETNS) $(PY) tools/bench_ingest.py --stage during-send --runtime qemu-armhf --big-mb 64 --archive-mbps 10
 
 # The host's wheel and sdist, firmware, boards, docs and image tools inside (README, "Installing").
 dist: setup

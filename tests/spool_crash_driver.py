@@ -70,8 +70,10 @@ class Archive:
     def __init__(self, folder, rng=None):
         self.folder = folder
         self.rng = rng
+        self.sent_whole = False  # as StoreSession: the data set went out whole (cut: it did not)
 
     async def store(self, path):
+        self.sent_whole = False
         cut = self.rng is not None and self.rng.below(4) == 0
         with fs.open_file(path, "rb") as src:
             uid = read_meta(src)["sop_instance_uid"]
@@ -85,6 +87,7 @@ class Archive:
                     dst.write(memoryview(buf)[:n])
                     if cut:
                         raise DeliveryError("association dropped mid-transfer", True)
+        self.sent_whole = True
         return 0, "success", ""
 
     async def release(self):

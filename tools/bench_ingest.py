@@ -12,7 +12,8 @@ archive (dcmtk storescp with TCP_NODELAY=1), not at the last ACK.
 Stage `during-send`: the whole device again. With its network cable pulled it acquires one large
 object (`--big-mb`, a series of 512x512 GRAY16 frames), then the frame rate is measured twice:
 with nothing being sent, and while that object streams to an archive that reads at `--archive-mbps`
-(so the C-STORE lasts longer than the frames take). Reports both rates, their ratio, whether the
+(so the C-STORE lasts longer than the frames take); each measured run is one cine series. Reports
+both rates, their ratio, whether the
 send was still running when the frames were done, and the loop's longest stall (`status`).
 Not a timed test: run it by hand (inside tools/netns) and copy the table into docs/benchmarks.md.
 """
@@ -111,7 +112,7 @@ def bench_during_send(board: str, frames: int, size: str, fmt: str, big_mb: int,
     with tempfile.TemporaryDirectory(prefix="bench-during-") as tmp:
         folder = Path(tmp)
         config = folder / "config.json"
-        config.write_text(json.dumps({"spool_budget_bytes": (big_mb + 300) << 20, "spool_max_items": 4096}))
+        config.write_text(json.dumps({"spool_budget_bytes": (big_mb + 300) << 20}))
         archive = peers.SlowArchive(rate=archive_mbps * 1e6)
         with archive, Emulator(board, folder / "flash", config=config,
                                dests=[f"ARCHIVE@127.0.0.1:{archive.port}"]) as device:
@@ -119,12 +120,18 @@ def bench_during_send(board: str, frames: int, size: str, fmt: str, big_mb: int,
             big = run_in_subprocess(device.frames_url, folder / "big.json", big_frames, "512x512", "GRAY16",
                                     "--series", str(big_frames), timeout_s=3600)
             assert len(big["acked"]) == big_frames, big["output"]
-            alone = run_in_subprocess(device.frames_url, folder / "alone.json", frames, size, fmt)
+            # The measured acquisition is a cine run: one queue entry, as a real series is.
+            alone = run_in_subprocess(device.frames_url, folder / "alone.json", frames, size, fmt,
+                                      "--series", str(frames))
             device.set_link(True)
             until = time.monotonic() + 120
             while archive.received_bytes < 1_000_000 and time.monotonic() < until:
                 time.sleep(0.01)
-            busy = run_in_subprocess(device.frames_url, folder / "busy.json", frames, size, fmt)
+            busy = run_in_subprocess(device.frames_url, folder / "busy.json", frames, size, fmt,
+                                     "--series", str(frames))
+            refused = (alone["nacked"][:3], busy["nacked"][:3],
+                       [line for line in device.log_tail(400).splitlines() if "ERROR" in line][:5])
+            assert len(busy["acked"]) == frames == len(alone["acked"]), refused
             overlapped = not archive.stored  # the large object was still on its way
             with DeviceConsole(device.console_path, timeout_s=60) as console:
                 status = console.call("status")

@@ -419,10 +419,14 @@ class Acquirer:
                     follow = self._closed(key)
         elif kind != "series_start":
             follow = self._closed(key)
-            if follow is not None:
-                self._check_index(key, index, follow["next"])
-                if index < follow["next"]:
-                    return _Resend(follow["uid"])
+            if follow is None:
+                # Its start was never stored (refused, or lost with a power cut before its first
+                # whole frame): the series has no context to go on from (frame protocol, NAK 7).
+                raise FrameError("frame %d of a series that is not open (its series start was not "
+                                 "stored): resend the series from its start" % index, NAK_SERIES)
+            self._check_index(key, index, follow["next"])
+            if index < follow["next"]:
+                return _Resend(follow["uid"])
         layout = _layout_for(header) if series is None else series.layout
         # A new object's header may hold a Frame Time Vector (8 bytes a frame it can take).
         need = layout.stored_frame_bytes + (HEADER_ROOM + 8 * self._capacity(layout) if series is None else 1)

@@ -88,6 +88,18 @@ def open_port(
         raise TransportError(f"cannot open {port}: {exc}") from exc
 
 
+# Device commands that change nothing (docs/console.md): safe to ask again.
+READ_ONLY = {("status",), ("ident",), ("help",), ("config", "show"), ("config", "get"), ("dest", "list"),
+             ("queue", "list"), ("queue", "dead"), ("log", "tail"), ("time", "get"), ("patient", "show")}
+NO_MEMORY_RETRIES = 2
+NO_MEMORY_PAUSE_S = 0.3
+
+
+def _reads_only(words: tuple[object, ...]) -> bool:
+    head = tuple(str(w) for w in words[:2])
+    return head[:1] in READ_ONLY or head in READ_ONLY
+
+
 class DeviceConsole:
     """A JSON-mode session with the device console. Use as a context manager."""
 
@@ -128,13 +140,21 @@ class DeviceConsole:
         self.close()
 
     def call(self, *words: object, timeout_s: float | None = None) -> Any:
-        """Run one command; return its `data`, or raise the DeviceError subclass for its code."""
+        """Run one command; return its `data`, or raise the DeviceError subclass for its code.
+        A command that only reads is asked again when the device had no heap for its reply (a
+        board's RAM is briefly short while it stores and sends); one with effects never is, since
+        its effect may have happened before the reply failed."""
         if self._serial is None:
             raise TransportError("console is not open")
         line = " ".join(quote(w) for w in words) + " --json"
-        self._drain()
-        self._write(line.encode() + b"\r")
-        reply = self._read_reply(str(words[0]) if words else "", timeout_s or self.timeout_s)
+        for attempt in range(1 + NO_MEMORY_RETRIES):
+            self._drain()
+            self._write(line.encode() + b"\r")
+            reply = self._read_reply(str(words[0]) if words else "", timeout_s or self.timeout_s)
+            short = not reply.get("ok") and "out of memory" in str(reply.get("error", ""))
+            if not (short and _reads_only(words)) or attempt == NO_MEMORY_RETRIES:
+                break
+            time.sleep(NO_MEMORY_PAUSE_S)
         if reply.get("ok"):
             return reply.get("data")
         code = str(reply.get("code", "failed"))

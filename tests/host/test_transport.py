@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from console_server import ConsoleServer
@@ -65,3 +66,33 @@ def test_quote_matches_firmware_split(value: str) -> None:
     from modgate.console.tokens import split
 
     assert split("x " + transport.quote(value)) == ["x", value]
+
+
+class _ShortOfMemory:
+    """Runs out of heap the first `times` calls of a device method, as a busy board may."""
+
+    def __init__(self, method: Any, times: int) -> None:
+        self.method = method
+        self.left = times
+        self.calls = 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        if self.left:
+            self.left -= 1
+            raise MemoryError("memory allocation failed")
+        return self.method(*args)
+
+
+def test_a_read_is_asked_again_when_the_device_had_no_heap_but_a_change_is_not(
+        server: ConsoleServer) -> None:
+    status = _ShortOfMemory(server.device.status, 1)
+    add = _ShortOfMemory(server.device.add_destination, 1)
+    server.device.status = status
+    server.device.add_destination = add
+    with DeviceConsole(server.url, timeout_s=5) as dev:
+        assert dev.call("status")["queue_depth"] == 1
+        assert status.calls == 2
+        with pytest.raises(transport.OperationFailed, match="out of memory"):
+            dev.call("dest", "add", "pacs", "PACS", "127.0.0.1", "104")
+        assert add.calls == 1  # it may have run before its reply failed: never twice

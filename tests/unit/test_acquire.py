@@ -107,6 +107,14 @@ class TestAcquirer(unittest.TestCase):
             self.sink.begin_frame(header("series_end", series_id=5, payload=0))
         self.assertEqual(caught.exception.code, NAK_SERIES)
 
+    def test_a_series_frame_whose_start_was_never_stored_is_refused(self):
+        # A start that failed (or was lost) leaves no context: the series must be sent again.
+        with self.assertRaises(FrameError) as caught:
+            self.sink.begin_frame(header("series_frame", series_id=6, index=1))
+        self.assertEqual(caught.exception.code, NAK_SERIES)
+        self.assertIn("series start", str(caught.exception))
+        self.assertEqual(self.sink.open_series, {})
+
     def test_geometry_change_inside_a_series_is_refused(self):
         self.send(header("series_start", series_id=3), b"\x02" * 15)
         with self.assertRaises(FrameError) as caught:

@@ -74,6 +74,7 @@ class Archive:
 
     def __init__(self):
         self.got = {}  # uid -> [bytes, ...] (different contents under one UID are a failure)
+        self.sent_whole = True  # as StoreSession says after a store: it never fails midway here
 
     async def store(self, path):
         data = fs.read_bytes(path)

@@ -21,7 +21,7 @@ MAX_FRAME_BYTES = 16 << 20  # the frames_max_bytes setting's default (tests/unit
 class FrameLink:
     def __init__(self, stream, sink, source_id, max_frame_bytes=MAX_FRAME_BYTES, max_context_bytes=1024,
                  frame_timeout_ms=2000, idle_timeout_ms=60000, chunk_bytes=4096,
-                 send_timeout_ms=5000, close_on_idle=True, recent=None):
+                 send_timeout_ms=5000, close_on_idle=True, recent=None, buf=None):
         self.stream = stream
         self.source_id = source_id
         self.receiver = FrameReceiver(sink, source_id, max_frame_bytes, max_context_bytes, recent)
@@ -29,7 +29,8 @@ class FrameLink:
         self.idle_timeout_ms = idle_timeout_ms
         self.send_timeout_ms = send_timeout_ms
         self.close_on_idle = close_on_idle
-        self.buf = bytearray(chunk_bytes)
+        # The caller's buffer (a pool of them, kept for the device's life), else a new one.
+        self.buf = buf if buf is not None else bytearray(chunk_bytes)
         self.view = memoryview(self.buf)
         self.last_rx = ticks_ms()
         self.idle_reported = False

@@ -26,6 +26,10 @@ class TcpInput:
         self.link_options = link_options
         self.recent = []  # shared duplicate-suppression memory of every link
         self.links = []
+        # Receive buffers outlive their links: one is taken now, while the heap is whole, and a
+        # closed link's goes back here, so a modality that reconnects never needs a fresh block
+        # of chunk_bytes (a busy heap has none: the connection would be refused).
+        self._spare = [bytearray(link_options.get("chunk_bytes", 4096))]
         log.info("ingest", "frame input listening on " + host + ":" + str(port))
 
     async def serve(self, beat=None, stop=None):
@@ -39,13 +43,18 @@ class TcpInput:
         self.close()
 
     def _accept(self, conn):
+        for link in self.links:
+            if link.closed:
+                self._spare.append(link.buf)
         self.links = [link for link in self.links if not link.closed]
         if len(self.links) >= self.max_clients:
             log.warn("ingest", "refusing " + conn.peer + ": " + str(self.max_clients) + " sources connected")
             conn.close()
             return
         try:
-            link = FrameLink(conn, self.sink, "tcp:" + conn.peer, recent=self.recent, **self.link_options)
+            buf = self._spare.pop() if self._spare else None
+            link = FrameLink(conn, self.sink, "tcp:" + conn.peer, recent=self.recent, buf=buf,
+                             **self.link_options)
         except MemoryError:
             # No block for its receive buffer: refuse it now (the source reconnects and resends)
             # rather than hold a connection nobody serves.

@@ -16,12 +16,8 @@ create_task = asyncio.create_task
 run = asyncio.run
 
 
-# MicroPython's asyncio loads its event and lock modules on first use (~1.6 KB of heap on
-# x86-64): only the device core needs them, not a job like `send`.
-def Event():  # noqa: N802 - stands for the class
-    return asyncio.Event()
-
-
+# MicroPython's asyncio loads its lock module on first use: only the device core needs it, not a
+# job like `send`.
 def Lock():  # noqa: N802 - stands for the class
     return asyncio.Lock()
 
@@ -59,7 +55,7 @@ def _queued(stream, write):
 # while slots are taken, cancels the waits that pass their deadline; a wait that ends in time
 # allocates only its own generator. Deadlines are kept to within REAP_MS.
 REAP_MS = 50
-_SLOTS = 24
+_SLOTS = 16  # timed waits at once: the core has about ten tasks
 _slots = [[None, 0, False] for _ in range(_SLOTS)]  # [task, deadline ticks, timed out]
 _reaping = [False]
 
@@ -174,14 +170,3 @@ def readable(stream, timeout_ms=None):
 def writable(stream, timeout_ms=None):
     """Await until `stream` accepts output; False when `timeout_ms` passed."""
     return _ready(stream, True, timeout_ms)
-
-
-async def wait_event(event, timeout_ms):
-    """Await `event` for at most `timeout_ms`; True when it was set."""
-    if event.is_set():
-        return True
-    try:
-        await wait_for_ms(event.wait(), timeout_ms)
-    except asyncio.TimeoutError:
-        return False
-    return True

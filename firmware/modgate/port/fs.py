@@ -144,6 +144,31 @@ def write_atomic(path, data):
     sync_dir(path.rsplit(SEP, 1)[0] if SEP in path else ".")
 
 
+def write_json_atomic(path, value):
+    """write_atomic for a JSON value, streamed into the file: no text of the whole value is
+    built in the heap (a note with a context is ~1 KB, twice over as a str and its bytes)."""
+    tmp = path + ".tmp"
+    with open_file(tmp, "w") as f:
+        dump_json(value, f)
+        sync_file(f)
+    rename(tmp, path)
+    sync_dir(path.rsplit(SEP, 1)[0] if SEP in path else ".")
+
+
+def dump_json(value, f):
+    """Write `value` as JSON into the open text file `f`, streamed where the runtime can (a
+    native file on MicroPython, any file on CPython); a file object MicroPython cannot stream into
+    (a test's wrapper) gets the text whole."""
+    import json
+
+    try:
+        json.dump(value, f)
+    except OSError as exc:
+        if exc.args and isinstance(exc.args[0], int):
+            raise  # a real I/O error carries its errno (ENOSPC...): not a stream it cannot use
+        f.write(json.dumps(value))
+
+
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()

@@ -39,7 +39,11 @@ def parse_id(name, suffix):
 def create(path, header, routed):
     f = fs.open_file(path, "w")
     try:
-        f.write(json.dumps(["H", header]) + "\n" + json.dumps(["R", routed]) + "\n")
+        # Streamed into the file: the header's text is never built whole in the heap.
+        fs.dump_json(["H", header], f)
+        f.write("\n")
+        fs.dump_json(["R", routed], f)
+        f.write("\n")
         fs.sync_file(f)
     finally:
         f.close()

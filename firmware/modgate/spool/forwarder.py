@@ -22,6 +22,7 @@ _SRC = "spool"
 # A worker with nothing owed looks again this often (new objects, an operator's retry); a
 # nudge() wakes it at once.
 IDLE_POLL_MS = 250
+NUDGE_MS = 50  # how soon an idle worker sees a nudge()
 OFFLINE_POLL_MS = 500
 
 DEFAULT_POLICY = {
@@ -51,7 +52,7 @@ class Forwarder:
         self.settle = settle  # called after each attempt (the device collects and notes its heap)
         self._sessions = {}
         self._locks = {}
-        self._wake = {}
+        self._nudged = None  # a name, or True for all: look at the queue now
         self._beats = {}
 
     # ---- a destination's worker ---------------------------------------------------------------
@@ -60,7 +61,6 @@ class Forwarder:
         """Deliver to `name` for as long as it is configured. `beat()` reports progress to the
         device's supervisor: called at least every IDLE_POLL_MS, and around every network wait
         (each bounded by the session's timeouts)."""
-        wake = self._wake_event(name)
         self._beats[name] = beat
         while name in self.spool.destinations:
             beat()
@@ -75,9 +75,7 @@ class Forwarder:
                 continue
             if due != 0:
                 await self._release_if_idle(name)
-                wait = IDLE_POLL_MS if due is None or due > IDLE_POLL_MS else due
-                wake.clear()
-                await aio.wait_event(wake, wait)
+                await self._idle(name, IDLE_POLL_MS if due is None or due > IDLE_POLL_MS else due)
                 continue
             await self.attempt(name)
             if self.settle is not None:
@@ -86,9 +84,18 @@ class Forwarder:
 
     def nudge(self, name=None):
         """Wake a destination's worker (every worker when `name` is None) to look at the queue."""
-        for key in self._wake:
-            if name is None or key == name:
-                self._wake[key].set()
+        self._nudged = True if name is None else name
+
+    async def _idle(self, name, wait_ms):
+        """Sleep up to `wait_ms`, in plain sleeps of NUDGE_MS (an Event with a timeout would go
+        through wait_for: two tasks and an exception per wait, heap churn on a small board)."""
+        while wait_ms > 0:
+            if self._nudged is True or self._nudged == name:
+                self._nudged = None
+                return
+            step = NUDGE_MS if wait_ms > NUDGE_MS else wait_ms
+            await aio.sleep_ms(step)
+            wait_ms -= step
 
     def due_ms(self, name, now_ms=None):
         """Milliseconds until `name` has work: 0 now, None when nothing is owed to it."""
@@ -276,12 +283,6 @@ class Forwarder:
         if lock is None:
             lock = self._locks[name] = aio.Lock()
         return lock
-
-    def _wake_event(self, name):
-        event = self._wake.get(name)
-        if event is None:
-            event = self._wake[name] = aio.Event()
-        return event
 
     async def _release_if_idle(self, name):
         session = self._sessions.get(name)

@@ -282,7 +282,7 @@ class Spool:
         if note is not None:
             inc.open_meta = note
         if note is not None or not inc.noted:
-            fs.write_atomic(self._note_path(inc.number), json.dumps(inc.open_meta).encode())
+            fs.write_json_atomic(self._note_path(inc.number), inc.open_meta)
             inc.noted = True
 
     def tagged(self, key):
