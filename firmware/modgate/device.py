@@ -473,6 +473,8 @@ class Device:
         """Console `study end` / `study discontinue`: the study session ends (the next
         acquisition opens a new one) and its procedure step is COMPLETED or DISCONTINUED."""
         study = self.contexts.study_uid
+        if study is None and self.mpps() is not None:
+            study = self._mpps.open_study()  # the study a restart interrupted
         self.contexts.new_study()
         ended = self._mpps is not None and self.mpps().end(study, status, reason, comments)
         log.info("acquire", "study %s ended (%s)%s" % (study or "-", status.lower(),

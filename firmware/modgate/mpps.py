@@ -182,6 +182,14 @@ class Steps:
                                               "" if step[_CREATED] else "; not created yet"))
         return True
 
+    def open_study(self):
+        """The Study Instance UID of the newest step still in progress, or None: after a restart
+        the study session is gone from RAM, and `study end` means the step that was open."""
+        for step in reversed(self.steps):
+            if step[_END] is None:
+                return step[_STUDY]
+        return None
+
     def expire(self, study_uid, idle_ms, timeout_ms):
         """The study session went quiet for `study_timeout_s`: its step completes."""
         if timeout_ms and idle_ms >= timeout_ms and self._open(study_uid) is not None:
