@@ -352,8 +352,10 @@ def mpps_scp(port: int | None = None, aet: str = "PYMPPS", create: list[int] | N
 
 
 @contextmanager
-def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "ORTHANC") -> Iterator[Any]:
-    """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes."""
+def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "ORTHANC",
+            extra: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes.
+    `extra` adds configuration keys (e.g. DicomModalities, for its Storage Commitment reports)."""
     require_netns()
     port = port or free_port()
     http_port = http_port or free_port()
@@ -363,6 +365,7 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
             "DicomAet": aet, "DicomPort": port, "HttpPort": http_port, "RemoteAccessAllowed": False,
             "AuthenticationEnabled": False, "Plugins": [],
         }
+        config.update(extra or {})
         Path(tmp, "orthanc.json").write_text(json.dumps(config))
         log = open(Path(tmp, "orthanc.log"), "wb")
         proc = subprocess.Popen(["Orthanc", str(Path(tmp, "orthanc.json"))], stdout=log,

@@ -341,3 +341,25 @@ def test_kill_between_n_create_and_n_set_completes_the_step_after_restart(board:
         uid, done = mpps.sets[0]
         assert uid == mpps.creates[0][0] and done.PerformedProcedureStepStatus == "COMPLETED"
         assert sorted(performed(done)) == sorted(str(d.SOPInstanceUID) for d in store.received)
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_orthanc_commits_on_a_new_association_to_the_listener(board: str, tmp_path: Path) -> None:
+    """Orthanc (Storage Commitment SCP since 1.6) answers the N-ACTION and reports on a new
+    association to the modality its DicomModalities names for our AE title."""
+    listen = peers.free_port()
+    count = 3
+    config = config_file(tmp_path, listen_port=listen, commit_report_wait_ms=2000)
+    modalities = {"DicomModalities": {"modgate": [DEVICE_AET, "127.0.0.1", listen]}}
+    with (
+        peers.orthanc(extra=modalities) as archive,
+        Emulator(board, tmp_path / "flash", config=config) as device,
+    ):
+        add_archive(device, archive)
+        sent = simulate(device.frames_url, tmp_path / "r.json", count, "32x32", "GRAY8")
+        assert len(sent["acked"]) == count, sent["output"]
+        until(lambda: spooled(device) == 0, 120, "committed by Orthanc and deleted")
+        assert len(archive.rest("/instances")) == count
+        st = status(device)
+        assert st["commitment"]["committed"] == count, st["commitment"]
+        assert st["commitment"]["listener"]["associations"] >= 1, st["commitment"]
