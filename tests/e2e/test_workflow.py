@@ -363,3 +363,25 @@ def test_orthanc_commits_on_a_new_association_to_the_listener(board: str, tmp_pa
         st = status(device)
         assert st["commitment"]["committed"] == count, st["commitment"]
         assert st["commitment"]["listener"]["associations"] >= 1, st["commitment"]
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_mpps_refused_step_is_kept_until_an_operator_retries_it(board: str, tmp_path: Path) -> None:
+    with (
+        peers.pynetdicom_scp(aet="ARCHIVE") as store,
+        peers.mpps_scp(create=[0x0120, 0x0000]) as mpps,  # missing attribute: a permanent failure
+    ):
+        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200)
+        with Emulator(board, tmp_path / "flash", config=config,
+                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
+            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
+            assert len(sent["acked"]) == 1, sent["output"]
+            until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged")
+            time.sleep(2)
+            assert len(mpps.creates) == 1  # not sent again by itself
+            assert "0x0120" in (status(device)["mpps"]["last_error"] or "")
+            with DeviceConsole(device.console_path, timeout_s=60) as console:
+                console.call("queue", "retry", "mpps")
+                console.call("study", "end")
+            until(lambda: mpps.sets, 60, "created on the retry, then set")
+            assert len(mpps.creates) == 2 and mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
