@@ -252,7 +252,8 @@ def commitment_scp(report: str = "same", device: tuple[str, int] | None = None, 
             item = Dataset()
             item.ReferencedSOPClassUID = ref.ReferencedSOPClassUID
             item.ReferencedSOPInstanceUID = ref.ReferencedSOPInstanceUID
-            if str(ref.ReferencedSOPInstanceUID) in peer.fail or str(ref.ReferencedSOPInstanceUID) not in peer.stored:
+            uid = str(ref.ReferencedSOPInstanceUID)
+            if uid in peer.fail or uid not in peer.stored:
                 item.FailureReason = 0x0112
                 bad.append(item)
             else:
