@@ -12,6 +12,7 @@
   listener, or not at all; objects named in `fail` are reported failed.
 - `mpps_scp(statuses)`: a pynetdicom MPPS SCP answering N-CREATE and N-SET with scripted statuses.
 - `orthanc(port, http_port)`: Orthanc from a JSON config in a temp dir; `.rest(path)` via urllib.
+- `black_hole()`: a TCP port that accepts connections and never says a word.
 - `HostilePeer(script)`: a raw TCP peer that plays `script(conn, peer)` on each connection,
   with helpers to read PDUs and answer an A-ASSOCIATE-RQ by hand.
 dcmtk storescp and Orthanc bind every interface, so `require_netns()` refuses to start them
@@ -20,6 +21,7 @@ outside a loopback-only network namespace (`tools/netns`).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 STORESCP = "/usr/bin/storescp"
+ORTHANC_WORKLIST_PLUGIN = "/usr/share/orthanc/plugins/libModalityWorklists.so"
 EXPLICIT = "1.2.840.10008.1.2.1"
 IMPLICIT = "1.2.840.10008.1.2"
 
@@ -125,8 +128,10 @@ class ScriptedSCP(Peer):
 @contextmanager
 def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port: int | None = None,
                    aet: str = "PYSCP", transfer_syntaxes: list[str] | None = None,
-                   max_pdu: int = 16382) -> Iterator[ScriptedSCP]:
-    """A pynetdicom SCP on 127.0.0.1 only; `handler` scripts the C-STORE status."""
+                   max_pdu: int = 16382, ssl_context: Any = None,
+                   handlers: list[tuple[Any, Callable[..., Any]]] | None = None) -> Iterator[ScriptedSCP]:
+    """A pynetdicom SCP on 127.0.0.1 only; `handler` scripts the C-STORE status. `ssl_context`
+    makes it a TLS server; `handlers` are more pynetdicom event handlers (e.g. EVT_USER_ID)."""
     from pynetdicom import AE, AllStoragePresentationContexts, evt
     from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
@@ -150,7 +155,8 @@ def pynetdicom_scp(handler: Callable[[Any], int] | list[int] | None = None, port
     for cx in AllStoragePresentationContexts:
         ae.add_supported_context(cx.abstract_syntax, syntaxes)
     ae.add_supported_context(Verification, syntaxes)
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    server = ae.start_server(("127.0.0.1", port), block=False, ssl_context=ssl_context,
+                             evt_handlers=[(evt.EVT_C_STORE, on_store), *(handlers or [])])
     try:
         yield peer
     finally:
@@ -162,18 +168,21 @@ class WorklistSCP(Peer):
     def __init__(self, port: int, aet: str) -> None:
         super().__init__(port, None, aet)
         self.queries: list[Any] = []  # the identifiers received, pydicom data sets
-        self.cancelled = 0  # C-FIND requests that saw a C-CANCEL
+        self.yielded: list[int] = []  # matches answered, per query
+        self.cancelled = 0  # queries ended by a C-CANCEL
         self.release = threading.Event()  # set on teardown: frees scripts told to hang
 
 
 @contextmanager
 def pynetdicom_worklist(items: list[Any] | tuple[Any, ...] = (), port: int | None = None, aet: str = "PYWL",
                         script: Callable[[Any, WorklistSCP], Iterator[tuple[int, Any]]] | None = None,
-                        max_pdu: int = 16382,
-                        transfer_syntaxes: list[str] | None = None) -> Iterator[WorklistSCP]:
+                        max_pdu: int = 16382, transfer_syntaxes: list[str] | None = None,
+                        hold_after: int | None = None) -> Iterator[WorklistSCP]:
     """A pynetdicom Modality Worklist SCP on 127.0.0.1 only. Without `script` it answers every
-    query with each of `items` as a pending match (checking for C-CANCEL before each, then
-    0xFE00), then success; `script(event, peer)` yields (status, identifier) pairs instead."""
+    query with each of `items` as a pending match, then success, or 0xFE00 once a C-CANCEL came;
+    with `hold_after`, it waits 1 s before the match after that many (so a C-CANCEL the device
+    sent then is seen before it, whatever the device's speed). `script(event, peer)` yields
+    (status, identifier) pairs instead."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import ModalityWorklistInformationFind  # type: ignore[attr-defined]
 
@@ -185,11 +194,18 @@ def pynetdicom_worklist(items: list[Any] | tuple[Any, ...] = (), port: int | Non
         if script is not None:
             yield from script(event, peer)
             return
-        for ds in items:
-            if event.is_cancelled:
+        peer.yielded.append(0)
+        for n, ds in enumerate(items):
+            # is_cancelled is true once per C-CANCEL (pynetdicom forgets it when asked).
+            cancelled = event.is_cancelled
+            if n == hold_after:
+                time.sleep(1)  # pynetdicom takes in a C-CANCEL between two yields, not during one
+                cancelled = event.is_cancelled
+            if cancelled:  # the handler's to check (PS3.4 C.4.1.3.2: stop, answer FE00)
                 peer.cancelled += 1
                 yield 0xFE00, None
                 return
+            peer.yielded[-1] += 1
             yield 0xFF00, ds
         yield 0x0000, None
 
@@ -352,11 +368,66 @@ def mpps_scp(port: int | None = None, aet: str = "PYMPPS", create: list[int] | N
         server.shutdown()
 
 
+WORKLIST_DUMPS = Path(__file__).resolve().parent / "worklist"
+WORKLIST_DAY = "20260705"  # the scheduled day of the dumps; tomorrow.dump is the day after
+
+
+def make_worklist_files(folder: Path, names: list[str] | None = None, day: str | None = None) -> list[Path]:
+    """.wl files in `folder` made by dcmtk dump2dcm from the text dumps in tests/worklist. With
+    `day` (YYYYMMDD) the dumps' scheduled day is moved there, and their next day to its next day
+    (the demo schedules them for today)."""
+    def next_day(d: str) -> str:
+        return (dt.datetime.strptime(d, "%Y%m%d") + dt.timedelta(days=1)).strftime("%Y%m%d")
+
+    folder.mkdir(parents=True, exist_ok=True)
+    moves = {}
+    if day is not None:
+        moves = {f"[{WORKLIST_DAY}]": f"[{day}]", f"[{next_day(WORKLIST_DAY)}]": f"[{next_day(day)}]"}
+    out = []
+    for dump in sorted(WORKLIST_DUMPS.glob("*.dump")):
+        if names is None or dump.stem in names:
+            text = dump.read_text(encoding="utf-8")
+            for old, new in moves.items():
+                text = text.replace(old, new)
+            source = folder / (dump.stem + ".dump")
+            source.write_text(text, encoding="utf-8")
+            target = folder / (dump.stem + ".wl")
+            subprocess.run(["/usr/bin/dump2dcm", "+te", str(source), str(target)], check=True,
+                           capture_output=True)
+            source.unlink()
+            out.append(target)
+    return out
+
+
+@contextmanager
+def wlmscpfs(folder: Path, port: int | None = None, aet: str = "MWL") -> Iterator[Peer]:
+    """dcmtk's worklist SCP serving `folder`/`aet`/*.wl (its data-files layout: one folder per
+    called AE title, with a lockfile), returning the files' own character sets (-csk)."""
+    require_netns()
+    port = port or free_port()
+    (folder / aet).mkdir(parents=True, exist_ok=True)
+    (folder / aet / "lockfile").touch()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(["/usr/bin/wlmscpfs", "-csk", "-dfp", str(folder), str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    peer = Peer(port, folder / aet, aet)
+    try:
+        wait_listening(port, proc=proc)
+        yield peer
+    finally:
+        _stop(proc)
+        log.seek(0)
+        peer.log = log.read().decode(errors="replace")
+        log.close()
+
+
 @contextmanager
 def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "ORTHANC",
-            extra: dict[str, Any] | None = None) -> Iterator[Any]:
+            worklists: Path | None = None, extra: dict[str, Any] | None = None) -> Iterator[Any]:
     """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes.
-    `extra` adds configuration keys (e.g. DicomModalities, for its Storage Commitment reports)."""
+    With `worklists`, its ModalityWorklists plugin (Debian's orthanc package) serves the .wl
+    files of that folder to any calling AE. `extra`: more configuration keys (e.g. DicomModalities
+    for its Storage Commitment reports, DicomTlsEnabled and its certificate files)."""
     require_netns()
     port = port or free_port()
     http_port = http_port or free_port()
@@ -364,9 +435,13 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
         config = {
             "Name": "modgate-test", "StorageDirectory": tmp + "/db", "IndexDirectory": tmp + "/db",
             "DicomAet": aet, "DicomPort": port, "HttpPort": http_port, "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False, "Plugins": [],
+            "AuthenticationEnabled": False, "Plugins": [], **(extra or {}),
         }
-        config.update(extra or {})
+        if worklists is not None:
+            config["Plugins"] = [ORTHANC_WORKLIST_PLUGIN]
+            config["Worklists"] = {"Enable": True, "Database": str(worklists)}
+            # Worklist C-FIND from AEs it was not told of (Orthanc 1.10 refuses them by default).
+            config["DicomAlwaysAllowFindWorklist"] = True
         Path(tmp, "orthanc.json").write_text(json.dumps(config))
         log = open(Path(tmp, "orthanc.log"), "wb")
         proc = subprocess.Popen(["Orthanc", str(Path(tmp, "orthanc.json"))], stdout=log,
@@ -387,6 +462,36 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
         finally:
             _stop(proc)
             log.close()
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A TCP port that accepts connections and never says a word (nor closes them)."""
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def hold() -> None:
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 # -- a hostile peer speaking raw PS3.8 ------------------------------------------------------------
@@ -459,22 +564,43 @@ def pdu_bytes(pdu_type: int, body: bytes) -> bytes:
     return struct.pack(">BBL", pdu_type, 0, len(body)) + body
 
 
+def _cel(elem: int, value: bytes) -> bytes:
+    """A command element (group 0000, Implicit VR LE, PS3.7 E.1)."""
+    return struct.pack("<HHL", 0, elem, len(value)) + value
+
+
+def _ui(uid: str) -> bytes:
+    b = uid.encode()
+    return b + b"\0" if len(b) % 2 else b
+
+
+def _pdv(context_id: int, control: int, value: bytes) -> bytes:
+    return struct.pack(">LBB", len(value) + 2, context_id, control) + value
+
+
+def _command(body: bytes) -> bytes:
+    return _cel(0x0000, struct.pack("<L", len(body))) + body
+
+
 def store_rsp(message_id: int, context_id: int, status: int, sop_class: str = "",
               sop_instance: str = "") -> bytes:
     """A P-DATA-TF holding a C-STORE-RSP command set (Implicit VR LE, PS3.7 9.3.1.2)."""
-    def el(elem: int, value: bytes) -> bytes:
-        return struct.pack("<HHL", 0, elem, len(value)) + value
+    body = (_cel(0x0002, _ui(sop_class)) + _cel(0x0100, struct.pack("<H", 0x8001))
+            + _cel(0x0120, struct.pack("<H", message_id)) + _cel(0x0800, struct.pack("<H", 0x0101))
+            + _cel(0x0900, struct.pack("<H", status)) + _cel(0x1000, _ui(sop_instance)))
+    return pdu_bytes(4, _pdv(context_id, 3, _command(body)))
 
-    def ui(uid: str) -> bytes:
-        b = uid.encode()
-        return b + b"\0" if len(b) % 2 else b
 
-    body = (el(0x0002, ui(sop_class)) + el(0x0100, struct.pack("<H", 0x8001))
-            + el(0x0120, struct.pack("<H", message_id)) + el(0x0800, struct.pack("<H", 0x0101))
-            + el(0x0900, struct.pack("<H", status)) + el(0x1000, ui(sop_instance)))
-    command = el(0x0000, struct.pack("<L", len(body))) + body
-    pdv = struct.pack(">LBB", len(command) + 2, context_id, 3) + command
-    return pdu_bytes(4, pdv)
+def find_rsp(message_id: int, context_id: int, status: int, identifier: bytes | None = None) -> bytes:
+    """A P-DATA-TF holding a C-FIND-RSP (PS3.7 9.3.2.2) and, when given, its identifier."""
+    body = (_cel(0x0002, _ui("1.2.840.10008.5.1.4.31")) + _cel(0x0100, struct.pack("<H", 0x8020))
+            + _cel(0x0120, struct.pack("<H", message_id))
+            + _cel(0x0800, struct.pack("<H", 0x0101 if identifier is None else 0x0000))
+            + _cel(0x0900, struct.pack("<H", status)))
+    pdvs = _pdv(context_id, 3, _command(body))
+    if identifier is not None:
+        pdvs += _pdv(context_id, 2, identifier)
+    return pdu_bytes(4, pdvs)
 
 
 class Message:

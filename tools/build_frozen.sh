@@ -35,12 +35,19 @@ module("main.py", base_path="$PWD/firmware")
 module("board.py", base_path="$PWD/boards/$board")
 EOF
 make -s -C "$src/mpy-cross" -j2 >&2
-# The image's MicroPython features, one make variable each: the one place to turn one on (TLS
-# needs MICROPY_PY_SSL=1 MICROPY_SSL_MBEDTLS=1 and, for armhf, mbedTLS for the cross compiler).
-# Now no btree, ssl or ffi: the firmware uses none of them, and they would need more cross libraries.
-features=(MICROPY_PY_BTREE=0 MICROPY_PY_SSL=0 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=0 MICROPY_PY_FFI=0)
-make -s -C "$src/ports/unix" -j2 VARIANT=standard BUILD="build-$board" CROSS_COMPILE="$cross" \
+with_mbedtls
+# The image's MicroPython features, one make variable each: the one place to turn one on. TLS
+# (DICOM TLS, PS3.15 B.9) is MicroPython's `tls` on mbedTLS built from source with a board's
+# configuration (tools/mbedtls_config_image.h: its memory comes from the GC heap through the
+# tracked allocator, which the unix port builds only with ffi unless asked). No btree or ffi:
+# the firmware uses neither.
+features=(MICROPY_PY_BTREE=0 MICROPY_PY_SSL=1 MICROPY_SSL_AXTLS=0 MICROPY_SSL_MBEDTLS=1 MICROPY_PY_FFI=0
+          CFLAGS_EXTRA=-DMICROPY_TRACKED_ALLOC=1
+          "MBEDTLS_CONFIG_FILE=\\\"$PWD/tools/mbedtls_config_image.h\\\"")
+# A build folder per feature set: make does not notice changed flags, so a change starts clean.
+build="build-$board-$(printf '%s\n' "${features[@]}" | sha256sum | cut -c1-8)"
+make -s -C "$src/ports/unix" -j2 VARIANT=standard BUILD="$build" CROSS_COMPILE="$cross" \
   "${features[@]}" FROZEN_MANIFEST="$manifest" MPY_CROSS_FLAGS="-march=$arch" >&2
-cp "$src/ports/unix/build-$board/micropython" "$out/micropython.tmp"
+cp "$src/ports/unix/$build/micropython" "$out/micropython.tmp"
 mv "$out/micropython.tmp" "$out/micropython"
 echo "$out/micropython"

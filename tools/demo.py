@@ -1,10 +1,14 @@
 """`make demo`: the gateway's main job on embedded defaults, end to end, in under two minutes.
 
-A receiving archive starts (the host's validating receiver, or Orthanc with --pacs orthanc), the
-emulated device boots the real firmware under the smallest board's heap, and a simulated legacy
-modality plays a short mixed session: single frames over TCP, a cine loop that becomes one
-multi-frame object, and image files dropped on the device's card. When everything has arrived the
-demo prints a summary and writes a contact sheet and an HTML report into out/demo/.
+A receiving archive starts (the host's validating receiver, or Orthanc with --pacs orthanc) and a
+hospital's Modality Worklist SCP (dcmtk wlmscpfs serving today's schedule, made by dump2dcm from
+tests/worklist). The emulated device boots the real firmware under the smallest board's heap and
+queries the worklist; a patient is selected on its console, as the operator at the modality
+would, and a simulated legacy modality plays a short mixed session: single frames over TCP, a cine
+loop that becomes one multi-frame object, and image files dropped on the device's card. When
+everything has arrived the demo checks that every object carries the selected patient, accession
+number and Study Instance UID, prints a summary and writes a contact sheet and an HTML
+commissioning report into out/demo/.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "host"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "host")]
 
+import peers  # noqa: E402
+import pydicom  # noqa: E402
+from modgate_host.commands.device import show  # noqa: E402
 from modgate_host.commands.simulate_modality import run_in_subprocess  # noqa: E402
+from modgate_host.commands.worklist import all_rows, table_rows  # noqa: E402
 from modgate_host.emulator import Emulator, board_heap, free_port  # noqa: E402
 from modgate_host.receiver import Receiver  # noqa: E402
 from modgate_host.report import Check, contact_sheet, received_rows, write_report  # noqa: E402
@@ -33,6 +41,8 @@ from modgate_host.validation import validate_file  # noqa: E402
 
 OUT = ROOT / "out" / "demo"
 ARCHIVE_AET = "ARCHIVE"
+WORKLIST_AET = "RIS"
+CHOSEN_ACCESSION = "A1001"  # tests/worklist/doe.dump: the item with every code the objects map
 ORTHANC = "/usr/sbin/Orthanc"
 
 
@@ -130,6 +140,48 @@ def fetch_from_orthanc(rest, folder: Path) -> list[Path]:  # type: ignore[no-unt
     return paths
 
 
+def worklist_session(console: DeviceConsole) -> dict[str, Any]:
+    """What the operator does at the modality: refresh the worklist, read it, select the patient."""
+    print("modgate> worklist refresh")
+    show(console.call("worklist", "refresh", timeout_s=60), False)
+    print("modgate> worklist list")
+    rows = all_rows(console)
+    show(table_rows(rows), False)
+    chosen = [r for r in rows if r["accession"] == CHOSEN_ACCESSION]
+    if not chosen:
+        raise SystemExit(f"demo: the worklist has no item with accession {CHOSEN_ACCESSION}")
+    print(f"modgate> worklist select {chosen[0]['n']}")
+    selected: dict[str, Any] = console.call("worklist", "select", chosen[0]["n"])
+    show(selected, False)
+    selected["items"] = len(rows)
+    return selected
+
+
+def who(path: Path) -> dict[str, str]:
+    """An object's patient and study, as the report's columns name them."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    steps = [str(r.get("ScheduledProcedureStepID", "")) for r in ds.get("RequestAttributesSequence", [])]
+    return {
+        "patient": str(ds.get("PatientName", "")),
+        "patient id": str(ds.get("PatientID", "")),
+        "accession": str(ds.get("AccessionNumber", "")),
+        "scheduled step": ",".join(steps),
+        "study instance uid": str(ds.get("StudyInstanceUID", "")),
+    }
+
+
+def differences(seen: dict[str, str], selected: dict[str, Any]) -> list[str]:
+    """How an object (`who`) differs from the selected worklist item: empty when it carries it."""
+    wanted = {
+        "patient": selected["patient_name"],
+        "patient id": selected["patient_id"],
+        "accession": selected["accession_number"],
+        "scheduled step": selected["scheduled_step_id"],
+        "study instance uid": selected["study_instance_uid"],
+    }
+    return [f"{key} {seen[key]!r} != {value!r}" for key, value in wanted.items() if seen[key] != value]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pacs", choices=("receiver", "orthanc"), default="receiver")
@@ -142,6 +194,8 @@ def main() -> int:
     flash = OUT / "flash"
     port = free_port()
     started = time.monotonic()
+    # Today for the device: its clock is the host's, its timezone setting the default +0000.
+    today = time.strftime("%Y%m%d", time.gmtime())
     with ExitStack() as stack:
         step(f"archive: {args.pacs} as {ARCHIVE_AET} on 127.0.0.1:{port}")
         receiver = None
@@ -150,6 +204,13 @@ def main() -> int:
             receiver = stack.enter_context(Receiver(ARCHIVE_AET, port, archive_dir, validate=True))
         else:
             orthanc_rest = stack.enter_context(orthanc_archive(port, free_port()))
+
+        wl = peers.make_worklist_files(OUT / "worklist" / WORKLIST_AET, day=today)
+        ris = stack.enter_context(peers.wlmscpfs(OUT / "worklist", aet=WORKLIST_AET))
+        step(
+            f"worklist: dcmtk wlmscpfs as {WORKLIST_AET} on 127.0.0.1:{ris.port}, {len(wl)} scheduled steps"
+            f" (tests/worklist, moved to {today}): 2 for this station today, 1 for another room, 1 tomorrow"
+        )
 
         step(f"device: emulated board '{args.board}' booting the firmware (flash: {flash})")
         config = OUT / "device-config.json"
@@ -160,6 +221,8 @@ def main() -> int:
                     "station_name": "DEMO-US-1",
                     "institution_name": "modgate demo hospital",
                     "idle_timeout_ms": 1000,
+                    "worklist_scp": f"{WORKLIST_AET}@127.0.0.1:{ris.port}",
+                    "worklist_refresh_s": 0,  # the demo asks on the console, as the operator would
                 }
             )
         )
@@ -167,6 +230,10 @@ def main() -> int:
             Emulator(args.board, flash, config=config, dests=[f"{ARCHIVE_AET}@127.0.0.1:{port}"])
         )
         print(json.dumps(device.ready_line()))
+
+        step("console: the operator takes the patient from the worklist")
+        with DeviceConsole(device.console_path, timeout_s=30) as console:
+            selected = worklist_session(console)
 
         step("modality: 6 single frames, 512x512 GRAY16")
         singles = simulate(device.frames_url, "singles", 6, "512x512", "GRAY16", "--bits", "12")
@@ -207,6 +274,10 @@ def main() -> int:
             paths = fetch_from_orthanc(orthanc_rest, archive_dir)
             rows = [{"file": p.name, "bytes": p.stat().st_size} for p in paths]
             valid = sum(1 for p in paths if validate_file(p).ok)
+        seen = [who(p) for p in paths]
+        rows = [dict(row, **object_) for row, object_ in zip(rows, seen, strict=True)]
+        differ = {p.name: differences(o, selected) for p, o in zip(paths, seen, strict=True)}
+        differ = {name: wrong for name, wrong in differ.items() if wrong}
         # The device's own account of its heap, over its console as a field engineer would ask.
         with DeviceConsole(device.console_path, timeout_s=30) as console:
             heap = console.call("status")["heap"]
@@ -223,10 +294,16 @@ def main() -> int:
             "device_heap_bytes": int(board_heap(args.board)),
             "device_heap_least_free_after_gc": heap["free_min"],
             "device_out_of_memory": heap["out_of_memory"],
+            "worklist_items_for_this_station": selected["items"],
+            "worklist_patient": f"{selected['patient_name']} ({selected['patient_id']})",
+            "worklist_accession_number": selected["accession_number"],
+            "worklist_scheduled_step_id": selected["scheduled_step_id"],
+            "worklist_study_instance_uid": selected["study_instance_uid"],
+            "objects_carrying_the_worklist_item": len(paths) - len(differ),
         }
         step("summary")
         for key, value in summary.items():
-            print(f"   {key:28} {value}")
+            print(f"   {key:34} {value}")
         (OUT / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
         checks = [
             Check(
@@ -240,6 +317,14 @@ def main() -> int:
                 f"{delivered} of {expected} objects",
             ),
             Check("every object passes pydicom and dciodvfy", valid == delivered, f"{valid} of {delivered}"),
+            Check(
+                "every object carries the patient, accession number and study selected from the worklist",
+                bool(paths) and not differ,
+                f"{len(paths) - len(differ)} of {len(paths)} carry {selected['patient_name']},"
+                f" {selected['accession_number']}, step {selected['scheduled_step_id']},"
+                f" study {selected['study_instance_uid']}"
+                + "".join(f"; {name}: {', '.join(wrong)}" for name, wrong in sorted(differ.items())[:3]),
+            ),
             Check(
                 "the device never ran out of its heap",
                 heap["out_of_memory"] == 0,

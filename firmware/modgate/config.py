@@ -99,7 +99,16 @@ SCHEMA = (
     ("filedrop_dir", "path", "drop", 64, _P, "Folder watched for frame files"),
     ("filedrop_enabled", "bool", False, None, _P, "Watch filedrop_dir"),
     ("routing", "routes", None, 16, _P, "Rules [{dest, modality?, iod?}]; a dest without one gets all"),
-    ("destinations", "dests", None, 8, _P, "List of {name, aet, host, port}"),
+    ("destinations", "dests", None, 8, _P, "List of {name, aet, host, port, tls?}"),
+    # ---- security (issue 19): DICOM TLS, user identity, trusted time, frame sources ----
+    ("tls_ca_file", "path", "tls/ca.pem", 64, _P, "CA bundle (PEM or DER) that signs archives' certificates"),
+    ("tls_cert_file", "file", "", 64, _P, "Our TLS client certificate, for mutual TLS (empty = none)"),
+    ("tls_key_file", "file", "", 64, _P, "Private key of tls_cert_file (empty = in tls_cert_file)"),
+    ("user_identity", "text", "", 64, _P, "Username for User Identity negotiation (PS3.7 D.3.3.7)"),
+    ("user_passcode", "secret", "", 64, SECRET | _P, "Passcode of user_identity, sent over TLS only"),
+    ("sntp_server", "hostport", "", 253, _P, "SNTP server that sets the clock, HOST[:PORT] (empty = none)"),
+    ("sntp_interval_s", "int", 3600, (60, 86400), _P, "Seconds between clock synchronisations"),
+    ("frames_allow", "allow", None, 8, _P, "Frame sources allowed on TCP: IPv4 addresses or A.B.C.D/N"),
     ("console_json", "bool", False, None, 0, "Console replies in JSON by default"),
     ("unlock_window_s", "int", 600, (10, 86400), _P, "How long `unlock PIN` opens privileged commands"),
     ("log_level", "choice", "info", ("debug", "info", "warn", "error"), _P, "Lowest level logged"),
@@ -147,7 +156,7 @@ def default(key):
     e = entry(key)
     if e[1] == "dests":
         return [dict(d) for d in DEFAULT_DESTINATIONS]
-    if e[1] == "routes":
+    if e[1] in ("routes", "allow"):
         return []
     if e[1] == "facts":
         return {}
@@ -297,15 +306,23 @@ def validate_name(text, key="name"):
 COMMIT_CHOICES = ("off", "required")
 
 
+DESTINATION_FIELDS = ("name", "aet", "host", "port", "commit", "tls")
+
+
 def validate_destination(d, key="destinations"):
-    """A destination dict {name, aet, host, port, commit?}, normalised; ConfigError on a bad
-    field. `commit` "required": objects stay on flash until the destination confirmed them by
-    Storage Commitment (modgate.commitment); kept only when not the default "off"."""
+    """A destination dict {name, aet, host, port, commit?, tls?}, normalised; ConfigError on a
+    bad field. `commit` "required": objects stay on flash until the destination confirmed them
+    by Storage Commitment (modgate.commitment); kept only when not the default "off". `tls`
+    true: DICOM TLS (PS3.15 B.9) to it, never plain TCP; kept only when true."""
     if not isinstance(d, dict):
         _fail(key, "each destination is an object {name, aet, host, port}")
     for field in ("name", "aet", "host", "port"):
         if field not in d:
             _fail(key, "destination lacks '" + field + "'")
+    for field in d:
+        if field not in DESTINATION_FIELDS:
+            _fail(key, "destination field '" + str(field)[:16] + "' is not one of "
+                  + ", ".join(DESTINATION_FIELDS))
     out = {
         "name": validate_name(d["name"], key + ".name"),
         "aet": validate_aet(d["aet"], key + ".aet"),
@@ -317,6 +334,8 @@ def validate_destination(d, key="destinations"):
         _fail(key + ".commit", "must be off or required")
     if commit != "off":
         out["commit"] = commit
+    if _bool(key + ".tls", d.get("tls", False)):
+        out["tls"] = True
     return out
 
 
@@ -329,6 +348,52 @@ def validate_scp(value, key):
     if not at or not colon:
         _fail(key, "expected AET@HOST:PORT, e.g. RIS@10.1.2.3:104")
     return validate_aet(aet, key) + "@" + validate_host(host, key) + ":" + str(validate_port(port, key))
+
+
+def validate_allow(value, key="frames_allow"):
+    """An allow-list entry: an IPv4 address, or a network A.B.C.D/N; returned as given."""
+    if not isinstance(value, str):
+        _fail(key, "each entry is an IPv4 address or A.B.C.D/N")
+    address, slash, bits = value.partition("/")
+    if slash and not (bits.isdigit() and int(bits) <= 32):
+        _fail(key, "'" + value[:24] + "': the prefix length after / must be 0-32")
+    if not _ipv4(address):
+        _fail(key, "'" + value[:24] + "' is not an IPv4 address or A.B.C.D/N")
+    return value
+
+
+def _ipv4(text):
+    parts = text.split(".")
+    return len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and int(p) <= 255 for p in parts)
+
+
+def allowed(allow, address):
+    """True when IPv4 `address` is in the allow-list `allow` (addresses and A.B.C.D/N networks)."""
+    if not _ipv4(address):
+        return False
+    number = _ip_number(address)
+    for rule in allow:
+        net, _, bits = rule.partition("/")
+        shift = 32 - (int(bits) if bits else 32)
+        if number >> shift == _ip_number(net) >> shift:
+            return True
+    return False
+
+
+def _ip_number(text):
+    a, b, c, d = text.split(".")
+    return (int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d)
+
+
+def validate_hostport(text, key):
+    """HOST or HOST:PORT (empty: not set), as validate_host and validate_port check them."""
+    if not text:
+        return ""
+    host, colon, port = text.partition(":")
+    validate_host(host, key)
+    if colon:
+        validate_port(port, key)
+    return text
 
 
 def _int(key, value):
@@ -381,6 +446,16 @@ def _parse(e, value):
         return out
     if kind == "routes":
         return _routes(key, value, limit)
+    if kind == "allow":
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                value = json.loads(text) if text.startswith("[") else text.replace(",", " ").split()
+            except ValueError:
+                _fail(key, "expected addresses (A.B.C.D or A.B.C.D/N) separated by spaces or commas")
+        if not isinstance(value, list) or len(value) > limit:
+            _fail(key, "expected a list of at most %d addresses or networks" % limit)
+        return [validate_allow(v, key) for v in value]
     if kind == "facts":
         return _facts(key, value, limit)
     if kind == "port":
@@ -424,7 +499,9 @@ def _parse(e, value):
         return validate_date(value, key)
     if kind == "pn":
         return validate_pn(value, key)
-    if kind == "path":
+    if kind == "hostport":
+        return validate_hostport(value, key)
+    if kind == "path" or (kind == "file" and value):
         _printable(key, value, limit)
         if not value or ".." in value.split("/"):
             _fail(key, "path must be non-empty and may not contain '..'")
@@ -516,6 +593,7 @@ class Config:
         self.dirty = False
         self._values = {}
         self.load_errors = []
+        self._dests_before = None  # destinations before the first change since the last save
         # A board's data may change a default its RAM or hardware calls for (board.json
         # "config_defaults", e.g. a smaller max_pdu on the smallest heap); a bad one is ignored.
         self._board_defaults = {}
@@ -599,7 +677,9 @@ class Config:
         entry(key)
         if key in self._values:
             value = self._values[key]
-            return [dict(d) for d in value] if isinstance(value, list) else value
+            if isinstance(value, list):
+                return [dict(d) if isinstance(d, dict) else d for d in value]
+            return value
         if key in self._board_defaults:
             return self._board_defaults[key]
         return default(key)
@@ -610,11 +690,15 @@ class Config:
             key = "pin_hash"
         e = entry(key)
         if key == "pin_hash":
+            if value == "" and self.has_pin():
+                _fail("pin", "a PIN once set can be changed, not removed (the device would be open again)")
             value = hash_pin(validate_pin(value)) if value != "" else ""
         else:
             value = _parse(e, value)
         for rule in self._broken_rules(key, value):
             _fail(key, _why(rule, key, self.get(rule[2] if key == rule[0] else rule[0])))
+        if key == "destinations" and self._dests_before is None:
+            self._dests_before = self.get(key)
         self._values[key] = value
         self.dirty = True
         return value
@@ -623,6 +707,13 @@ class Config:
         """Write every non-default value; a power cut leaves the old or the new file (write_atomic)."""
         fs.write_atomic(self.path, json.dumps(self._values).encode())
         self.dirty = False
+        self._dests_before = None
+
+    def adds_destination(self):
+        """True when saving would add a destination, or change where one sends, compared with
+        the destinations before the changes (the commissioning step that needs a PIN)."""
+        before = self._dests_before
+        return before is not None and any(d not in before for d in self.get("destinations"))
 
     def reset(self):
         """Back to defaults in memory (the PIN is kept, so a reset cannot remove protection)."""

@@ -181,12 +181,10 @@ class Contexts:
             context[key] = facts[key]
         for key, value in self.pending_patient.items():
             context[key] = value
-        item = self._worklist_item(header_context)
-        if item is not None:
-            from modgate.worklist import context_of
-
-            for key, value in context_of(item).items():
-                context[key] = value
+        fields = self._worklist_fields(header_context)
+        if fields is not None:
+            for key in fields:
+                context[key] = fields[key]
         if header_context:
             for key in HEADER_CONTEXT_KEYS:
                 value = header_context.get(key)
@@ -200,9 +198,10 @@ class Contexts:
             self.device.note_clock_unset()
         return context
 
-    def _worklist_item(self, header_context):
-        """The worklist item this acquisition takes (the module docstring says which), or None;
-        FrameError(NAK_WORKLIST) when the frame names one the device cannot use."""
+    def _worklist_fields(self, header_context):
+        """The context fields of the worklist item this acquisition takes (the module docstring
+        says which), or None; FrameError(NAK_WORKLIST) when the frame names one the device
+        cannot use."""
         worklist = self.device.worklist()
         ctx = header_context or {}
         if ctx.get("patient_id") or ctx.get("patient_name"):
@@ -216,15 +215,22 @@ class Contexts:
                                  NAK_WORKLIST)
             item = worklist.find(key, value)
             if item is None:
+                header = worklist.header() or {}
                 raise FrameError("no worklist item has %s %s (%d cached, refreshed %s)" % (
-                    key, value, worklist.count(), (worklist.header or {}).get("utc", "never")), NAK_WORKLIST)
-            from modgate.worklist import problem
+                    key, value, header.get("items", 0), header.get("utc", "never")), NAK_WORKLIST)
+            from modgate.dicom import mwl
 
-            why = problem(item)
-            if why:
-                raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
-            return item
-        if worklist is None or worklist.selected is None:
+            try:
+                why = mwl.problem(item)
+                if why:
+                    raise FrameError("worklist item %d: %s" % (item["n"], why), NAK_WORKLIST)
+                return mwl.context_of(item)
+            finally:
+                if not worklist.running:  # a refresh under way unloads them when it ends
+                    from modgate.worklist import unload_dicom
+
+                    unload_dicom()
+        if worklist is None or not worklist.has_selection:
             return None
         timeout_ms = (self.device.config.get("study_timeout_s") or 0) * 1000
         since = worklist.selected_ticks
@@ -233,7 +239,8 @@ class Contexts:
         if timeout_ms and since is not None and ticks_diff(ticks_ms(), since) >= timeout_ms:
             worklist.clear("expired: no acquisition for study_timeout_s")
             return None
-        return worklist.selected
+        selected = worklist.selected()
+        return None if selected is None else selected["context"]
 
     def _study(self, context, now):
         key = (context.get("patient_id"), context.get("patient_name"), context.get("accession_number"))

@@ -26,7 +26,7 @@ class Device:
         self.board = ports.get("board") or {}
         self.state_dir = ports["state_dir"]
         fs.makedirs(self.state_dir)
-        self.config = Config(fs.join(self.state_dir, "config.json"), self.board.get("config_defaults"))
+        self.config = Config(fs.join(self.state_dir, "config.json"), _board_defaults(self.board))
         self.config.load()
         self.watchdog = ports.get("watchdog")
         self._worklist = None  # modgate.worklist.Worklist, loaded when an SCP is configured
@@ -47,6 +47,9 @@ class Device:
         self.uid_gen = self._uid_generator()
         self.contexts = Contexts(self)
         self.clock_warned = False
+        self.clock_source = None  # who set the clock in this boot: "console", "sntp HOST:PORT"
+        self.timesync = None  # the core's SNTP task (modgate.timesync), for status
+        self.frame_input = None  # the core's TCP frame input, for status and its allow-list
         self.spool = Spool(
             fs.join(self.state_dir, "spool"),
             self.config.settings(Spool.SETTINGS),
@@ -68,6 +71,7 @@ class Device:
         self.reboot_requested = False
         self.heap_free_min = -1
         self.out_of_memory = 0
+        self._check_security()
 
     def _take_reset_cause(self):
         """Why the previous boot ended, when the device itself knew (a stuck task left it there
@@ -95,8 +99,6 @@ class Device:
 
         size = self.config.get("max_pdu")
         names = self._destination_names()
-        if self.config.get("worklist_scp"):
-            names.append("@worklist")  # modgate.worklist.BUFFER_KEY (not imported at boot)
         if self.config.get("mpps_scp"):
             names.append("@mpps")  # modgate.mpps.BUFFER_KEY
         if self.config.get("listen_port") and [n for n in names if self._confirms(n)]:
@@ -134,6 +136,38 @@ class Device:
         self._destinations_changed()
         if self.on_worklist_changed is not None:
             self.on_worklist_changed()
+        self._check_security()
+        if self.timesync is not None:
+            self.timesync.changed()
+        if self.frame_input is not None:
+            self.frame_input.allow = self.config.get("frames_allow")
+
+    def _check_security(self):
+        """What the settings leave open, said once when they take effect (boot, config save)."""
+        cfg = self.config
+        if cfg.get("user_passcode"):
+            plain = [d["name"] for d in cfg.get("destinations") if not d.get("tls")]
+            if plain:
+                log.warn("net", "user_passcode goes to TLS destinations only; " + ", ".join(plain)
+                         + " get user_identity alone")
+        secure = [d["name"] for d in cfg.get("destinations") if d.get("tls")]
+        if secure:
+            from modgate.port import tls
+
+            if not tls.available():
+                log.error("net", "destinations want TLS but this firmware image has none: they are held")
+            elif not self.tls_fits():
+                log.warn("net", "%s want TLS, which this board's heap does not carry (board %s: %s)"
+                         % (", ".join(secure), self.board.get("id", "?"), self.board.get("tls_why", "")))
+
+    def tls_fits(self):
+        """True when the board offers TLS (board.json tls), or its heap is at least the
+        tls_heap_bytes its data names (an emulator run with a TLS board's heap)."""
+        if self.board.get("tls", True):
+            return True
+        need = self.board.get("tls_heap_bytes")
+        total = heap_free() + gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
+        return bool(need) and total >= need * 15 // 16  # the GC's own tables take part of -X heapsize
 
     def _forwarder(self):
         return Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
@@ -177,7 +211,18 @@ class Device:
             "idle_timeout_ms": cfg.get("idle_timeout_ms"),
             "artim_timeout_ms": cfg.get("artim_timeout_ms"),
             "max_objects_per_association": cfg.get("max_objects_per_association"),
+            "tls_ca_file": self._flash_path(cfg.get("tls_ca_file")),
+            "tls_cert_file": self._flash_path(cfg.get("tls_cert_file")),
+            "tls_key_file": self._flash_path(cfg.get("tls_key_file")),
+            "user_identity": cfg.get("user_identity"),
+            "user_passcode": cfg.get("user_passcode"),
         }
+
+    def _flash_path(self, path):
+        """A setting's file path: relative ones are in the state folder (the board's flash)."""
+        if not path or path.startswith("/"):
+            return path
+        return fs.join(self.state_dir, path)
 
     def _destination(self, name):
         for dest in self.config.get("destinations"):
@@ -220,6 +265,7 @@ class Device:
             "network": "up" if self.online else "down",
             "clock_set": clock.is_set(),
             "time": _iso(clock.now()),
+            "clock_source": self.clock_source,
             "boot_count": self.boot_count,
             "last_reset": self.last_reset,
             "objects_committed": self.acquirer.objects_committed,
@@ -231,6 +277,10 @@ class Device:
             "destinations": self._destination_names(),
             "heap": self.heap_stats(),
         }
+        if self.timesync is not None:
+            out["clock_sync"] = self.timesync.status()
+        if self.frame_input is not None:
+            out["frames_refused"] = self.frame_input.refused
         if self.supervisor is not None:
             out.update(self.supervisor.status())
         if self.worklist() is not None:
@@ -279,11 +329,13 @@ class Device:
             out.append(dest)
         return out
 
-    def add_destination(self, name, aet, host, port, commit="off"):
+    def add_destination(self, name, aet, host, port, commit="off", tls=False):
         dests = [d for d in self.config.get("destinations") if d["name"] != name]
         dest = {"name": name, "aet": aet, "host": host, "port": int(port)}
         if commit != "off":
             dest["commit"] = commit
+        if tls:
+            dest["tls"] = True
         dests.append(dest)
         self.config.set("destinations", dests)
         self._destinations_changed()
@@ -365,7 +417,17 @@ class Device:
             rtc_set(*when)
         clock.set_time(*when)
         self.clock_warned = False
+        self.clock_source = "console"
         log.info("clock", "time set to " + _iso(when))
+
+    def set_clock_unix_ms(self, unix_ms, source):
+        """The time server's correction (modgate.timesync): RTC first, as time_set does."""
+        rtc_set = self.ports.get("rtc_set")
+        if rtc_set is not None:
+            rtc_set(*clock.utc(unix_ms // 1000))
+        clock.set_unix_ms(unix_ms)
+        self.clock_warned = False
+        self.clock_source = source
 
     def next_patient(self, fields):
         self.contexts.pending_patient = dict((PATIENT_FIELD_KEYS.get(k, k), v) for k, v in fields.items())
@@ -533,6 +595,16 @@ class Device:
     def reboot(self):
         log.info("app", "reboot requested from the console")
         self.reboot_requested = True
+
+
+def _board_defaults(board):
+    """The board's config_defaults, and frames_allow from its modality link (board.json
+    frames.allow: the emulators' loopback; a hardware board's link is its UART: no TCP source)."""
+    defaults = dict(board.get("config_defaults") or {})
+    allow = (board.get("frames") or {}).get("allow")
+    if allow is not None and "frames_allow" not in defaults:
+        defaults["frames_allow"] = allow
+    return defaults
 
 
 def _board_serial(ports, state_dir):

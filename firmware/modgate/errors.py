@@ -36,6 +36,20 @@ class LinkClosed(ModgateError):
     """The peer closed or reset the transport."""
 
 
+class TlsError(LinkClosed):
+    """A TLS connection could not be made or verified (PS3.15 B.9); the message names the cause.
+    `transient` is False when retrying cannot help until the configuration or the peer changes
+    (an untrusted, expired or misnamed certificate, a refused client certificate)."""
+
+    def __init__(self, message, transient=False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class ClockError(ModgateError):
+    """A time server gave no usable time (no answer, or one that fails RFC 4330's checks)."""
+
+
 class SpoolFull(ModgateError):
     """The flash budget is at its high watermark; the source must wait (BUSY)."""
 

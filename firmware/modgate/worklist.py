@@ -11,70 +11,38 @@ Flash layout, in STATE/worklist/:
 - `selected.json`: the item chosen with `worklist select N` (a copy: a refresh that drops it
   from the list does not change the patient of an exam under way).
 
-Items are decoded in their Specific Character Set (modgate.dicom.charset); one whose text could
-not be decoded exactly is listed with its bytes escaped and cannot be selected. The attribute
-mapping into objects and the query keys are documented in docs/conformance-statement.md.
+What stays in RAM is the task's state (flags, counters, ticks): the header and the selected
+item are read from flash when needed (the item for each acquisition), so nothing of a refresh or
+a selection is left scattered in the heap where a frame link's receive buffer must later fit.
+The query's code (net/find.py, dicom/mwl.py) is loaded when first needed, not at boot.
+
+The query keys, the decoding of an item (in its Specific Character Set; one whose text could not
+be decoded exactly is listed with its bytes escaped and cannot be selected) and the mapping into
+objects are modgate.dicom.mwl's, documented in docs/conformance-statement.md.
 """
 
 import json
 
 from modgate import log
-from modgate.compat import deadline, remaining_ms, ticks_diff, ticks_ms
-from modgate.dicom import charset, dataset
+from modgate.compat import deadline, remaining_ms, ticks_add, ticks_diff, ticks_ms
 from modgate.errors import DecodeError, ModgateError
 from modgate.port import aio, clock, fs
 
 FOLDER = "worklist"
 HEADER_BYTES = 320
-BUFFER_KEY = "@worklist"  # its PDU buffer among the destinations' (no destination name has "@")
 POLL_MS = 500
 RETRY_MS = 60000  # after a failed refresh, the next automatic one
+AGE_AS_TICKS_S = 86400  # a cached list younger than this counts its age in ticks after a boot
 LIST_PAGE = 20
+# The query's and the items' DICOM code: loaded for a refresh, a selection or a frame naming an
+# item, unloaded after it (see unload_dicom), so ~4 KB of a 96 KB board's heap stay free between.
+DICOM_MODULES = ("modgate.net.find", "modgate.dicom.mwl", "modgate.dicom.dataset", "modgate.dicom.charset")
 
-# key, tag, VR, level (0: the worklist item, 1: its Scheduled Procedure Step, (0040,0100)):
-# the return keys of the query (IHE RAD TF-2 RAD-5, PS3.4 K.6.1.2.2) and the fields of a
-# cached item. Tags ascend within each level, as the identifier needs them (PS3.5 7.1).
-FIELDS = (
-    ("accession_number", 0x00080050, "SH", 0),
-    ("referring_physician", 0x00080090, "PN", 0),
-    ("referenced_studies", 0x00081110, "SQ", 0),
-    ("patient_name", 0x00100010, "PN", 0),
-    ("patient_id", 0x00100020, "LO", 0),
-    ("issuer_of_patient_id", 0x00100021, "LO", 0),
-    ("patient_birth_date", 0x00100030, "DA", 0),
-    ("patient_sex", 0x00100040, "CS", 0),
-    ("study_instance_uid", 0x0020000D, "UI", 0),
-    ("requested_procedure_description", 0x00321060, "LO", 0),
-    ("requested_procedure_codes", 0x00321064, "SQ", 0),
-    ("requested_procedure_id", 0x00401001, "SH", 0),
-    ("modality", 0x00080060, "CS", 1),
-    ("station_aet", 0x00400001, "AE", 1),
-    ("scheduled_date", 0x00400002, "DA", 1),
-    ("scheduled_time", 0x00400003, "TM", 1),
-    ("performing_physician", 0x00400006, "PN", 1),
-    ("scheduled_step_description", 0x00400007, "LO", 1),
-    ("scheduled_protocol_codes", 0x00400008, "SQ", 1),
-    ("scheduled_step_id", 0x00400009, "SH", 1),
-)
-SPS_SEQUENCE = 0x00400100
-SPECIFIC_CHARACTER_SET = 0x00080005
-_CODE = {0x00080100: True, 0x00080102: True, 0x00080103: True, 0x00080104: True}
-_STUDY = {0x00081150: True, 0x00081155: True}
-_TEXT = ("PN", "LO", "SH", "LT", "ST", "UC", "UT")
 # What `worklist list` shows of each item (the full item: `worklist show N`).
 _ROW = (("patient_name", "patient_name"), ("patient_id", "patient_id"), ("birth_date", "patient_birth_date"),
         ("sex", "patient_sex"), ("accession", "accession_number"), ("step_id", "scheduled_step_id"),
         ("date", "scheduled_date"), ("time", "scheduled_time"), ("modality", "modality"),
         ("description", "scheduled_step_description"))
-
-
-def _wanted():
-    sps = {}
-    top = {SPECIFIC_CHARACTER_SET: True, SPS_SEQUENCE: sps}
-    for key, tag, vr, level in FIELDS:
-        sub = True if vr != "SQ" else (_STUDY if tag == 0x00081110 else _CODE)
-        (sps if level else top)[tag] = sub
-    return top
 
 
 # ---- the query ---------------------------------------------------------------------------------
@@ -104,171 +72,17 @@ def query_date(spec, offset_minutes):
     return days[0] if len(days) == 1 or days[0] == days[1] else days[0] + "-" + days[1]
 
 
-def query_keys(station_aet, modality, date):
-    """The C-FIND identifier: every return key empty but the three matching keys (PS3.4
-    K.6.1.2.2; empty sequences are universal: their items come back whole, C.2.2.2.6)."""
-    sps = []
-    top = []
-    for key, tag, vr, level in FIELDS:
-        value = [] if vr == "SQ" else ""
-        if key == "station_aet":
-            value = station_aet
-        elif key == "modality":
-            value = modality
-        elif key == "scheduled_date":
-            value = date
-        (sps if level else top).append((tag, vr, value))
-    top.append((SPS_SEQUENCE, "SQ", [sps]))
-    top.sort(key=lambda e: e[0])
-    return top
-
-
-# ---- decoding a match --------------------------------------------------------------------------
-
-
-def _text(raw, vr, charsets):
-    if raw is None:
-        return "", True
-    # Padding (a space, or NUL after a UID) and insignificant spaces go before decoding (PS3.5 6.2).
-    return charset.decode(bytes(raw).strip(b" \x00"), charsets if vr in _TEXT else [])
-
-
-def _codes(items, charsets):
-    out = []
-    exact = True
-    for item in items or ():
-        code = []
-        for tag in (0x00080100, 0x00080102, 0x00080103, 0x00080104):
-            text, ok = _text(item.get(tag), "LO" if tag == 0x00080104 else "SH", charsets)
-            code.append(text)
-            exact = exact and ok
-        if code[0]:
-            out.append(code)
-    return out, exact
-
-
-def record(ds):
-    """The cached item (a JSON-able dict) of one decoded identifier (dataset.read with WANTED)."""
-    raw_charset = ds.get(SPECIFIC_CHARACTER_SET)
-    charsets = charset.terms(raw_charset)
-    steps = ds.get(SPS_SEQUENCE) or [{}]
-    rec = {}
-    exact = True
-    for key, tag, vr, level in FIELDS:
-        where = steps[0] if level else ds
-        if tag == 0x00081110:
-            studies = []
-            for item in where.get(tag) or ():
-                studies.append([_text(item.get(t), "UI", [])[0] for t in (0x00081150, 0x00081155)])
-            rec[key] = studies
-            continue
-        if vr == "SQ":
-            rec[key], ok = _codes(where.get(tag), charsets)
-        else:
-            rec[key], ok = _text(where.get(tag), vr, charsets)
-        exact = exact and ok
-    rec["charset"] = "\\".join(charsets)
-    if not exact:
-        rec["escaped"] = True
-    if len(steps) > 1:
-        rec["steps"] = len(steps)  # PS3.4 K.6.1.2.2: one step per match; the first is used
-    return rec
-
-
-# ---- into objects: IHE RAD TF-2x Table A.1-2 (MWL attributes in the images) -------------------
-
-# Flat context fields of an acquisition taken from an item (context key, item key).
-_CONTEXT = (("patient_name", "patient_name"), ("patient_id", "patient_id"),
-            ("issuer_of_patient_id", "issuer_of_patient_id"), ("patient_birth_date", "patient_birth_date"),
-            ("patient_sex", "patient_sex"), ("accession_number", "accession_number"),
-            ("referring_physician", "referring_physician"), ("study_instance_uid", "study_instance_uid"),
-            ("study_description", "requested_procedure_description"), ("study_id", "requested_procedure_id"))
-
-
-def _code_items(codes):
-    """Code Sequence Macro items (PS3.3 Table 8.8-1) of [[value, scheme, version, meaning]]."""
-    items = []
-    for value, scheme, version, meaning in codes:
-        item = [(0x00080100, "SH", value), (0x00080102, "SH", scheme)]
-        if version:
-            item.append((0x00080103, "SH", version))
-        item.append((0x00080104, "LO", meaning))
-        items.append(item)
-    return items
-
-
-def context_of(rec):
-    """The acquisition context fields an item gives (modgate.contexts): patient, study, and the
-    sequences the objects carry (modgate.dicom.attrs: Request Attributes, Procedure Code,
-    Referenced Study, Performed Protocol Code)."""
-    ctx = {}
-    for key, source in _CONTEXT:
-        if rec.get(source):
-            ctx[key] = rec[source]
-    request = []  # Request Attributes Macro (PS3.3 Table 10-9), ascending tags, empty ones left out
-    for tag, vr, value in ((0x00080050, "SH", rec.get("accession_number")),
-                           (0x0020000D, "UI", rec.get("study_instance_uid")),
-                           (0x00321060, "LO", rec.get("requested_procedure_description")),
-                           (0x00321064, "SQ", _code_items(rec.get("requested_procedure_codes") or ())),
-                           (0x00400007, "LO", rec.get("scheduled_step_description")),
-                           (0x00400008, "SQ", _code_items(rec.get("scheduled_protocol_codes") or ())),
-                           (0x00400009, "SH", rec.get("scheduled_step_id")),
-                           (0x00401001, "SH", rec.get("requested_procedure_id"))):
-        if value:
-            request.append((tag, vr, value))
-    ctx["request_attributes"] = [request]
-    if rec.get("requested_procedure_codes"):
-        ctx["procedure_codes"] = _code_items(rec["requested_procedure_codes"])
-    if rec.get("scheduled_protocol_codes"):
-        # As scheduled: the device cannot know that another protocol was performed.
-        ctx["performed_protocol_codes"] = _code_items(rec["scheduled_protocol_codes"])
-    studies = [[(0x00081150, "UI", c), (0x00081155, "UI", i)] for c, i in rec.get("referenced_studies") or ()
-               if c and i]
-    if studies:
-        ctx["referenced_studies"] = studies
-    return ctx
-
-
-def _item_problem(items):
-    from modgate.dicom import vr as vrs
-
-    for item in items:
-        for tag, vr, value in item:
-            why = _item_problem(value) if vr == "SQ" else vrs.problem(vr, value)
-            if why:
-                return "(%04X,%04X) %s" % (tag >> 16, tag & 0xFFFF, why)
-    return None
-
-
-def problem(rec):
-    """Why item `rec` cannot go into objects, or None: a value the objects' rules refuse
-    (modgate.dicom.vr: refused, never changed), or text that could not be decoded."""
-    from modgate.dicom import vr
-
-    if rec.get("escaped"):
-        return ("character set '%s' cannot be decoded here: its bytes are shown escaped; enter the "
-                "patient by hand (patient next)" % rec.get("charset", ""))
-    ctx = context_of(rec)
-    for key, _ in _CONTEXT:
-        value = ctx.get(key)
-        if value:
-            why = vr.field_problem(key, value) if vr.field_vr(key) else vr.problem("LO", value)
-            if why:
-                return why
-    for key in ("request_attributes", "procedure_codes", "performed_protocol_codes", "referenced_studies"):
-        why = _item_problem(ctx.get(key) or ())
-        if why:
-            return key + ": " + why
-    return None
-
-
 class _Staging:
     """A refresh in progress (the FindSession's sink, see net/find.py); commit() replaces the
     cache, abandon() leaves it untouched."""
 
-    def __init__(self, folder, wanted):
+    def __init__(self, folder):
+        from modgate.dicom import dataset, mwl
+
+        self.mwl = mwl
+        self.dataset = dataset
+        self.wanted = mwl.wanted()
         self.folder = folder
-        self.wanted = wanted
         self.path = fs.join(folder, "new.jsonl")
         self.raw_path = fs.join(folder, "new.raw")
         self.items = fs.open_file(self.path, "wb")
@@ -297,7 +111,7 @@ class _Staging:
         raw = self.raw
         try:
             raw.seek(0)
-            rec = record(dataset.read(raw, size, self.explicit, self.wanted))
+            rec = self.mwl.record(self.dataset.read(raw, size, self.explicit, self.wanted))
         except DecodeError:
             self.skipped += 1
             raise
@@ -354,7 +168,7 @@ def _now_iso():
 
 class Worklist:
     """The device's worklist (see the module docstring). `device` gives config, online,
-    network_settings(), pdu_buffers and task_bound_ms()."""
+    network_settings(), task_bound_ms() and (optional) settle_heap()."""
 
     def __init__(self, device):
         self.device = device
@@ -363,17 +177,18 @@ class Worklist:
         self.path = fs.join(self.folder, "items.jsonl")
         for name in ("new.jsonl", "new.raw"):
             fs.remove(fs.join(self.folder, name))  # a refresh cut short by a reset
-        self.header = self._read_header()
-        self.selected = self._read_selected()
+        # Only flags, counters and ticks here (the header and the selection are read from flash).
+        self.has_selection = fs.exists(fs.join(self.folder, "selected.json"))
         self.selected_ticks = None  # when it was selected, this boot (contexts: its expiry)
-        self.wanted = _wanted()
         self.requested = False
         self.running = False
         self.generation = 0
         self.last_error = None
-        self.last_result = None
         self.failed_at = None
-        self.refreshed_at = None  # ticks of the last refresh this boot
+        self.refreshed_at = None  # ticks of the last refresh, this boot or (by age) before it
+        age = self._age_s(self.header())
+        if age is not None and age < AGE_AS_TICKS_S:
+            self.refreshed_at = ticks_add(ticks_ms(), -age * 1000)
 
     # ---- settings ------------------------------------------------------------------------------
 
@@ -392,12 +207,15 @@ class Worklist:
             station = cfg.get("ae_title")
         elif station == "*":
             station = ""
-        return query_keys(station, cfg.get("worklist_modality"),
+        from modgate.dicom import mwl
+
+        return mwl.query_keys(station, cfg.get("worklist_modality"),
                           query_date(cfg.get("worklist_date"), self._offset_minutes()))
 
     # ---- the cache -----------------------------------------------------------------------------
 
-    def _read_header(self):
+    def header(self):
+        """The cache's header line (when, from whom, how many), or None without a cache."""
         try:
             with fs.open_file(self.path, "rb") as f:
                 header = json.loads(f.readline())
@@ -405,20 +223,37 @@ class Worklist:
             return None
         return header if isinstance(header, dict) else None
 
+    def _age_s(self, header):
+        """Seconds since the cached list was made, None when the clock cannot tell."""
+        if header is None or not clock.is_set():
+            return None
+        age = clock.epoch_seconds() - header["refreshed"]
+        return age if age >= 0 else None  # refreshed under a clock that was later set back
+
     def _read_selected(self):
+        # Parsed from the stream (MicroPython's json.load reads it as it goes): read whole, its
+        # ~1.3 KB would need one free block that size at every acquisition, which a fragmented
+        # 96 KB heap may no longer have.
         try:
-            rec = json.loads(fs.read_bytes(fs.join(self.folder, "selected.json")))
+            with fs.open_file(fs.join(self.folder, "selected.json"), "rb") as f:
+                rec = json.load(f)
         except (OSError, ValueError):
             return None
         return rec if isinstance(rec, dict) else None
 
+    def selected(self):
+        """The selection (from flash): the item's summary (_summary), selected_at, and the
+        acquisition context fields it gives ("context"); None when nothing is selected."""
+        return self._read_selected() if self.has_selection else None
+
     def count(self):
-        return self.header["items"] if self.header else 0
+        header = self.header()
+        return header["items"] if header else 0
 
     def rows(self, start=1, count=LIST_PAGE):
         """`worklist list`: up to `count` short rows from item `start` (1-based)."""
         out = []
-        chosen = self.selected or {}
+        chosen = self.selected()
         for n, line in _lines(self.path):
             if n < start:
                 continue
@@ -430,8 +265,8 @@ class Worklist:
                 row[name] = rec.get(key, "")
             if not row["description"]:
                 row["description"] = rec.get("requested_procedure_description", "")
-            row["selected"] = bool(chosen) and _same(chosen, rec)
-            if problem(rec):
+            row["selected"] = chosen is not None and _same(chosen, rec)
+            if rec.get("escaped"):
                 row["note"] = "escaped"
             out.append(row)
         return out
@@ -459,47 +294,53 @@ class Worklist:
         return None
 
     def select(self, n):
-        rec = self.item(n)
-        why = problem(rec)
-        if why:
-            raise ModgateError("worklist item %d: %s" % (n, why))
-        rec["selected_at"] = _now_iso()
-        fs.write_atomic(fs.join(self.folder, "selected.json"), json.dumps(rec).encode())
-        self.selected = rec
+        """Item `n` for the next acquisitions; selected.json keeps its summary and the context
+        fields it gives (made now, once: an acquisition then only reads them)."""
+        from modgate.dicom import mwl
+
+        try:
+            rec = self.item(n)
+            why = mwl.problem(rec)
+            if why:
+                raise ModgateError("worklist item %d: %s" % (n, why))
+            chosen = _summary(rec)
+            chosen["selected_at"] = _now_iso()
+            chosen["context"] = mwl.context_of(rec)
+        finally:
+            if not self.running:  # a refresh under way unloads them when it ends
+                unload_dicom()
+        fs.write_atomic(fs.join(self.folder, "selected.json"), json.dumps(chosen).encode())
+        self.has_selection = True
         self.selected_ticks = ticks_ms()
         log.info("acquire", "worklist item %d selected: patient %s, accession %s, step %s" % (
             n, rec.get("patient_id"), rec.get("accession_number"), rec.get("scheduled_step_id")))
         return rec
 
     def clear(self, why="cleared"):
-        if self.selected is None:
+        if not self.has_selection:
             return False
-        self.selected = None
+        self.has_selection = False
         self.selected_ticks = None
         fs.remove(fs.join(self.folder, "selected.json"))
         log.info("acquire", "worklist selection " + why)
         return True
 
     def status(self):
-        header = self.header or {}
-        cfg = self.device.config
-        age = None
-        if header and clock.is_set():
-            age = clock.epoch_seconds() - header["refreshed"]
-            if age < 0:
-                age = None  # refreshed under a clock that was later set back
-        chosen = self.selected
+        header = self.header()
+        age = self._age_s(header)
+        header = header or {}
+        chosen = self.selected()
         return {
             "scp": self.scp(),
-            "items": self.count(),
+            "items": header.get("items", 0),
             "refreshed": header.get("utc"),
             "age_s": age,
-            "stale": age is None or age > cfg.get("worklist_stale_s"),
+            "stale": age is None or age > self.device.config.get("worklist_stale_s"),
             "cancelled_at_max": bool(header.get("cancelled")),
             "skipped": header.get("skipped", 0),
             "refreshing": self.running,
             "last_error": self.last_error,
-            "selected": None if chosen is None else _summary(chosen),
+            "selected": None if chosen is None else _summary(chosen),  # without its context
         }
 
     # ---- refreshing ----------------------------------------------------------------------------
@@ -512,10 +353,8 @@ class Worklist:
             return False
         if self.failed_at is not None and ticks_diff(ticks_ms(), self.failed_at) < min(RETRY_MS, period_ms):
             return False
-        if self.refreshed_at is not None:
-            return ticks_diff(ticks_ms(), self.refreshed_at) >= period_ms
-        age = self.status()["age_s"]  # from flash: a reboot does not refresh a fresh list again
-        return self.failed_at is not None or age is None or age * 1000 >= period_ms
+        # A list refreshed before a reboot counts from then (refreshed_at, set from its age).
+        return self.refreshed_at is None or ticks_diff(ticks_ms(), self.refreshed_at) >= period_ms
 
     async def run(self, beat):
         """The `worklist` task: refresh when due (or asked), while an SCP is configured."""
@@ -530,7 +369,7 @@ class Worklist:
         self.requested = False
         self.running = True
         try:
-            self.last_result = await self._refresh(beat)
+            await self._refresh(beat)
             self.last_error = None
             self.failed_at = None
             self.refreshed_at = ticks_ms()
@@ -543,6 +382,10 @@ class Worklist:
         finally:
             self.running = False
             self.generation += 1
+            unload_dicom()
+            settle = getattr(self.device, "settle_heap", None)
+            if settle is not None:
+                settle()  # the query's garbage goes now, before a frame link needs a large block
 
     async def _refresh(self, beat):
         from modgate.net.find import FindSession
@@ -550,31 +393,35 @@ class Worklist:
         cfg = self.device.config
         scp = parse_scp(self.scp())
         keys = self._query()
-        settings = self.device.network_settings()
-        buffers = self.device.pdu_buffers
-        settings["buffer"] = buffers.get(BUFFER_KEY)
-        session = FindSession(scp, settings)
-        buffers[BUFFER_KEY] = session.buf
-        session.on_progress = beat
+        session = FindSession(scp, self.device.network_settings())
+        settle = getattr(self.device, "settle_heap", None)
+        answers = [0]
+
+        def progress():
+            # After each response; every few a collection, so status's least free heap includes
+            # the query's own (a worklist of 200 items on a 96 KB board is measured so).
+            beat()
+            answers[0] += 1
+            if settle is not None and not answers[0] & 7:
+                settle()
+
+        session.on_progress = progress
         started = ticks_ms()
-        staging = _Staging(self.folder, self.wanted)
+        staging = _Staging(self.folder)
         try:
             result = await session.query(keys, staging, cfg.get("worklist_max_items"))
             header = {
                 "refreshed": clock.epoch_seconds(), "utc": _now_iso(), "items": staging.count,
                 "skipped": staging.skipped, "cancelled": result["cancelled"], "scp": self.scp(),
-                "explicit": staging.explicit,
+                "explicit": staging.explicit, "took_ms": ticks_diff(ticks_ms(), started),
             }
             staging.commit(header, self.path)
         except BaseException:
             staging.abandon()
             raise
-        self.header = header
-        took = ticks_diff(ticks_ms(), started)
         log.info("net", "worklist refreshed from %s: %d items%s in %d ms" % (
-            self.scp(), staging.count, " (C-CANCEL at the maximum)" if result["cancelled"] else "", took))
-        return {"items": staging.count, "skipped": staging.skipped, "cancelled_at_max": result["cancelled"],
-                "took_ms": took}
+            self.scp(), staging.count, " (C-CANCEL at the maximum)" if result["cancelled"] else "",
+            header["took_ms"]))
 
     async def refresh_now(self, wait_ms):
         """Console `worklist refresh`: ask the task and wait (bounded) for its outcome."""
@@ -592,7 +439,17 @@ class Worklist:
         if self.last_error:
             raise ModgateError("worklist refresh failed (%d cached items kept): %s"
                                % (self.count(), self.last_error))
-        return self.last_result
+        header = self.header()
+        return {"items": header["items"], "skipped": header["skipped"],
+                "cancelled_at_max": header["cancelled"], "took_ms": header["took_ms"]}
+
+
+def unload_dicom():
+    """Forget DICOM_MODULES (they keep no state): the heap they take goes back to the frame
+    links and deliveries until the worklist's DICOM side is needed again."""
+    from modgate import unload
+
+    unload(*DICOM_MODULES)
 
 
 def _summary(rec):

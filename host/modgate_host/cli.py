@@ -21,6 +21,7 @@ COMMANDS = (
     "simulate_modality",
     "console",
     "device",
+    "worklist",
     "receive",
     "verify",
     "emulate",

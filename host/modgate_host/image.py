@@ -49,7 +49,7 @@ def _sources(board_id: str) -> list[Path]:
         files += [BOARDS / board_id / "manifest.py", *sorted(p for p in port_board.iterdir() if p.is_file())]
         files += [BAREMETAL_SCRIPT]
     else:
-        files += [BUILD_SCRIPT]
+        files += [BUILD_SCRIPT, TOOLS / "mbedtls_config_image.h"]
     files += [TOOLS / "image_build_lib.sh", TOOLS / "versions.env"]
     return files
 

@@ -90,7 +90,8 @@ def open_port(
 
 # Device commands that change nothing (docs/console.md): safe to ask again.
 READ_ONLY = {("status",), ("ident",), ("help",), ("config", "show"), ("config", "get"), ("dest", "list"),
-             ("queue", "list"), ("queue", "dead"), ("log", "tail"), ("time", "get"), ("patient", "show")}
+             ("queue", "list"), ("queue", "dead"), ("log", "tail"), ("time", "get"), ("patient", "show"),
+             ("worklist", "list"), ("worklist", "show")}
 NO_MEMORY_RETRIES = 2
 NO_MEMORY_PAUSE_S = 0.3
 

@@ -19,7 +19,7 @@ import pytest
 from modgate_host import transport
 from modgate_host.emulator import board_heap
 from modgate_host.receiver import Receiver
-from modgate_host.transport import DeviceConsole, open_port
+from modgate_host.transport import DeviceConsole, PermissionDenied, open_port
 
 pytestmark = [pytest.mark.e2e]
 
@@ -95,6 +95,9 @@ def test_every_command_in_json_through_the_pty(board: Board, tmp_path: Path) -> 
         assert dev.call("config", "get", "ae_title")["value"] == "MODGATE"
         assert dev.call("config", "show")["pin_hash"] == ""
         dev.call("config", "set", "station_name", "BENCH1")
+        with pytest.raises(PermissionDenied, match="PIN first"):  # commissioning (issue 19)
+            dev.call("dest", "add", "rx", "RXE2E", "127.0.0.1", rx_port)
+        dev.call("config", "set", "pin", PIN)  # opens the window for whoever set it
         dev.call("dest", "add", "rx", "RXE2E", "127.0.0.1", rx_port)
         assert "rx" in [d["name"] for d in dev.call("dest", "list")]
         echo = dev.call("dest", "echo", "rx", timeout_s=60)
@@ -251,6 +254,7 @@ def test_host_cli_against_the_emulator(board: Board, tmp_path: Path) -> None:
 def test_verify_commissions_the_emulated_board(board: Board, tmp_path: Path) -> None:
     rx_port = random.randint(20000, 60000)
     with DeviceConsole(board.console) as dev:
+        dev.call("config", "set", "pin", PIN)  # no destination without a PIN (issue 19)
         dev.call("dest", "remove", "archive")
         dev.call("dest", "add", "bench", "BENCHRX", "127.0.0.1", rx_port)
         dev.call("time", "set", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

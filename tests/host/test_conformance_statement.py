@@ -6,8 +6,10 @@ presentation contexts (modgate.net.scu), the status classification (modgate.net.
 implementation identifiers (modgate.dicom.part10), the configuration defaults (modgate.config),
 the attribute mapping (modgate.contexts, modgate.dicom.vr) and, for every IOD, the module tables:
 each element, VR, Presence of Value and constant against objects the real context provider and
-writer make in several situations (nothing known, everything known, ...). When the code changes,
-this test fails until the statement is updated.
+writer make in several situations (nothing known, everything known, a worklist item selected,
+...); the Modality Worklist SCU (modgate.net.find, modgate.dicom.mwl: contexts, keys, statuses,
+character sets, and the Source MWL mapping against an object made from a selected item). When
+the code changes, this test fails until the statement is updated.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import io
 import re
 from pathlib import Path
 
+import pydicom
 import pytest
 from modgate import config, contexts
-from modgate.dicom import attrs, iods, part10, pixels, uids, vr
+from modgate import worklist as wl
+from modgate.dicom import attrs, charset, iods, mwl, part10, pixels, uids, vr
 from modgate.dicom.writer import ObjectWriter
-from modgate.net import VERIFICATION, items, scu, status, storage_classes
+from modgate.net import VERIFICATION, find, items, scu, status, storage_classes
+from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 STATEMENT = Path(__file__).resolve().parents[2] / "docs" / "conformance-statement.md"
@@ -78,10 +83,10 @@ def test_sop_class_table_lists_exactly_what_the_firmware_creates(tables: dict[st
     assert storage == [(name, iods.IODS[name]["sop_class_uid"]) for name in iods.IODS]
     assert [uid for _, uid in storage] == list(iods.STORAGE_SOP_CLASSES)
     others = [r for r in rows if r["modgate name"] == "-"]
-    assert [r["SOP Class UID"] for r in others] == [VERIFICATION]
+    assert [r["SOP Class UID"] for r in others] == [find.MODALITY_WORKLIST_FIND, VERIFICATION]
     for r in rows:
         assert (r["SCU"], r["SCP"]) == ("Yes", "No"), r
-        if r["modgate name"] != "-":
+        if r["SOP Class UID"] != VERIFICATION:  # pydicom names it "Verification SOP Class"
             assert r["SOP Class"] == UID(r["SOP Class UID"]).name, "SOP class name must be the standard's"
 
 
@@ -307,36 +312,84 @@ SETTINGS_FULL = {"institution_name": "General Hospital", "default_patient_name":
 
 
 class _Device:
-    """What modgate.contexts.Contexts asks of the device facade, with a real configuration."""
+    """What modgate.contexts.Contexts asks of the device facade, with a real configuration;
+    with `worklist`, a real worklist cache on `folder` holding those identifiers, the first
+    selected (as `worklist select 1` on the console)."""
 
-    def __init__(self, folder: Path, settings: dict[str, str]) -> None:
+    def __init__(self, folder: Path, settings: dict[str, str], worklist: list[bytes] | None = None) -> None:
+        self.state_dir = str(folder)
         self.config = config.Config(str(folder / "config.json")).load()
         for key, value in settings.items():
             self.config.set(key, value)
         self.board = {"id": "test-board", "name": "Test Board"}
         self.serial = "77"
         self.uid_gen = uids.UidGenerator(None, "77", 1)
+        self.online = True
+        self._worklist = None
+        if worklist:
+            from test_worklist import fill
+
+            self.config.set("worklist_scp", "RIS@127.0.0.1:104")
+            self._worklist = wl.Worklist(self)
+            fill(self._worklist, worklist)
+            self._worklist.select(1)
 
     def note_clock_unset(self) -> None:
         pass
 
-    def worklist(self) -> None:
-        return None
+    def worklist(self) -> wl.Worklist | None:
+        return self._worklist
 
     def study_started(self, context: dict[str, object], now: tuple[int, ...]) -> None:
         return None
 
 
-def write_object(name: str, fmt: str, frame_context: dict[str, str], frames: int = 1,
-                 settings: dict[str, str] | None = None) -> dict[int, Element]:
-    """{tag: (vr, value)} of an object as the device writes it: the real context provider
-    (settings, source facts, frame context) and the real writer."""
+def _code(value: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, "99MAP", meaning
+    return item
+
+
+def mwl_identifier() -> bytes:
+    """A Modality Worklist match as an SCP answers it (Explicit VR LE, written by pydicom, not by
+    our encoder), every return key of 3.2.6 with a distinctive value."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    ds = Dataset()
+    ds.AccessionNumber = "MAPACC"
+    ds.ReferringPhysicianName = "MAP^REFERRER"
+    study = Dataset()
+    study.ReferencedSOPClassUID, study.ReferencedSOPInstanceUID = "1.2.840.10008.3.1.2.3.1", "1.2.3.99.2"
+    ds.ReferencedStudySequence = [study]
+    ds.PatientName, ds.PatientID, ds.IssuerOfPatientID = "MAP^PATIENT", "MAP-PID", "MAP-ISSUER"
+    ds.PatientBirthDate, ds.PatientSex = "19610203", "O"
+    ds.StudyInstanceUID = "1.2.3.99.1"
+    ds.RequestedProcedureDescription = "MAP PROCEDURE"
+    ds.RequestedProcedureCodeSequence = [_code("RPC1", "Map procedure")]
+    ds.RequestedProcedureID = "MAPRP"
+    step = Dataset()
+    step.Modality, step.ScheduledStationAETitle = "OT", "MODGATE"
+    step.ScheduledProcedureStepStartDate, step.ScheduledProcedureStepStartTime = "20260705", "0930"
+    step.ScheduledPerformingPhysicianName = "MAP^TECH"
+    step.ScheduledProcedureStepDescription = "MAP STEP"
+    step.ScheduledProtocolCodeSequence = [_code("PRT1", "Map protocol")]
+    step.ScheduledProcedureStepID = "MAPSPS"
+    ds.ScheduledProcedureStepSequence = [step]
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return bytes(fp.getvalue())
+
+
+def write_bytes(name: str, fmt: str, frame_context: dict[str, str], frames: int = 1,
+                settings: dict[str, str] | None = None, worklist: list[bytes] | None = None) -> bytes:
+    """A Part 10 object as the device writes it: the real context provider (settings, source
+    facts, worklist selection, frame context) and the real writer."""
     import tempfile
 
-    from test_dicom_writer import elements
-
     with tempfile.TemporaryDirectory() as tmp:
-        provider = contexts.Contexts(_Device(Path(tmp), settings or {}))
+        provider = contexts.Contexts(_Device(Path(tmp), settings or {}, worklist))
         ctx = provider.for_acquisition(frame_context, "tcp:1.2.3.4:5")
     ctx.setdefault("series_instance_uid", "1.2.3.4")
     multi = iods.IODS[name]["multi_frame"]
@@ -351,25 +404,35 @@ def write_object(name: str, fmt: str, frame_context: dict[str, str], frames: int
         w.write_pixels(bytes(lay.input_frame_bytes))
         w.end_frame(0 if i == 0 else 33)
     w.finish()
-    return elements(out.getvalue())
+    return out.getvalue()
+
+
+def write_object(name: str, fmt: str, frame_context: dict[str, str], frames: int = 1,
+                 settings: dict[str, str] | None = None,
+                 worklist: list[bytes] | None = None) -> dict[int, Element]:
+    """{tag: (vr, value)} of write_bytes' object."""
+    from test_dicom_writer import elements
+
+    return elements(write_bytes(name, fmt, frame_context, frames, settings, worklist))
 
 
 def variants(name: str) -> Objects:
     """Objects of `name` in every format: nothing optional known, everything known, an aspect ratio
-    without spacing, a known unpaired body part, and for multi-frame IODs arrival times instead of a
-    frame time, each with one and two frames."""
+    without spacing, a known unpaired body part, a worklist item selected, and for multi-frame
+    IODs arrival times instead of a frame time, each with one and two frames."""
     req = REQUIRED[name]
     no_timing = {k: v for k, v in req.items() if k != "frame_time_ms"}
-    cases = [(SETTINGS_NONE, req), (SETTINGS_FULL, {**FULL, **req, **FULL}),
-             (SETTINGS_NONE, {**req, "pixel_aspect_ratio": "4\\3"}),
-             (SETTINGS_NONE, {**req, "body_part": "CHEST", "laterality": "U"})]
+    cases = [(SETTINGS_NONE, req, None), (SETTINGS_FULL, {**FULL, **req, **FULL}, None),
+             (SETTINGS_NONE, {**req, "pixel_aspect_ratio": "4\\3"}, None),
+             (SETTINGS_NONE, {**req, "body_part": "CHEST", "laterality": "U"}, None),
+             (SETTINGS_NONE, req, [mwl_identifier()])]
     if iods.IODS[name]["multi_frame"]:
-        cases.append((SETTINGS_NONE, no_timing))
+        cases.append((SETTINGS_NONE, no_timing, None))
     out = []
     for fmt in iods.IODS[name]["formats"]:
-        for settings, frame_context in cases:
+        for settings, frame_context, worklist in cases:
             for frames in (1, 2):
-                out.append(write_object(name, fmt, frame_context, frames, settings))
+                out.append(write_object(name, fmt, frame_context, frames, settings, worklist))
     return out
 
 
@@ -488,3 +551,100 @@ def test_presence_source_and_constants_match_the_device(
 def test_implementation_uid_is_a_valid_uid() -> None:
     assert uids.valid(part10.IMPLEMENTATION_CLASS_UID)
     assert len(part10.IMPLEMENTATION_VERSION_NAME) <= 16
+
+
+# ---- the Modality Worklist SCU --------------------------------------------------------------
+
+
+def test_worklist_contexts_are_the_find_proposal(tables: dict[str, list[Row]]) -> None:
+    rows = [(int(r["ID"]), r["Abstract Syntax UID"], (r["Transfer Syntax UID"],))
+            for r in tables["mwl-contexts"]]
+    assert rows == list(find.CONTEXTS)
+    for r in tables["mwl-contexts"]:
+        assert r["Abstract Syntax"] == UID(r["Abstract Syntax UID"]).name
+        assert (r["Role"], r["Extended negotiation"]) == ("SCU", "None")
+
+
+def test_worklist_keys_are_the_query_identifier(tables: dict[str, list[Row]]) -> None:
+    from pydicom.datadict import dictionary_description, dictionary_VR
+
+    rows = tables["mwl-keys"]
+    assert [(_tag(r["Tag"]), r["VR"], int(r["Level"])) for r in rows] == [
+        (tag, field_vr, level) for _, tag, field_vr, level in mwl.FIELDS]
+    matching = {0x00080060: "worklist_modality", 0x00400001: "worklist_station_aet",
+                0x00400002: "worklist_date"}
+    # What the identifier says for each key: a value only in the three matching keys.
+    keys = mwl.query_keys("STATION", "OT", "20260705")
+    step = {t: v for t, _, v in [e for e in keys if e[0] == mwl.SPS_SEQUENCE][0][2][0]}
+    top = {t: v for t, _, v in keys}
+    for r in rows:
+        tag = _tag(r["Tag"])
+        assert r["Attribute Name"] == dictionary_description(tag) and r["VR"] == dictionary_VR(tag), r
+        asked = (step if r["Level"] == "1" else top)[tag]
+        if tag in matching:
+            assert r["Matching"] != "return" and asked, r
+            assert config.entry(matching[tag])
+        else:
+            assert r["Matching"] == "return" and asked in ("", []), r
+
+
+def test_worklist_status_table_is_the_classification(tables: dict[str, list[Row]]) -> None:
+    rows = {r["Status"]: r for r in tables["mwl-status"]}
+    for mask, value, _transient, meaning in find.FAILURES:
+        code = "xxxx" if mask == 0 else f"{value:04X}" if mask == 0xFFFF else f"{value >> 12:X}xxx"
+        assert code in rows, f"{code} ({meaning}) not in the statement"
+        assert rows[code]["Meaning"] == meaning, code
+        assert "failed refresh" in rows[code]["Behaviour"], code
+    assert "FF00, FF01" in rows and "0000" in rows
+
+
+def test_worklist_character_sets_as_documented(tables: dict[str, list[Row]]) -> None:
+    samples = {"ISO_IR 100": "Müller".encode("latin-1"), "ISO_IR 192": "Müller".encode(),
+               "ISO 2022 IR 100": b"M\x1b-A\xfcller", "ISO 2022 IR 6": b"Muller", "ISO_IR 6": b"Muller"}
+    for r in tables["charsets"]:
+        names = [n.strip() for n in r["Specific Character Set"].split(",")]
+        if r["Decoded"].startswith("Yes"):
+            for name in names:
+                term = "" if name == "(absent)" else name
+                text, exact = charset.decode(samples.get(term, b"Muller"), [term] if term else [])
+                assert exact and text in ("Müller", "Muller"), (name, text)
+        else:
+            for name in names[:-1]:  # the last names "..."
+                text, exact = charset.decode(b"M\x1b$B\x30\x21ller", [name])
+                assert not exact and "\\x" in text, (name, text)
+
+
+def _flat(value: object) -> object:
+    if isinstance(value, pydicom.Sequence):
+        return [{e.tag: _flat(e.value) for e in item} for item in value]
+    return str(value)
+
+
+def test_the_source_mwl_mapping_is_what_an_object_carries(tables: dict[str, list[Row]]) -> None:
+    """An object made with a selected worklist item carries each worklist value where the
+    statement says (pydicom reads both sides)."""
+    identifier = mwl_identifier()
+    match = pydicom.dcmread(pydicom.filebase.DicomBytesIO(identifier), force=True)
+    step = match.ScheduledProcedureStepSequence[0]
+    obj = pydicom.dcmread(io.BytesIO(write_bytes("sc", "GRAY8", {}, worklist=[identifier])))
+    request = obj.RequestAttributesSequence
+    assert len(request) == 1
+    prefix = "Request Attributes Sequence > "
+    documented = set()
+    for r in tables["mwl-mapping"]:
+        source_tag, target_tag = _tag(r["Worklist tag"]), _tag(r["Object tag"])
+        source = step if source_tag in step else match
+        assert r["Worklist attribute"] == source[source_tag].name, r
+        holder = request[0] if r["Object attribute"].startswith(prefix) else obj
+        assert r["Object attribute"].removeprefix(prefix) == holder[target_tag].name, r
+        assert _flat(holder[target_tag].value) == _flat(source[source_tag].value), r
+        documented.add((holder is obj, target_tag))
+        if holder is not obj:
+            documented.add((True, 0x00400275))  # the sequence itself
+    # Every element of the request item and every element the item added to the object is listed.
+    assert {(False, e.tag) for e in request[0]} <= documented
+    plain = pydicom.dcmread(io.BytesIO(write_bytes("sc", "GRAY8", {})))
+    own = {0x00080012, 0x00080013, 0x00080018, 0x00080020, 0x00080023, 0x00080030, 0x00080033,
+           0x0020000E}  # the object's clock, its own UIDs
+    added = {e.tag for e in obj if e.tag not in own and (e.tag not in plain or plain[e.tag].value != e.value)}
+    assert {(True, t) for t in added} <= documented, sorted(f"{t:08X}" for t in added)

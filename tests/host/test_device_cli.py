@@ -62,7 +62,8 @@ def test_provision_diff_apply_verify(
         "ae_title": "US_ROOM1",
         "institution_name": "St. Elsewhere",
         "filedrop_enabled": True,
-        "destinations": [{"name": "pacs", "aet": "PACS", "host": "10.2.3.4", "port": 104}],
+        "destinations": [{"name": "pacs", "aet": "PACS", "host": "10.2.3.4", "port": 2762, "tls": True}],
+        "user_passcode": "not-shown-1",
         "pin": "24680",
     }
     path = tmp_path / "site.json"
@@ -72,10 +73,11 @@ def test_provision_diff_apply_verify(
     assert server.device.config.get("ae_title") == "MODGATE"
     code, out, err = run(capsys, "provision", server.url, str(path))
     assert code == 0, err
-    assert "provisioned: 5 setting(s)" in out
+    assert "provisioned: 6 setting(s)" in out
     conf = server.device.config
     assert conf.get("filedrop_enabled") is True and conf.check_pin("24680") and not conf.dirty
-    assert "24680" not in out + err
+    assert conf.get("user_passcode") == "not-shown-1" and conf.get("destinations")[0]["tls"] is True
+    assert "24680" not in out + err and "not-shown-1" not in out + err
     # second run: the PIN now guards it
     code, _, err = run(capsys, "provision", server.url, str(path))
     assert code == 1 and "PIN" in err
@@ -98,7 +100,11 @@ def test_queue_logs_time_dest(server: ConsoleServer, capsys: pytest.CaptureFixtu
     assert code == 0
     year = dt.datetime.now(dt.UTC).year
     assert server.device.clock[0] == year
-    code, out, _ = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113")
+    code, _, err = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113")
+    assert code == 1 and "PIN first" in err  # no destination without a PIN (issue 19)
+    server.device.config.set("pin", "2468")
+    code, out, _ = run(capsys, "dest", server.url, "add", "pacs2", "PACS2", "127.0.0.1", "11113",
+                       "--pin", "2468")
     assert code == 0
     code, out, _ = run(capsys, "dest", server.url, "echo")
     assert code == 0 and "pacs2" in out
@@ -106,5 +112,5 @@ def test_queue_logs_time_dest(server: ConsoleServer, capsys: pytest.CaptureFixtu
     code, out, _ = run(capsys, "dest", server.url, "echo", "--json")
     assert code == 1
     assert [r["ok"] for r in json.loads(out)] == [True, False]
-    code, _, _ = run(capsys, "dest", server.url, "remove", "pacs2")
+    code, _, _ = run(capsys, "dest", server.url, "remove", "pacs2", "--pin", "2468")
     assert code == 0 and len(server.device.destinations()) == 1

@@ -18,7 +18,7 @@ def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for board in ("unix", "qemu-armhf"):
         shutil.copytree(runtimes.BOARDS / board, root / "boards" / board, symlinks=False)
     (root / "tools").mkdir()
-    for name in ("build_frozen.sh", "image_build_lib.sh", "versions.env"):
+    for name in ("build_frozen.sh", "image_build_lib.sh", "versions.env", "mbedtls_config_image.h"):
         shutil.copy(runtimes.TOOLS / name, root / "tools" / name)
     monkeypatch.setattr(image, "SHARE", root)
     monkeypatch.setattr(image, "TOOLS", root / "tools")
@@ -32,7 +32,7 @@ def test_the_digest_follows_every_source_of_the_image(tree: Path) -> None:
     before = image._digest("unix")
     assert image._digest("unix") == before  # stable while nothing changes
     for changed in ("firmware/modgate/net/pdu.py", "firmware/main.py", "boards/unix/board.json",
-                    "tools/build_frozen.sh", "tools/image_build_lib.sh"):
+                    "tools/build_frozen.sh", "tools/image_build_lib.sh", "tools/mbedtls_config_image.h"):
         path = tree / changed
         original = path.read_bytes()
         path.write_bytes(original + b"\n")

@@ -93,6 +93,13 @@ def test_a_read_is_asked_again_when_the_device_had_no_heap_but_a_change_is_not(
     with DeviceConsole(server.url, timeout_s=5) as dev:
         assert dev.call("status")["queue_depth"] == 1
         assert status.calls == 2
+        dev.call("config", "set", "pin", "4321")  # a destination needs a PIN first (commissioning)
         with pytest.raises(transport.OperationFailed, match="out of memory"):
             dev.call("dest", "add", "pacs", "PACS", "127.0.0.1", "104")
         assert add.calls == 1  # it may have run before its reply failed: never twice
+
+
+def test_the_worklist_reads_are_read_only_and_its_changes_are_not() -> None:
+    assert transport._reads_only(("worklist", "list", 21)) and transport._reads_only(("worklist", "show", 3))
+    for words in (("worklist", "refresh"), ("worklist", "select", 3), ("worklist", "clear")):
+        assert not transport._reads_only(words), words

@@ -80,6 +80,7 @@ def rx_port() -> int:
 def server(tmp_path: Path, rx_port: int) -> Iterator[ConsoleServer]:
     device = DicomDevice(str(tmp_path / "config.json"), tmp_path)
     device.config.set("destinations", f'[{{"name":"rx","aet":"RXV","host":"127.0.0.1","port":{rx_port}}}]')
+    device.config.set("pin", "2468")  # commissioned: verify checks that a PIN guards the settings
     srv = ConsoleServer(tmp_path, device)
     yield srv
     srv.close()
@@ -107,6 +108,7 @@ def test_verify_passes_with_a_host_receiver(
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert "PASS  C-ECHO rx" in stdout
+    assert "PASS  settings guarded by a PIN" in stdout
     assert "PASS  test pattern arrived at RXV" in stdout
     html = (out / "report.html").read_text()
     assert ">PASS<" in html and "FAIL" not in html

@@ -81,7 +81,7 @@ class FakeDevice:
     def destinations(self):
         return self.config.get("destinations")
 
-    def add_destination(self, name, aet, host, port, commit="off"):
+    def add_destination(self, name, aet, host, port, commit="off", tls=False):
         dests = self.config.get("destinations")
         for d in dests:
             if d["name"] == name:
@@ -89,6 +89,8 @@ class FakeDevice:
         dest = {"name": name, "aet": aet, "host": host, "port": port}
         if commit != "off":
             dest["commit"] = commit
+        if tls:
+            dest["tls"] = True
         dests.append(dest)
         self.config.set("destinations", dests)
 

@@ -63,3 +63,17 @@ class Contexts:
 def run(awaitable):
     """Run one coroutine of the device core to its end (a fresh event loop each time)."""
     return aio.run(awaitable)
+
+
+def listener(host="127.0.0.1"):
+    """(sockets.Listener, port) on a random free port: MicroPython's sockets cannot say which
+    port binding 0 gave, and runs on several runtimes at once must not collide."""
+    from modgate.port import entropy, sockets
+
+    for _ in range(20):
+        port = 20000 + int.from_bytes(entropy.random_bytes(2), "little") % 40000
+        try:
+            return sockets.Listener(host, port), port
+        except OSError:
+            continue
+    raise OSError("no free port")

@@ -117,6 +117,26 @@ class TestBoardData(unittest.TestCase):
         self.assertEqual(armhf.get("config_defaults"), board_data(smallest).get("config_defaults"))
         self.assertEqual(board_data("unix")["emulated_heap_bytes"], 2 * floor)
 
+    def test_every_board_says_whether_it_offers_tls(self):
+        # DICOM TLS (issue 19): which boards carry a TLS association in their heap, and why.
+        for board_id in board_ids():
+            data = board_data(board_id)
+            self.assertIn(data["tls"], (True, False), board_id)
+            self.assertTrue(len(data["tls_why"]) > 20, board_id)
+        self.assertFalse(board_data("pico-w")["tls"])  # measured: it does not fit 96 KB
+        offered = [b for b in HARDWARE if board_data(b)["tls"]]
+        smallest = min(offered, key=lambda b: board_data(b)["heap_budget_bytes"])
+        floor = board_data(smallest)["heap_budget_bytes"]
+        # The emulators model pico-w, so no TLS at their heap; at tls_heap_bytes they model the
+        # smallest board that offers it (twice that on 64-bit words).
+        armhf, unix = board_data("qemu-armhf"), board_data("unix")
+        self.assertFalse(armhf["tls"] or unix["tls"])
+        self.assertEqual(armhf["tls_heap_bytes"], floor)
+        self.assertEqual(unix["tls_heap_bytes"], 2 * floor)
+        self.assertEqual(armhf["frames"]["allow"], ["127.0.0.1"])  # their modality link: loopback
+        for board_id in HARDWARE:
+            self.assertNotIn("allow", board_data(board_id)["frames"])  # the frame UART, no TCP source
+
     def test_the_watchdog_fits_the_rp2040(self):
         self.assertLessEqual(board_data("pico-w")["watchdog_ms"], 8388)
 

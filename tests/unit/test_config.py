@@ -64,9 +64,9 @@ class TestSchema(unittest.TestCase):
             value = conf.get(key)
             self.assertEqual(config._parse(config.entry(key), value), value)
 
-    def test_only_pin_is_secret(self):
+    def test_secrets_are_the_pin_and_the_dicom_passcode(self):
         secrets = [e[0] for e in config.SCHEMA if e[4] & config.SECRET]
-        self.assertEqual(secrets, ["pin_hash"])
+        self.assertEqual(secrets, ["user_passcode", "pin_hash"])
 
 
 class TestValidators(unittest.TestCase):

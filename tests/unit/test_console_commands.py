@@ -107,6 +107,7 @@ class TestCommands(ConsoleCase):
 
     def test_dest_list_add_remove_echo(self):
         self.assertEqual([d["name"] for d in self.ok("dest list")], ["archive"])
+        self.ok("config set pin 2468")  # commissioning: a destination needs a PIN first
         self.ok("dest add pacs2 PACS2 10.0.0.7 104")
         self.assertEqual(self.ok("dest echo pacs2"), {"name": "pacs2", "ok": True, "rtt_ms": 3})
         self.device.unreachable.add("archive")
@@ -276,3 +277,43 @@ class TestPin(ConsoleCase):
     def test_no_pin_means_open(self):
         self.assertEqual(self.ok("unlock 1234")["privileged"], "open")
         self.ok("config save")
+
+
+class TestCommissioning(ConsoleCase):
+    """No open doors (issue 19): a device that sends patient data has a PIN, for good."""
+
+    def test_a_destination_needs_a_pin_first(self):
+        self.assertIn("PIN first", self.refused("dest add pacs PACS 10.0.0.7 104", "denied"))
+        pacs = '{"name":"pacs","aet":"PACS","host":"10.0.0.7","port":104}'
+        self.ok("config set destinations '[" + pacs + "]'")
+        self.assertIn("PIN first", self.refused("config save", "denied"))
+        self.assertFalse(fs.exists(self.device.config.path))  # nothing reached flash
+        self.ok("config set pin 97531")  # opens the window for whoever set it
+        self.ok("config save")
+        self.ok("dest add pacs2 PACS2 10.0.0.8 2762 tls")
+        self.assertEqual(self.ok("dest list")[-1], {"name": "pacs2", "aet": "PACS2", "host": "10.0.0.8",
+                                                    "port": 2762, "tls": True})
+        self.ok("lock")
+        self.assertEqual(self.ok("status")["privileged"], "locked")
+        self.assertIn("unlock", self.refused("dest add pacs3 PACS3 10.0.0.9 104", "denied"))
+
+    def test_settings_that_send_nothing_anywhere_save_without_a_pin(self):
+        self.ok("config set station_name ROOM1")
+        self.ok("dest remove archive")
+        self.ok("config save")
+        self.assertEqual(self.ok("status")["privileged"], "open")
+
+    def test_the_pin_cannot_be_removed(self):
+        self.ok("config set pin 97531")
+        self.assertIn("not removed", self.refused('config set pin ""', "invalid"))
+        self.ok("config set pin 8642")  # changed, yes
+        self.assertTrue(self.device.config.check_pin("8642"))
+
+    def test_passcode_is_a_secret(self):
+        self.ok("config set user_passcode s3cret-word")
+        for line in ("config show", "config get user_passcode", "status"):
+            self.out.take()
+            support.run(self.console.feed((line + "\r").encode()))
+            self.assertNotIn("s3cret-word", self.out.take())
+        self.assertEqual(self.ok("config get user_passcode")["value"], "***")
+        self.assertEqual(self.ok("config get tls_cert_file")["value"], "")

@@ -7,6 +7,7 @@ import unittest
 import support
 from modgate.dicom import iods
 from modgate.net import VERIFICATION, scu, storage_classes
+from modgate.net.find import MODALITY_WORKLIST_FIND
 
 
 def statement_table(name):
@@ -34,7 +35,8 @@ class TestContextOrder(unittest.TestCase):
         self.assertEqual(sorted(iods.NAMES), sorted(iods.IODS))
         self.assertEqual(storage_classes(), list(iods.STORAGE_SOP_CLASSES) + [VERIFICATION])
         documented = [r[2] for r in statement_table("sop-classes")]
-        self.assertEqual(documented, list(iods.STORAGE_SOP_CLASSES) + [VERIFICATION])
+        # The statement's table also lists the worklist query's class (not a storage class).
+        self.assertEqual(documented, list(iods.STORAGE_SOP_CLASSES) + [MODALITY_WORKLIST_FIND, VERIFICATION])
 
 
 if __name__ == "__main__":

@@ -175,6 +175,9 @@ class TestCharsets(unittest.TestCase):
         value = b"Gr" + esc_latin1 + b"\xfc\xdfe^Hans"
         self.assertEqual(charset.decode(value, ["ISO 2022 IR 6", "ISO 2022 IR 100"]), ("Grüße^Hans", True))
         self.assertEqual(charset.decode(b"D\xe9j\xe0", ["ISO 2022 IR 100"]), ("Déjà", True))
+        # Without its escape (as pydicom writes it), IR 100 is still the only upper set declared.
+        both = ["ISO 2022 IR 6", "ISO 2022 IR 100"]
+        self.assertEqual(charset.decode(b"Gr\xfc\xdfe", both), ("Grüße", True))
         # G1 not designated under IR 6 alone: the upper half is not Latin-1 there.
         self.assertEqual(charset.decode(b"D\xe9", ["ISO 2022 IR 6"]), ("D\\xe9", False))
 

@@ -1,5 +1,6 @@
 """The port layer: file helpers, clock and loopback TCP with bounded waits."""
 
+import json
 import os
 import unittest
 
@@ -25,6 +26,14 @@ class TestFs(unittest.TestCase):
         fs.write_atomic(path, b"two")
         self.assertEqual(fs.read_bytes(path), b"two")
         self.assertEqual(fs.listdir(self.dir), ["cfg.json"])
+
+    def test_write_json_atomic_round_trips_text_and_replaces(self):
+        path = fs.join(self.dir, "note.json")
+        note = {"context": {"patient_name": "Müller^Zoë", "codes": [["P1", "99L", "", "Chest"]]}, "n": 3}
+        fs.write_json_atomic(path, {"old": True})
+        fs.write_json_atomic(path, note)
+        self.assertEqual(json.loads(fs.read_bytes(path)), note)
+        self.assertEqual(fs.listdir(self.dir), ["note.json"])
 
     def test_makedirs_nested_and_idempotent(self):
         path = fs.join(self.dir, "a/b/c")

@@ -1,10 +1,12 @@
-"""The worklist on the device (modgate.worklist), on every runtime: the query it asks, items
-decoded from identifiers into the flash cache (what a FindSession feeds its sink), the cache
+"""The worklist on the device (modgate.worklist, modgate.dicom.mwl), on every runtime: the query
+it asks, items decoded from identifiers into the flash cache (what a FindSession feeds its sink), the cache
 surviving a reboot and a failed refresh, selection, and the way an item reaches the acquisition
 context and the object (modgate.contexts, modgate.dicom.writer). The network side runs against
 real SCPs in tests/e2e/test_worklist*.py."""
 
+import binascii
 import io
+import json
 import struct
 import unittest
 
@@ -13,14 +15,15 @@ from modgate import worklist as wl
 from modgate.compat import ticks_add, ticks_ms
 from modgate.config import Config
 from modgate.contexts import Contexts
-from modgate.dicom import dataset, part10, pixels, uids
+from modgate.dicom import dataset, mwl, part10, pixels, uids
 from modgate.dicom.writer import ObjectWriter
 from modgate.errors import DecodeError, FrameError, ModgateError
 from modgate.ingest.frameproto import NAK_WORKLIST
 from modgate.port import aio, clock, fs
 
 
-def identifier(n, name=b"Doe^John", charset_value=b"", sex=b"M", explicit=True, extra_sps=False):
+def identifier(n, name=b"Doe^John", charset_value=b"", sex=b"M", explicit=True, extra_sps=False,
+               step=b"Chest two views"):
     """A worklist item as an SCP answers it, built element by element (not by our encoder)."""
 
     def el(tag, vr, value):
@@ -43,7 +46,7 @@ def identifier(n, name=b"Doe^John", charset_value=b"", sex=b"M", explicit=True, 
         + el(0x00400001, "AE", b"MODGATE")
         + el(0x00400002, "DA", b"20260705")
         + el(0x00400003, "TM", b"0930")
-        + el(0x00400007, "LO", b"Chest two views")
+        + el(0x00400007, "LO", step)
         + el(0x00400008, "SQ", code)
         + el(0x00400009, "SH", b"SPS%d" % n)
     )
@@ -75,7 +78,6 @@ class Device:
         self.config = Config(fs.join(folder, "config.json")).load()
         self.config.set("worklist_scp", "RIS@127.0.0.1:104")
         self.online = True
-        self.pdu_buffers = {}
         self.board = {"id": "test-board"}
         self.serial = "77"
         self.uid_gen = uids.UidGenerator("1.2.826.0.1.3680043.10.1", "77", 1)
@@ -97,9 +99,9 @@ class Device:
         pass
 
 
-def fill(worklist, identifiers, explicit=True, chunk=7):
+def fill(worklist, identifiers, explicit=True, chunk=7, age_s=0):
     """Feed identifiers to a refresh's sink as a FindSession would (in fragments), then commit."""
-    staging = wl._Staging(worklist.folder, worklist.wanted)
+    staging = wl._Staging(worklist.folder)
     staging.begin(explicit)
     skipped = 0
     for data in identifiers:
@@ -111,16 +113,16 @@ def fill(worklist, identifiers, explicit=True, chunk=7):
         except DecodeError:
             skipped += 1
     header = {
-        "refreshed": clock.epoch_seconds(),
+        "refreshed": clock.epoch_seconds() - age_s,
         "utc": "2026-07-05T08:00:00Z",
         "items": staging.count,
         "skipped": staging.skipped,
         "cancelled": False,
         "scp": worklist.scp(),
         "explicit": explicit,
+        "took_ms": 5,
     }
     staging.commit(header, worklist.path)
-    worklist.header = header
     return skipped
 
 
@@ -140,13 +142,13 @@ class Base(unittest.TestCase):
 
 class TestQuery(Base):
     def test_keys_ask_every_return_key_and_match_three(self):
-        keys = wl.query_keys("MODGATE", "US", "20260705")
+        keys = mwl.query_keys("MODGATE", "US", "20260705")
         tags = [t for t, _, _ in keys]
         self.assertEqual(tags, sorted(tags))
         out = bytearray()
         dataset.encode(out, keys, True)
-        got = dataset.read(io.BytesIO(bytes(out)), len(out), True, self.worklist.wanted)
-        rec = wl.record(got)
+        got = dataset.read(io.BytesIO(bytes(out)), len(out), True, mwl.wanted())
+        rec = mwl.record(got)
         for key in rec:
             if key not in ("station_aet", "modality", "scheduled_date", "charset"):
                 self.assertIn(rec[key], ("", []), key)
@@ -172,10 +174,10 @@ class TestQuery(Base):
 
     def test_the_station_setting_defaults_to_our_ae_title(self):
         keys = self.worklist._query()
-        sps = [v for t, _, v in keys if t == wl.SPS_SEQUENCE][0][0]
+        sps = [v for t, _, v in keys if t == mwl.SPS_SEQUENCE][0][0]
         self.assertIn((0x00400001, "AE", "MODGATE"), sps)
         self.device.config.set("worklist_station_aet", "*")
-        sps = [v for t, _, v in self.worklist._query() if t == wl.SPS_SEQUENCE][0][0]
+        sps = [v for t, _, v in self.worklist._query() if t == mwl.SPS_SEQUENCE][0][0]
         self.assertIn((0x00400001, "AE", ""), sps)  # universal
 
 
@@ -191,7 +193,7 @@ class TestItems(Base):
             (rec["scheduled_step_id"], rec["scheduled_time"], rec["charset"]), ("SPS1", "0930", "ISO_IR 100")
         )
         self.assertNotIn("escaped", rec)
-        self.assertIsNone(wl.problem(rec))
+        self.assertIsNone(mwl.problem(rec))
 
     def test_implicit_vr_items_and_fragmented_arrival(self):
         fill(self.worklist, [identifier(i, explicit=False) for i in range(1, 4)], explicit=False, chunk=3)
@@ -212,7 +214,7 @@ class TestItems(Base):
         skipped = fill(self.worklist, [identifier(1), identifier(2)[:-5], identifier(3)])
         self.assertEqual(skipped, 1)
         self.assertEqual(self.worklist.count(), 2)
-        self.assertEqual(self.worklist.header["skipped"], 1)
+        self.assertEqual(self.worklist.header()["skipped"], 1)
         self.assertEqual([r["n"] for r in self.worklist.rows()], [1, 2])
 
     def test_paging_find_and_more_than_one_step(self):
@@ -239,7 +241,7 @@ class TestCache(Base):
         self.worklist.select(2)
         again = wl.Worklist(self.device)
         self.assertEqual(again.count(), 2)
-        self.assertEqual(again.selected["accession_number"], "ACC2")
+        self.assertEqual(again.selected()["accession_number"], "ACC2")
         self.assertEqual([r["selected"] for r in again.rows()], [False, True])
         status = again.status()
         self.assertEqual((status["items"], status["age_s"], status["stale"]), (2, 0, False))
@@ -247,9 +249,27 @@ class TestCache(Base):
         self.assertTrue(again.clear())
         self.assertFalse(wl.Worklist(self.device).clear())  # nothing selected after the clear
 
+    def test_the_dicom_code_is_unloaded_after_a_selection_and_a_named_item(self):
+        # Between uses the worklist's DICOM side gives its heap back (a 96 KB board's frame
+        # links need it); the selection works from flash without it.
+        import sys
+
+        fill(self.worklist, [identifier(1), identifier(2)])
+        for name in wl.DICOM_MODULES:
+            __import__(name)
+        self.worklist.select(2)
+        self.assertEqual([n for n in wl.DICOM_MODULES if n in sys.modules], [])
+        contexts = Contexts(self.device)
+        self.assertEqual(contexts.for_acquisition({}, "tcp:1")["accession_number"], "ACC2")
+        named = contexts.for_acquisition({"scheduled_step_id": "SPS1"}, "tcp:1")
+        self.assertEqual(named["accession_number"], "ACC1")
+        self.assertEqual([n for n in wl.DICOM_MODULES if n in sys.modules], [])
+        # Loaded again when needed: the next selection decodes as the first did.
+        self.assertEqual(self.worklist.select(1)["accession_number"], "ACC1")
+
     def test_an_abandoned_refresh_leaves_the_cache_and_nothing_behind(self):
         fill(self.worklist, [identifier(1)])
-        staging = wl._Staging(self.worklist.folder, self.worklist.wanted)
+        staging = wl._Staging(self.worklist.folder)
         staging.write(memoryview(identifier(9)))
         staging.end_match()
         staging.abandon()
@@ -259,12 +279,11 @@ class TestCache(Base):
     def test_leftovers_of_a_refresh_cut_by_a_reset_are_removed(self):
         fs.write_atomic(fs.join(self.worklist.folder, "new.jsonl"), b"half")
         fs.write_atomic(fs.join(self.worklist.folder, "new.raw"), b"half")
-        self.assertIsNone(wl.Worklist(self.device).header)
+        self.assertIsNone(wl.Worklist(self.device).header())
         self.assertEqual(fs.listdir(self.worklist.folder), [])
 
     def test_age_and_staleness(self):
-        fill(self.worklist, [identifier(1)])
-        self.worklist.header["refreshed"] -= 4000
+        fill(self.worklist, [identifier(1)], age_s=4000)
         self.assertTrue(self.worklist.status()["stale"])  # worklist_stale_s 1800 by default
         self.assertEqual(self.worklist.status()["age_s"], 4000)
         clock.set_time(2001, 1, 1, 0, 0, 0)
@@ -275,6 +294,8 @@ class TestCache(Base):
         self.assertTrue(self.worklist._due())  # never refreshed
         fill(self.worklist, [identifier(1)])
         self.assertFalse(wl.Worklist(self.device)._due())  # a fresh list from before the reboot
+        fill(self.worklist, [identifier(1)], age_s=400)
+        self.assertTrue(wl.Worklist(self.device)._due())  # older than the period (300 s) by now
         self.worklist.refreshed_at = ticks_ms()
         self.assertFalse(self.worklist._due())
         self.worklist.refreshed_at = ticks_add(ticks_ms(), -301000)
@@ -329,10 +350,15 @@ class TestIntoObjects(Base):
             ("series_description", "from the frame"),
         ):
             self.assertEqual(ctx[key], value, key)
-        request = ctx["request_attributes"][0]
+        request = mwl.sequences_of(self.worklist.item(1))["request_attributes"][0]
         self.assertEqual([t for t, _, _ in request], sorted(t for t, _, _ in request))
         self.assertIn((0x00400009, "SH", "SPS1"), request)
         self.assertIn((0x00401001, "SH", "RP1"), request)
+        # The context carries the items encoded (base64 of Explicit VR LE): small, and JSON.
+        out = bytearray()
+        dataset.encode_items(out, [request], True)
+        self.assertEqual(binascii.a2b_base64(ctx["request_attributes"]), bytes(out))
+        self.assertEqual(json.loads(json.dumps(ctx["request_attributes"])), ctx["request_attributes"])
 
     def test_a_frame_names_its_item_or_gets_nak_worklist(self):
         ctx = self.contexts.for_acquisition({"scheduled_step_id": "SPS2"}, "tcp:1.2.3.4:5")
@@ -363,7 +389,7 @@ class TestIntoObjects(Base):
         self.worklist.select(2)
         self.assertEqual(self.contexts.for_acquisition(None, "")["patient_id"], "PID2")
         self.contexts.new_study()
-        self.assertIsNone(self.worklist.selected)
+        self.assertIsNone(self.worklist.selected())
         self.assertEqual(self.contexts.for_acquisition(None, "")["patient_id"], "")
         self.worklist.select(2)
         self.contexts.for_acquisition(None, "")
@@ -371,7 +397,7 @@ class TestIntoObjects(Base):
         self.worklist.selected_ticks = ticks_add(ticks_ms(), -1900000)
         ctx = self.contexts.for_acquisition(None, "")
         self.assertEqual(ctx["patient_id"], "")
-        self.assertIsNone(self.worklist.selected)
+        self.assertIsNone(self.worklist.selected())
 
     def test_a_selection_made_after_a_long_pause_holds(self):
         self.contexts.for_acquisition(None, "")
@@ -379,8 +405,8 @@ class TestIntoObjects(Base):
         self.worklist.select(1)
         self.assertEqual(self.contexts.for_acquisition(None, "")["patient_id"], "PID1")
 
-    def test_the_object_carries_the_sequences(self):
-        self.worklist.select(1)
+    def write(self, n):
+        self.worklist.select(n)
         ctx = self.contexts.for_acquisition(None, "tcp:1.2.3.4:5")
         ctx["series_instance_uid"] = "1.2.3.5"
         lay = pixels.layout("GRAY8", 4, 2)
@@ -390,7 +416,18 @@ class TestIntoObjects(Base):
         w.write_pixels(bytes(8))
         w.end_frame()
         w.finish()
-        data = out.getvalue()
+        return out.getvalue()
+
+    def test_specific_character_set_follows_the_text_in_the_sequences_too(self):
+        latin1 = identifier(2, step=b"R\xf6ntgen Thorax", charset_value=b"ISO_IR 100")
+        fill(self.worklist, [identifier(1), latin1])
+        self.assertNotIn(b"ISO_IR 192", self.write(1))  # all ASCII: the default repertoire
+        data = self.write(2)  # only the step description is not ASCII
+        self.assertIn(b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 192", data)
+        self.assertIn("Röntgen Thorax".encode(), data)
+
+    def test_the_object_carries_the_sequences(self):
+        data = self.write(1)
         for syntax in (part10.EXPLICIT_VR_LE, part10.IMPLICIT_VR_LE):
             f = io.BytesIO(data)
             reader = part10.DatasetReader(f, part10.read_meta(f), syntax)

@@ -11,8 +11,9 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
                                        delivered, failed, last_error, clock_set ... (flat, JSON-able)
     device.ident() -> dict             serial, firmware, board, uid_root, ae_title ...
     device.destinations() -> [dict]    [{name, aet, host, port, ...state keys}]
-    device.add_destination(name, aet, host, port, commit)   values already validated here
-                                       (commit "off" or "required"); raises ModgateError
+    device.add_destination(name, aet, host, port, commit="off", tls=False)   values already
+                                       validated here (commit "off" or "required"); raises
+                                       ModgateError (e.g. name exists, list full)
     device.remove_destination(name)    raises ModgateError when there is no such name
     device.echo(name) -> rtt_ms        a coroutine: C-ECHO (PS3.7 9.3.5); raises ModgateError
     device.queue_list(limit) -> [dict] queued objects, oldest first: {id (int), uid (SOP Instance
@@ -130,8 +131,20 @@ def cmd_config_set(shell, words):
     return {"key": key, "value": _key_value(conf, key), "saved": False}
 
 
+def _commissioning(shell, what):
+    """No open doors: a device that sends patient data somewhere must have a PIN first, so
+    nobody who finds the cable can redirect it later (PS3.15 asks for access control)."""
+    if not shell.device.config.has_pin():
+        from modgate.console.shell import Denied
+
+        raise Denied(what + " needs a PIN first: set one with 'config set pin NNNN' (4-12 digits); "
+                     "it then guards every privileged change")
+
+
 def cmd_config_save(shell, words):
     _need(words, 0, "config save")
+    if shell.device.config.adds_destination():
+        _commissioning(shell, "saving a new or changed destination")
     shell.device.config.save()
     # Destinations, routing, network, retry and identity apply now; the frame input's port and
     # the file drop are set up at boot.
@@ -151,18 +164,22 @@ def cmd_dest_list(shell, words):
 
 
 def cmd_dest_add(shell, words):
-    usage = "dest add NAME AET HOST PORT [commit=required|off]"
-    if len(words) not in (4, 5):
+    usage = "dest add NAME AET HOST PORT [tls] [commit=required|off]"
+    if len(words) < 4 or len(words) > 6:
         raise UsageError("usage: " + usage)
     d = {"name": words[0], "aet": words[1], "host": words[2], "port": words[3]}
-    if len(words) == 5:
-        key, eq, value = words[4].partition("=")
-        if key != "commit" or not eq:
+    for option in words[4:]:
+        key, eq, value = option.partition("=")
+        if option == "tls" and "tls" not in d:
+            d["tls"] = True
+        elif key == "commit" and eq and "commit" not in d:
+            d["commit"] = value
+        else:
             raise UsageError("usage: " + usage)
-        d["commit"] = value
     d = cfg.validate_destination(d, "dest")
     d["commit"] = d.get("commit", "off")
-    shell.device.add_destination(d["name"], d["aet"], d["host"], d["port"], d["commit"])
+    _commissioning(shell, "adding a destination")
+    shell.device.add_destination(d["name"], d["aet"], d["host"], d["port"], d["commit"], d.get("tls", False))
     return d
 
 
@@ -417,8 +434,9 @@ TABLE = (
     ("config", "save", PRIV_YES, cmd_config_save, "config save", "Write settings to flash (atomic)"),
     ("config", "reset", PRIV_YES, cmd_config_reset, "config reset", "Back to defaults (keeps the PIN)"),
     ("dest", "list", PRIV_NO, cmd_dest_list, "dest list", "Destinations and their state"),
-    ("dest", "add", PRIV_YES, cmd_dest_add, "dest add NAME AET HOST PORT [commit=required|off]",
-     "Add a destination (commit=required: delete only what it confirmed)"),
+    ("dest", "add", PRIV_YES, cmd_dest_add, "dest add NAME AET HOST PORT [tls] [commit=required|off]",
+     "Add a destination (tls: DICOM TLS, verified against tls_ca_file; commit=required: delete "
+     "only what it confirmed)"),
     ("dest", "remove", PRIV_YES, cmd_dest_remove, "dest remove NAME", "Remove a destination"),
     ("dest", "echo", PRIV_NO, cmd_dest_echo, "dest echo NAME|all", "C-ECHO with round-trip time"),
     ("queue", "list", PRIV_NO, cmd_queue_list, "queue list [N]", "Objects waiting for delivery"),

@@ -21,8 +21,8 @@ LINE = "line"
 ERROR = "error"
 CANCEL = "cancel"
 
-# Lines starting with these echo '*' for what follows, so a PIN never shows on the screen.
-_MASKED = (b"unlock ", b"config set pin ", b"config set pin_hash ")
+# Lines starting with these echo '*' for what follows, so a secret never shows on the screen.
+_MASKED = (b"unlock ", b"config set pin ", b"config set pin_hash ", b"config set user_passcode ")
 
 
 class LineEditor:

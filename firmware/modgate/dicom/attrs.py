@@ -7,8 +7,8 @@ from modgate.errors import EncodeError
 # One element a line: tag, VR, source. Source: @name = computed below (left out when None);
 # 'text = constant; key or key=default = context value ("" when missing: Type 2 empty);
 # ?key = only when given (Type 3); !key = required (Type 1): EncodeError naming the key when missing.
-# Context values are checked by modgate.dicom.vr (refused, never changed). An SQ value is a list
-# of items, each [(tag, vr, value)] (modgate.dicom.dataset), from a worklist item whose values
+# Context values are checked by modgate.dicom.vr (refused, never changed). An SQ value is its
+# items, encoded (modgate.dicom.dataset) in base64, from a worklist item whose values
 # modgate.worklist checked the same way when it was selected or named.
 # Patient (C.7.1.1), General Study (C.7.2.1), General Series (C.7.3.1), General Equipment (C.7.5.1),
 # General Image (C.7.6.1), Image Pixel (C.7.6.3), SOP Common (C.12.1).
@@ -242,7 +242,7 @@ def _value(line, computed, ctx):
     if first in "?!":
         key = key[1:]
     value = ctx.get(key)
-    if value is None or value == "" or value == []:
+    if value is None or value == "":
         if first == "!":
             raise EncodeError("%s is required for this IOD (Type 1): set it for the source" % key)
         return None if first == "?" else default

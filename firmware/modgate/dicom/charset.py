@@ -75,8 +75,10 @@ def _iso2022(raw, charsets):
     for term in charsets:
         if term not in _ASCII and term not in _LATIN1:
             return _fallback(raw)
-    # Initially G0 is ASCII; G1 is Latin-1 when the first value names IR 100 (PS3.5 6.1.2.5.1).
-    initial_g1 = charsets[0] in _LATIN1
+    # G0 starts as ASCII. G1 should be designated by ESC - A before Latin-1 is used (PS3.5
+    # 6.1.2.5), but writers such as pydicom send IR 100's upper half without it; with IR 100 the
+    # only upper set declared, such bytes can mean nothing else, so they are taken as Latin-1.
+    initial_g1 = "ISO 2022 IR 100" in charsets
     g1 = initial_g1
     g0_known = True
     out = []

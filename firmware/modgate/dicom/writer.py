@@ -46,13 +46,7 @@ def _text_value(vr, value):
 
 
 def _ascii(value):
-    """True when a value, or every text value inside a sequence's items, is ASCII."""
-    if isinstance(value, list):
-        for item in value:
-            for element in item:
-                if not _ascii(element[2]):
-                    return False
-        return True
+    """True unless `value` is text with a character beyond ASCII."""
     if not isinstance(value, str):
         return True
     for ch in value:
@@ -61,12 +55,11 @@ def _ascii(value):
     return True
 
 
-def _items(items):
-    from modgate.dicom import dataset  # only objects that carry worklist sequences load it
-
-    out = bytearray()
-    dataset.encode_items(out, items, True)
-    return out
+def _sequence(value):
+    """The items of a sequence: a context gives them encoded (Explicit VR LE, defined lengths,
+    modgate.dicom.dataset) in base64, so it stays small and JSON (a series' note keeps it);
+    context["items_not_ascii"] says whether their text is all ASCII."""
+    return value if isinstance(value, bytes) else binascii.a2b_base64(value)
 
 
 _FRAME_TIME = 0x00181063
@@ -162,7 +155,7 @@ class ObjectWriter:
             raw = struct.pack("<HH", value[0], value[1])
         elif vr == "SQ":
             # Items of defined length (a few hundred bytes), or an empty sequence (Type 2).
-            raw = value if isinstance(value, bytes) else _items(value)
+            raw = _sequence(value)
         elif tag == _FRAME_TIME_VECTOR:
             self._frame_time_vector(value)
             return
@@ -221,9 +214,10 @@ class ObjectWriter:
         self.bytes_written = part10.write_meta(
             self._stream, self.iod["sop_class_uid"], self.sop_instance_uid, part10.EXPLICIT_VR_LE)
         uid = self.sop_instance_uid
+        # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII.
+        utf8 = bool(ctx.get("items_not_ascii"))
         for _, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
-            if not _ascii(value):
-                # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII.
+            if utf8 or not _ascii(value):
                 self._element(0x00080005, "CS", "ISO_IR 192")
                 break
         for tag, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):

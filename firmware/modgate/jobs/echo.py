@@ -1,6 +1,7 @@
 """Job `echo`: the device's C-ECHO SCU (host `modgate echo`), flags as dcmtk's echoscu.
 
-usage: main.py echo [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE] HOST PORT
+usage: main.py echo [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE]
+       [--tls-ca FILE [--tls-cert FILE] [--tls-key FILE]] [--user NAME [--passcode TEXT]] HOST PORT
 Prints `OK <ms> ms` or `FAILED <transient|permanent> <reason>`; exit 0, 1 on failure, 2 on usage.
 """
 

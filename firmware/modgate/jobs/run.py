@@ -117,6 +117,7 @@ class Core:
         self._start_console()
         self._start_filedrop()
         self.spawn("series", self._series_task)
+        self._start_clock()
         self._start_deliveries()
         self._start_worklist()
         self._start_workflow()
@@ -198,6 +199,7 @@ class Core:
                 self._frames_host(),
                 cfg.get("frames_port"),
                 spawn=self._spawn_link,
+                allow=cfg.get("frames_allow"),
                 max_frame_bytes=cfg.get("frames_max_bytes"),
                 idle_timeout_ms=cfg.get("frames_idle_timeout_ms"),
                 chunk_bytes=self._chunk_bytes(),
@@ -205,6 +207,7 @@ class Core:
         except OSError as exc:
             log.error("ingest", "frame input cannot listen on port %d: %s" % (cfg.get("frames_port"), exc))
             return
+        device.frame_input = self.frames
         self.spawn("frames-tcp", self.frames.serve)
 
     def _spawn_link(self, name, body):
@@ -293,6 +296,13 @@ class Core:
             beat()
             self.device.acquirer.tick()
             await aio.sleep_ms(SERIES_TICK_MS)
+
+    def _start_clock(self):
+        """Trusted time (modgate.timesync): always running, idle until sntp_server is set."""
+        from modgate.timesync import TimeSync
+
+        self.device.timesync = TimeSync(self.device)
+        self.spawn("clock", self.device.timesync.run)
 
     # ---- deliveries -----------------------------------------------------------------------------
 

@@ -1,7 +1,11 @@
 """Job `send`: the device's C-STORE SCU on Part 10 files (host `modgate send`), flags as storescu's.
 
 usage: main.py send [-aet OURS] [-aec THEIRS] [-pdu N] [--timeouts CONNECT,ACSE,DIMSE] [-v]
-       [--max-objects N] [--files-from LIST] HOST PORT [FILE|FOLDER...]
+       [--max-objects N] [--files-from LIST] [--tls-ca FILE [--tls-cert FILE] [--tls-key FILE]]
+       [--user NAME [--passcode TEXT]] HOST PORT [FILE|FOLDER...]
+--tls-ca makes the association DICOM TLS (PS3.15 B.9), the server verified against that CA
+bundle (storescu's +tls with +cf); --tls-cert/--tls-key add our certificate (mutual TLS).
+--user/--passcode propose User Identity (PS3.7 D.3.3.7; the passcode only over TLS).
 A FOLDER sends each file in it, in the folder's own order (as storescu's +sd); LIST is a text file
 of paths, one per line (how the host hands over many files). Names are read one at a time, so a
 large set costs no heap, where as many arguments would (200 paths in argv cost ~13 KB).
@@ -19,13 +23,17 @@ from modgate.compat import ticks_diff, ticks_ms
 from modgate.errors import DeliveryError, ModgateError
 from modgate.port import fs
 
-_VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from")
+_VALUED = ("-aet", "-aec", "-pdu", "--timeouts", "--max-objects", "--files-from", "--tls-ca", "--tls-cert",
+           "--tls-key", "--user", "--passcode")
 # The jobs' PDU buffer (and the max PDU they advertise) without -pdu: storescu's 16 KB where the
 # heap holds it, since a peer's 16 KB PDU then goes out in one write where a 4 KB buffer takes
 # four (~2.5x the time); else 8 or 4 KB. Besides its buffer a send job needs ~6 KB per byte of
 # a machine word (measured: ~45 KB on x86-64, ~24 KB on armhf, transients included).
 JOB_BUFFER_SIZES = (16384, 8192, 4096)
 JOB_NEED_PER_WORD_BYTE = 6 * 1024
+# A TLS association's peak beside that (mbedTLS's record buffers and handshake, from the GC heap:
+# ~32 KB on armhf, ~40 KB with 64-bit words; docs/benchmarks.md).
+JOB_TLS_NEED = 40 * 1024
 
 
 def parse(argv, defaults=None):
@@ -74,16 +82,16 @@ def reserve_buffer(settings):
     from modgate.net import receive_buffer
 
     if settings.get("max_pdu") is None:
-        settings["max_pdu"] = _fitting_buffer_size()
+        settings["max_pdu"] = _fitting_buffer_size(JOB_TLS_NEED if settings.get("tls_ca_file") else 0)
     settings["buffer"] = receive_buffer(settings["max_pdu"])
 
 
-def _fitting_buffer_size():
+def _fitting_buffer_size(tls_need=0):
     free = getattr(gc, "mem_free", None)
     if free is None:
         return JOB_BUFFER_SIZES[0]  # CPython: no heap limit to respect
     gc.collect()
-    room = free() - JOB_NEED_PER_WORD_BYTE * (8 if sys.maxsize > 1 << 32 else 4)
+    room = free() - JOB_NEED_PER_WORD_BYTE * (8 if sys.maxsize > 1 << 32 else 4) - tls_need
     for size in JOB_BUFFER_SIZES:
         if size <= room:
             return size
@@ -100,7 +108,17 @@ def session_args(opts, host, port):
         for key, value in zip(("connect_timeout_ms", "acse_timeout_ms", "dimse_timeout_ms"), parts):
             if value:
                 settings[key] = int(value)
-    return {"aet": opts["-aec"], "host": host, "port": int(port)}, settings
+    dest = {"aet": opts["-aec"], "host": host, "port": int(port)}
+    if "--tls-ca" in opts:
+        dest["tls"] = True
+        settings["tls_ca_file"] = opts["--tls-ca"]
+        settings["tls_cert_file"] = opts.get("--tls-cert", "")
+        settings["tls_key_file"] = opts.get("--tls-key", "")
+    elif "--tls-cert" in opts or "--tls-key" in opts:
+        raise ValueError("--tls-cert and --tls-key need --tls-ca")
+    settings["user_identity"] = opts.get("--user", "")
+    settings["user_passcode"] = opts.get("--passcode", "")
+    return dest, settings
 
 
 def _heap():

@@ -24,11 +24,9 @@ def storage_classes(extra=()):
 
         _storage.extend(iods.STORAGE_SOP_CLASSES)
         if not loaded:
-            del sys.modules["modgate.dicom.iods"]
-            import modgate.dicom
+            from modgate import unload
 
-            if hasattr(modgate.dicom, "iods"):
-                delattr(modgate.dicom, "iods")
+            unload("modgate.dicom.iods")
     classes = []
     for uid in _storage + list(extra):
         if uid not in classes and uid != VERIFICATION:

@@ -12,7 +12,7 @@ import struct
 
 from modgate import log
 from modgate.compat import deadline, remaining_ms
-from modgate.errors import LinkClosed, LinkTimeout
+from modgate.errors import LinkClosed, LinkTimeout, TlsError
 from modgate.net import PDU_HEADER, aetitle, items, pdu
 from modgate.net.fsm import StateMachine
 from modgate.net.pdu import PDUError
@@ -33,9 +33,12 @@ _ABORT_SEND_MS = 500  # an A-ABORT is best effort: a peer that will not read it 
 
 
 class Association:
-    """Requestor side of one association. `buf` is a bytearray the caller sized (see `buffer_size`)."""
+    """Requestor side of one association. `buf` is a bytearray the caller sized (see `buffer_size`).
+    `tls`: a port.tls.Client, for a transport connection over TLS (PS3.15 B.9); `identity`: the
+    User Identity proposal of items.user_identity (PS3.7 D.3.3.7)."""
 
-    def __init__(self, host, port, called, calling, contexts, max_pdu, timeouts, buf):
+    def __init__(self, host, port, called, calling, contexts, max_pdu, timeouts, buf, tls=None,
+                 identity=None):
         self.host = host
         self.port = port
         self.peer = called + "@" + host + ":" + str(port)
@@ -48,6 +51,9 @@ class Association:
         self.mv = memoryview(buf)
         self.fsm = StateMachine(self)
         self.conn = None
+        self.tls = tls
+        self.identity = identity
+        self.identity_confirmed = False  # the AC carried a User Identity response
         # Result per context ID (PS3.8 Table 9-18), NOT_ANSWERED until the AC says: one small
         # table instead of dicts keyed by syntax pairs (~1.5 KB per live association).
         self.results = bytearray(b"\xff" * 256)
@@ -219,10 +225,11 @@ class Association:
         self.fsm.fire(event, arg)
         if self._connect:
             self._connect = False
+            connector = sockets if self.tls is None else self.tls
             try:
-                self.conn = await sockets.connect(self.host, self.port, self.timeouts["connect"])
+                self.conn = await connector.connect(self.host, self.port, self.timeouts["connect"])
             except (LinkTimeout, LinkClosed) as exc:
-                self._fail(str(exc), True)
+                self._fail(str(exc), getattr(exc, "transient", True))
         nbytes = self._out
         if nbytes:
             self._out = 0
@@ -237,7 +244,8 @@ class Association:
     def AE_2(self, _):
         buf = self.buf
         end = pdu.encode_associate(buf, pdu.A_ASSOCIATE_RQ, self.called, self.calling)
-        end = items.encode_rq_items(buf, end, self.contexts, self.max_pdu, self._impl[0], self._impl[1])
+        end = items.encode_rq_items(buf, end, self.contexts, self.max_pdu, self._impl[0], self._impl[1],
+                                    self.identity)
         self._queue(pdu.finish_associate(buf, end))
         return 5
 
@@ -255,15 +263,30 @@ class Association:
         # to parse. Our buffer need not hold one (scu streams it). No limit (0): our own maximum.
         self.pdu_size = (peer_max or self.max_pdu) + pdu.HEADER
         self.peer_implementation = ac["implementation_uid"]
+        if self.identity is not None:
+            self._identity_answer(ac["identity_response"])
         log.info("net", "associated with %s: %d of %d contexts accepted, peer max PDU %d, sending %d"
                  % (self.peer, self.accepted, len(self.contexts), peer_max, self.pdu_size - pdu.HEADER))
         return 6
 
     def AE_4(self, _):
         result, source, reason = pdu.decode_reject(self.buf)
-        self._fail("association " + pdu.reject_text(result, source, reason), result != pdu.REJECT_PERMANENT)
+        hint = "" if self.identity is None else " (user identity '%s' was sent)" % self.identity[1].decode()
+        self._fail("association " + pdu.reject_text(result, source, reason) + hint,
+                   result != pdu.REJECT_PERMANENT)
         self.close()
         return 1
+
+    def _identity_answer(self, response):
+        """PS3.7 D.3.3.7: we asked for a positive response; an acceptor that does not check user
+        identities accepts without one, and that is worth a line in the log."""
+        user = self.identity[1].decode()
+        self.identity_confirmed = response is not None
+        if self.identity_confirmed:
+            log.info("net", "%s confirmed user identity '%s'" % (self.peer, user))
+        else:
+            log.warn("net", "%s accepted without confirming user identity '%s' (it may not check it)"
+                     % (self.peer, user))
 
     def DT_1(self, nbytes):
         self._queue(nbytes)
@@ -373,6 +396,8 @@ class Association:
         if exc is None:
             return False
         self._broken = None
+        if isinstance(exc, TlsError):
+            self._fail(str(exc), exc.transient)  # the handshake runs in the first write
         if self.conn.readable(0) and self.fsm.state not in (1, 13):
             await self._unsolicited()  # often an A-ABORT with the peer's reason is waiting
         if self.fsm.state not in (1, 13):
@@ -441,6 +466,9 @@ class Association:
             limit = self.max_pdu if self.buf[0] == pdu.P_DATA_TF else len(self.buf) - pdu.HEADER
             pdu_type, length = pdu.parse_header(self.buf, limit)
             await self._recv(pdu.HEADER, pdu.HEADER + length, until)
+        except TlsError as exc:
+            self._fail(str(exc), exc.transient)  # e.g. TLS 1.3: the server refuses our certificate late
+            return "Evt17"
         except LinkClosed:
             return "Evt17"
         except PDUError as exc:
@@ -483,10 +511,10 @@ class Association:
         return ac
 
 
-def buffer_size(max_pdu, contexts, impl_uid, impl_version):
+def buffer_size(max_pdu, contexts, impl_uid, impl_version, identity=None):
     """Bytes of the one buffer an association needs: the largest PDU we receive (our max PDU),
     or the A-ASSOCIATE-RQ if that is larger. What we send is streamed through it."""
-    size = items.rq_size(contexts, impl_uid, impl_version)
+    size = items.rq_size(contexts, impl_uid, impl_version, identity)
     need = max_pdu + PDU_HEADER
     return need if need > size else size
 

@@ -25,6 +25,9 @@ IMPLICIT_VR_LE = part10.IMPLICIT_VR_LE
 # One transfer syntax per context (as the storage proposal): the answer says which the SCP takes.
 CONTEXTS = ((1, MODALITY_WORKLIST_FIND, (EXPLICIT_VR_LE,)), (3, MODALITY_WORKLIST_FIND, (IMPLICIT_VR_LE,)))
 MAX_IDENTIFIER = 65536  # one match's identifier; a worklist item is a few hundred bytes
+# The largest PDU we receive on a worklist association (PS3.8 D.1): responses go to flash PDV by
+# PDV, so a small buffer does, and it is taken for each query only (no block held for it).
+FIND_MAX_PDU = 1024
 CANCEL_GRACE = 32  # pending responses accepted after C-CANCEL before giving up on the peer
 
 # Final statuses of a Modality Worklist C-FIND (PS3.4 K.4.1.1.4, PS3.7 C.1-C.4); the pending
@@ -49,10 +52,14 @@ def failure(status):
 
 
 class FindSession(ServiceUser):
-    """Worklist queries to one SCP (scp: aet, host, port; settings as StoreSession's)."""
+    """Worklist queries to one SCP (scp: aet, host, port; settings as StoreSession's, but for
+    max_pdu: FIND_MAX_PDU)."""
 
     def __init__(self, scp, settings):
-        ServiceUser.__init__(self, scp, settings, list(CONTEXTS))
+        settings = dict(settings)
+        settings["max_pdu"] = FIND_MAX_PDU
+        settings["buffer"] = None
+        ServiceUser.__init__(self, scp, settings, list(CONTEXTS), FIND_MAX_PDU)
         self._size = 0
 
     async def query(self, keys, sink, max_matches):
@@ -62,9 +69,9 @@ class FindSession(ServiceUser):
         match discarded)."""
         try:
             return await self._query(keys, sink, max_matches)
-        except MemoryError:
+        except MemoryError as exc:
             sink.discard()
-            await self._out_of_memory()
+            await self._out_of_memory(exc)
         except BaseException:
             sink.discard()
             self.drop()

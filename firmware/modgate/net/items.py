@@ -2,7 +2,8 @@
 
 Item header: type (1), reserved (1), 2-byte big-endian length of what follows. Presentation
 context items hold sub-items of the same shape; the user information item holds sub-items for
-the maximum length (PS3.8 D.1), the Implementation Class UID and Version Name (PS3.7 D.3.3.2-3).
+the maximum length (PS3.8 D.1), the Implementation Class UID and Version Name (PS3.7 D.3.3.2-3)
+and, when configured, User Identity (PS3.7 D.3.3.7).
 
 Decoding is as lenient as PS3.8 asks of a receiver: reserved fields are not tested, items of an
 unknown type are skipped (9.3.1), and the AC's AE title fields (reserved, Table 9-17) and the
@@ -34,6 +35,11 @@ MAX_LENGTH_ITEM = const(0x51)
 IMPLEMENTATION_UID_ITEM = const(0x52)
 ROLE_SELECTION_ITEM = const(0x54)
 IMPLEMENTATION_VERSION_ITEM = const(0x55)
+USER_IDENTITY_RQ_ITEM = const(0x58)
+USER_IDENTITY_AC_ITEM = const(0x59)
+# User-Identity-Type (PS3.7 Table D.3-14): a username, or a username and passcode.
+IDENTITY_USERNAME = const(1)
+IDENTITY_USERNAME_PASSCODE = const(2)
 
 # Presentation context result/reason in the AC (PS3.8 Table 9-18).
 ACCEPTANCE = const(0)
@@ -47,7 +53,7 @@ def _put(buf, offset, item_type, data):
     return offset + 4 + n
 
 
-def _user_info(buf, offset, max_pdu, impl_uid, impl_version, roles=()):
+def _user_info(buf, offset, max_pdu, impl_uid, impl_version, identity=None, roles=()):
     start = offset
     offset += 4
     struct.pack_into(">BBHL", buf, offset, MAX_LENGTH_ITEM, 0, 4, max_pdu)
@@ -63,22 +69,52 @@ def _user_info(buf, offset, max_pdu, impl_uid, impl_version, roles=()):
         offset += 2
     if impl_version:
         offset = _put(buf, offset, IMPLEMENTATION_VERSION_ITEM, impl_version.encode())
+    if identity is not None:
+        offset = _user_identity(buf, offset, identity)
     struct.pack_into(">BBH", buf, start, USER_INFO_ITEM, 0, offset - start - 4)
     return offset
 
 
-def rq_size(contexts, impl_uid, impl_version):
+def user_identity(username, passcode=""):
+    """The User Identity proposal (PS3.7 D.3.3.7.1) for a username, with a passcode when one is
+    given; a positive response is always requested, so the log can say whether the archive
+    confirmed it. Fields are UTF-8; None without a username."""
+    if not username:
+        return None
+    kind = IDENTITY_USERNAME_PASSCODE if passcode else IDENTITY_USERNAME
+    return kind, username.encode(), passcode.encode() if passcode else b""
+
+
+def _identity_size(identity):
+    return 0 if identity is None else 10 + len(identity[1]) + len(identity[2])
+
+
+def _user_identity(buf, offset, identity):
+    # Item type 58H, reserved, item length; User-Identity-Type, Positive-response-requested,
+    # primary field length and value, secondary field length and value (PS3.7 Table D.3-14).
+    kind, primary, secondary = identity
+    n = len(primary)
+    struct.pack_into(">BBHBBH", buf, offset, USER_IDENTITY_RQ_ITEM, 0, 6 + n + len(secondary), kind, 1, n)
+    buf[offset + 8:offset + 8 + n] = primary
+    offset += 8 + n
+    struct.pack_into(">H", buf, offset, len(secondary))
+    buf[offset + 2:offset + 2 + len(secondary)] = secondary
+    return offset + 2 + len(secondary)
+
+
+def rq_size(contexts, impl_uid, impl_version, identity=None):
     """Bytes an A-ASSOCIATE-RQ for `contexts` needs, to size the buffer before encoding it."""
     size = HEADER + ASSOCIATE_FIXED + 4 + len(APPLICATION_CONTEXT)
     for _, abstract, syntaxes in contexts:
         size += 12 + len(abstract)  # item header, ID and reserved, abstract syntax sub-item
         for ts in syntaxes:
             size += 4 + len(ts)
-    return size + 4 + 8 + 4 + len(impl_uid) + 4 + len(impl_version)
+    return size + 4 + 8 + 4 + len(impl_uid) + 4 + len(impl_version) + _identity_size(identity)
 
 
-def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version):
-    """Application context, one item per (context ID, abstract syntax, transfer syntaxes), user info."""
+def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version, identity=None):
+    """Application context, one item per (context ID, abstract syntax, transfer syntaxes), user
+    info (with the User Identity sub-item of `user_identity()` when given)."""
     offset = _put(buf, offset, APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())
     for context_id, abstract, syntaxes in contexts:
         start = offset
@@ -86,7 +122,7 @@ def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version):
         for ts in syntaxes:
             offset = _put(buf, offset, TRANSFER_SYNTAX_ITEM, ts.encode())
         struct.pack_into(">BBHBBBB", buf, start, CONTEXT_RQ_ITEM, 0, offset - start - 4, context_id, 0, 0, 0)
-    return _user_info(buf, offset, max_pdu, impl_uid, impl_version)
+    return _user_info(buf, offset, max_pdu, impl_uid, impl_version, identity)
 
 
 def ac_size(answers, impl_uid, impl_version, roles=()):
@@ -110,7 +146,7 @@ def encode_ac_items(buf, offset, answers, max_pdu, impl_uid, impl_version, roles
         offset = _put(buf, offset + 8, TRANSFER_SYNTAX_ITEM, syntax.encode())
         length = offset - start - 4
         struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, length, context_id, 0, result, 0)
-    return _user_info(buf, offset, max_pdu, impl_uid, impl_version, roles)
+    return _user_info(buf, offset, max_pdu, impl_uid, impl_version, None, roles)
 
 
 def _text(buf, start, end):
@@ -161,8 +197,14 @@ def _user(buf, start, end, out):
             if n + 4 != b - a:
                 raise PDUError("role selection sub-item: UID length %d does not fit" % n)
             out["roles"][_uid(buf, a + 2, a + 2 + n)] = (buf[b - 2], buf[b - 1])
-        # Other sub-items (async window, extended negotiation, user identity) answer proposals
-        # we never make, or ask for what we do not offer; PS3.7 D.3.3 lets us ignore them.
+        elif item_type == USER_IDENTITY_AC_ITEM:
+            # Server-response length and value (PS3.7 Table D.3-15): empty for a username or a
+            # username and passcode; its presence is the positive response.
+            if b - a < 2 or 2 + struct.unpack_from(">H", buf, a)[0] > b - a:
+                raise PDUError("user identity sub-item of %d bytes overruns its length" % (b - a))
+            out["identity_response"] = bytes(buf[a + 2:a + 2 + struct.unpack_from(">H", buf, a)[0]])
+        # Other sub-items (async window, extended negotiation) answer proposals we never make,
+        # or ask for what we do not offer; PS3.7 D.3.3 lets us ignore them.
 
 
 def decode_associate(buf, length, requestor_side):
@@ -185,6 +227,7 @@ def decode_associate(buf, length, requestor_side):
         "implementation_uid": "",
         "implementation_version": "",
         "roles": {},  # SOP class UID -> (SCU role, SCP role) proposed (RQ only)
+        "identity_response": None,  # bytes when the acceptor confirmed our user identity
     }
     have_application = False
     have_user = False

@@ -14,7 +14,7 @@ import struct
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
-from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError
+from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError, TlsError
 from modgate.net import DEFAULT_MAX_PDU, STORAGE_COMMITMENT, aetitle, dimse, items, pdu, storage_classes
 from modgate.net.association import NOT_ANSWERED, Association, buffer_size, pack_pdv_header
 from modgate.port import aio, fs
@@ -62,10 +62,18 @@ def proposal(classes):
 
 class ServiceUser:
     """One peer's associations, opened on demand and reused: what every service user of the
-    device shares (StoreSession here, FindSession in net/find.py). `contexts` is the proposal;
-    dest: aet, host, port; settings as StoreSession documents (buffer, timeouts, max_pdu)."""
+    device shares (StoreSession here, FindSession in net/find.py). `contexts` is the proposal.
 
-    def __init__(self, dest, settings, contexts):
+    dest: aet, host, port, and tls (True: DICOM TLS, PS3.15 B.9). settings: calling_aet,
+    max_pdu, connect/acse/dimse/idle/artim_timeout_ms, max_objects_per_association (missing ones
+    take DEFAULTS); optional buffer (a bytearray allocated early, see jobs/send),
+    extra_sop_classes, auto_propose (propose a file's SOP class when first met, renegotiating;
+    for host tools sending arbitrary files; StoreSession), tls_ca_file, tls_cert_file,
+    tls_key_file (paths on flash), user_identity and user_passcode (PS3.7 D.3.3.7; the passcode
+    goes only over TLS).
+    """
+
+    def __init__(self, dest, settings, contexts, min_pdu=MIN_MAX_PDU):
         self.called = aetitle.validate(dest.get("aet"))
         self.calling = aetitle.validate(settings.get("calling_aet"))
         self.host = dest.get("host")
@@ -84,14 +92,21 @@ class ServiceUser:
             self.max_objects = int(_setting(settings, "max_objects_per_association"))
         except (TypeError, ValueError) as exc:
             raise ConfigError("network setting is not a whole number: " + str(exc))
-        if not MIN_MAX_PDU <= self.max_pdu <= MAX_MAX_PDU:
-            raise ConfigError("max_pdu must be %d to %d, not %d" % (MIN_MAX_PDU, MAX_MAX_PDU, self.max_pdu))
+        if not min_pdu <= self.max_pdu <= MAX_MAX_PDU:
+            raise ConfigError("max_pdu must be %d to %d, not %d" % (min_pdu, MAX_MAX_PDU, self.max_pdu))
         self.contexts = contexts
         self.impl = (part10.IMPLEMENTATION_CLASS_UID, part10.IMPLEMENTATION_VERSION_NAME)
+        self.peer = self.called + "@" + str(self.host) + ":" + str(self.port)
+        self.tls = bool(dest.get("tls"))
+        self.tls_files = (settings.get("tls_ca_file") or "", settings.get("tls_cert_file") or "",
+                          settings.get("tls_key_file") or "")
+        if self.tls and not self.tls_files[0]:
+            raise ConfigError("destination " + self.peer + " wants TLS but no tls_ca_file is set")
+        self.identity = self._identity(settings.get("user_identity"), settings.get("user_passcode"))
         # The one PDU buffer, reused by every association of this session. Allocated now, after
         # a collection, while the heap is still unfragmented: a 16 KB block is hard to find later.
         # A caller may pass settings["buffer"], allocated before its imports fragmented the heap.
-        need = buffer_size(self.max_pdu, self.contexts, self.impl[0], self.impl[1])
+        need = buffer_size(self.max_pdu, self.contexts, self.impl[0], self.impl[1], self.identity)
         buf = settings.get("buffer")
         if buf is None or len(buf) < need:
             buf = None
@@ -99,22 +114,31 @@ class ServiceUser:
             buf = bytearray(need)
         self.buf = buf
         self.cmd = bytearray(_COMMAND_CAP)
-        self.scratch = bytearray(16)
+        self.scratch = bytearray(16)  # the data set reader's, for files any service streams
         self.assoc = None
         self.on_progress = None  # called after every PDU sent (the device's task heartbeat)
         self.sent_whole = False  # the last store's data set went out whole (answered or not)
         self.message_id = 0
         self.objects = 0
         self.last_used = ticks_ms()
-        self.peer = self.called + "@" + str(self.host) + ":" + str(self.port)
 
-    async def _out_of_memory(self):
+    def _identity(self, user, passcode):
+        """The User Identity proposal: a passcode never travels in clear, so a destination
+        without TLS is sent the username alone (the device says so when settings are applied)."""
+        return items.user_identity(user or "", (passcode or "") if self.tls else "")
+
+    async def _out_of_memory(self, exc=None):
         # The association is in an unknown state: drop it (best effort) and keep the object.
         try:
             await self.abort()
         except (MemoryError, ModgateError):
             self.assoc = None
-        raise DeliveryError("out of memory while talking to " + self.peer, True)
+        what = str(exc.args[0]) if exc is not None and exc.args else ""  # where (port/tls.py says)
+        need = ""
+        if self.tls:
+            need = " (a TLS association needs ~32 KB of heap, 17 KB of it in one block: docs/benchmarks.md)"
+        raise DeliveryError("out of memory while talking to " + self.peer + (": " + what if what else "")
+                            + need, True)
 
     async def release(self):
         """Orderly A-RELEASE of the open association, if any (some archives file a study on it)."""
@@ -155,7 +179,7 @@ class ServiceUser:
             else:
                 return assoc
         assoc = Association(self.host, self.port, self.called, self.calling, self.contexts,
-                            self.max_pdu, self.timeouts, self.buf)
+                            self.max_pdu, self.timeouts, self.buf, self._tls_client(), self.identity)
         # Held before the handshake, so an out-of-memory inside it still aborts and closes it.
         self.assoc = assoc
         self.objects = 0
@@ -164,6 +188,19 @@ class ServiceUser:
             message, transient = assoc.failure or ("association with " + self.peer + " failed", True)
             raise DeliveryError(message, transient, "destination")
         return assoc
+
+    def _tls_client(self):
+        """A TLS client for the next association (PS3.15 B.9), made from the files on flash each
+        time: its parsed certificates take heap only while an association is open. A missing
+        or broken file holds the destination's queue, as a rejected association does."""
+        if not self.tls:
+            return None
+        from modgate.port import tls  # plain destinations never load TLS
+
+        try:
+            return tls.Client(self.tls_files[0], self.tls_files[1], self.tls_files[2])
+        except TlsError as exc:
+            raise DeliveryError(str(exc), False, "destination")
 
     def _next_id(self):
         self.message_id = self.message_id % 0xFFFF + 1
@@ -246,7 +283,6 @@ class ServiceUser:
                         raise dimse.DimseError("PDVs follow the last fragment of " + what)
                     return rsp
 
-
     async def _file_request(self, path, abstract, encode, response, what):
         """A request whose data set is the Part 10 file at `path` (modgate.dicom.dsfile), on the
         context accepted for `abstract` (Explicit VR LE preferred; Implicit: re-encoded while it
@@ -254,8 +290,8 @@ class ServiceUser:
         length. Returns the response (a data set in it is read and dropped)."""
         try:
             return await self._file_exchange(path, abstract, encode, response, what)
-        except MemoryError:
-            await self._out_of_memory()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
         except BaseException:
             self.drop()  # mid-message, or cancelled: the association cannot be used again
             raise
@@ -403,9 +439,6 @@ class ServiceUser:
         raise DeliveryError(reason, isinstance(problem, OSError))
 
 
-_PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
-
-
 class StoreSession(ServiceUser):
     """C-STORE and C-ECHO to one destination, one association reused across calls.
 
@@ -428,8 +461,8 @@ class StoreSession(ServiceUser):
         """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
         try:
             return await self._store_path(path)
-        except MemoryError:
-            await self._out_of_memory()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
         except BaseException:
             # Cancelled (the destination was replaced or removed): the association is mid-message
             # and can never be used again; its socket must not outlive the task.
@@ -456,8 +489,8 @@ class StoreSession(ServiceUser):
         """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
         try:
             return await self._echo()
-        except MemoryError:
-            await self._out_of_memory()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
         except BaseException:
             self.drop()
             raise
@@ -495,7 +528,7 @@ class StoreSession(ServiceUser):
         does); the next association proposes it, so an open one is released first."""
         classes = self.classes[:-1] + [sop_class] + self.classes[-1:]
         contexts = self._proposal(classes)
-        if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1]) > len(self.buf):
+        if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1], self.identity) > len(self.buf):
             raise DeliveryError("no room to propose SOP class " + sop_class, False)
         await self.release()
         self.classes = classes
@@ -548,6 +581,10 @@ class StoreSession(ServiceUser):
             return code, klass, text
         log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
         raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)
+
+
+_PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
+
 
 def _fill(reader, mv, start, end):
     """Read the next data set bytes into mv[start:end], exactly (the PDU header promised them):

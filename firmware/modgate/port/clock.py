@@ -12,6 +12,28 @@ def epoch_seconds():
     return int(time.time()) + _offset_s
 
 
+def _platform_ms():
+    ns = getattr(time, "time_ns", None)
+    return ns() // 1000000 if ns is not None else int(time.time()) * 1000
+
+
+def unix_ms():
+    """Milliseconds since 1970-01-01 UTC by the device clock (the SNTP client compares it)."""
+    return _platform_ms() + (_offset_s + _EPOCH_SHIFT) * 1000
+
+
+def set_unix_ms(ms):
+    """Set the device clock to `ms` since 1970 UTC. It keeps whole seconds: the seconds read now
+    are those of `ms` (later reads may run up to a second ahead of the platform's fraction)."""
+    global _offset_s
+    _offset_s = ms // 1000 - _platform_ms() // 1000 - _EPOCH_SHIFT
+
+
+def utc(unix_seconds):
+    """(year, month, day, hour, minute, second) of a time in seconds since 1970."""
+    return tuple(time.gmtime(unix_seconds - _EPOCH_SHIFT)[:6])
+
+
 def now():
     """(year, month, day, hour, minute, second) in UTC from the device clock."""
     return tuple(time.gmtime(epoch_seconds())[:6])

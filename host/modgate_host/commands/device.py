@@ -148,12 +148,16 @@ def load_provision_file(path: Path) -> dict[str, Any]:
     return data
 
 
+# Secrets the device never shows (config show reads "***"): always applied, never read back.
+SECRET_KEYS = ("pin", "user_passcode")
+
+
 def provision_plan(current: dict[str, Any], wanted: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """(key, old, new) for each setting that changes; a PIN ("pin") is always applied."""
+    """(key, old, new) for each setting that changes; a secret (SECRET_KEYS) is always applied."""
     plan = []
     for key, value in wanted.items():
-        if key == "pin":
-            plan.append(("pin", "***", "*** (new PIN)"))
+        if key in SECRET_KEYS:
+            plan.append((key, "***", "*** (new " + ("PIN" if key == "pin" else "secret") + ")"))
         elif current.get(key) != value:
             plan.append((key, current.get(key, "(unknown key)"), value))
     return plan
@@ -186,13 +190,13 @@ def _provision(args: argparse.Namespace, console: DeviceConsole) -> int:
     bar = Progress(len(plan) + 2, "provision")
     for key, _old, new in plan:
         bar.step(key)
-        console.call("config", "set", key, wanted[key] if key == "pin" else console_value(new))
+        console.call("config", "set", key, wanted[key] if key in SECRET_KEYS else console_value(new))
     bar.step("save")
     console.call("config", "save")
     bar.step("verify")
     after = console.call("config", "show")
     bar.done()
-    wrong = [k for k, _o, new in plan if k != "pin" and after.get(k) != new]
+    wrong = [k for k, _o, new in plan if k not in SECRET_KEYS and after.get(k) != new]
     if wrong:
         for key in wrong:
             fail(f"{key}: device has {text(after.get(key))}, wanted {text(wanted[key])}")
@@ -247,8 +251,8 @@ def _dest(args: argparse.Namespace, console: DeviceConsole) -> int:
     if args.action == "list":
         show(console.call("dest", "list"), args.json)
     elif args.action == "add":
-        if len(args.values) != 4:
-            fail("usage: dest PORT add NAME AET HOST PORT")
+        if len(args.values) not in (4, 5) or args.values[4:] not in ([], ["tls"]):
+            fail("usage: dest PORT add NAME AET HOST PORT [tls]")
             return EXIT_ENV
         show(console.call("dest", "add", *args.values), args.json)
         console.call("config", "save")
@@ -267,7 +271,7 @@ def _dest(args: argparse.Namespace, console: DeviceConsole) -> int:
     return EXIT_OK
 
 
-DEST_ARGS = "add: NAME AET HOST PORT; remove: NAME; echo: [NAME] (default all)"
+DEST_ARGS = "add: NAME AET HOST PORT [tls]; remove: NAME; echo: [NAME] (default all)"
 
 
 def add_parser(subparsers: Any) -> None:

@@ -89,6 +89,12 @@ def verify(
         checks.append(
             Check("device clock set", bool(clock_set), detail + ("" if clock_set else "; run set-time"))
         )
+    privileged = status.get("privileged")
+    if privileged is not None:
+        # No open doors (issue 19): a commissioned device guards its settings with a PIN.
+        guarded = privileged != "open"
+        advice = "" if guarded else "; set one: config set pin NNNN"
+        checks.append(Check("settings guarded by a PIN", guarded, f"privileged: {privileged}{advice}"))
     dests = console.call("dest", "list")
     bar = Progress(len(dests) + 2, "verify")
     checks += _echo_all(console, dests, bar)

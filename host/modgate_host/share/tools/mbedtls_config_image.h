@@ -1,0 +1,1 @@
+../../../../tools/mbedtls_config_image.h
