@@ -127,7 +127,7 @@ class Steps:
         uid = device.uid_gen.new()
         number = self.next_id
         self.next_id += 1
-        request = context.get("request_attributes") or [[]]
+        request = _items(context.get("request_attributes")) or [[]]
         given = {}
         for tag, _vr, value in request[0]:
             given[tag] = value
@@ -150,7 +150,7 @@ class Steps:
                     "accession_number", "study_id", "referenced_studies", "procedure_codes",
                     "performed_protocol_codes"):
             if context.get(key):
-                pps[key] = context[key]
+                pps[key] = _items(context[key]) if key in _SEQUENCE_KEYS else context[key]
         entrylog.append(self._path(number, ".m"), ["H", pps])
         self.steps.append([number, pps["study_instance_uid"], False, None, None, None, 0, False, 0])
         log.info(_SRC, "step %d (%s) in progress for study %s" % (number, uid, pps["study_instance_uid"]))
@@ -158,7 +158,7 @@ class Steps:
         from modgate.dicom.workflow import MPPS
 
         t = local_time(now, pps["tz"])
-        return {"referenced_pps": [[(0x00081150, "UI", MPPS), (0x00081155, "UI", uid)]],
+        return {"referenced_pps": _encoded([[(0x00081150, "UI", MPPS), (0x00081155, "UI", uid)]]),
                 "pps_id": pps["pps_id"],
                 "pps_start_date": "%04d%02d%02d" % (t[0], t[1], t[2]),
                 "pps_start_time": "%02d%02d%02d" % (t[3], t[4], t[5])}
@@ -457,3 +457,28 @@ def _not_ascii(text):
         if ord(ch) > 127:
             return True
     return False
+
+
+# Context keys whose values are sequences, encoded as the object writer takes them (base64 of
+# Explicit VR items: modgate.dicom.mwl.context_of); a procedure step keeps them as items.
+_SEQUENCE_KEYS = ("referenced_studies", "procedure_codes", "performed_protocol_codes")
+
+
+def _items(value):
+    if not value:
+        return []
+    import binascii
+
+    from modgate.dicom import dataset
+
+    return dataset.decode_items(value if isinstance(value, bytes) else binascii.a2b_base64(value))
+
+
+def _encoded(items):
+    import binascii
+
+    from modgate.dicom import dataset
+
+    out = bytearray()
+    dataset.encode_items(out, items, True)
+    return binascii.b2a_base64(out).decode().strip()

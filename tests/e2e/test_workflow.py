@@ -23,6 +23,7 @@ from modgate_host.transport import DeviceConsole  # noqa: E402
 
 BOARDS = ["unix", "qemu-armhf"]
 DEVICE_AET = "MODGATE"
+PIN = "3141"
 
 
 def config_file(tmp_path: Path, **values: object) -> Path:
@@ -60,6 +61,8 @@ def add_archive(device: Emulator, peer: Any) -> None:
         # Only this archive: the board's default destination would keep every object owed.
         if any(d["name"] == "archive" for d in console.call("dest", "list")):
             console.call("dest", "remove", "archive")
+        if console.call("status")["privileged"] == "open":
+            console.call("config", "set", "pin", PIN)  # commissioning: a PIN before a destination
         console.call("dest", "add", "pacs", peer.aet, "127.0.0.1", peer.port, "commit=required")
 
 
@@ -144,6 +147,7 @@ def test_kill_between_n_action_and_report_resumes_and_deletes_nothing_early(boar
         with Emulator(board, flash, config=config) as device:
             add_archive(device, archive)
             with DeviceConsole(device.console_path, timeout_s=60) as console:
+                console.call("unlock", PIN)
                 console.call("config", "save")
             sent = simulate(device.frames_url, tmp_path / "r.json", count, "32x32", "GRAY8")
             assert len(sent["acked"]) == count, sent["output"]

@@ -8,6 +8,8 @@ Public API:
   (UTF-8; UI padded with NUL, others with a space), bytes (as is, padded), int (US), or, for SQ,
   a list of items, each a list of elements. Sequences and items get defined lengths.
 - `encode_items(out, items, explicit)`: the value of one SQ element (its items) only.
+- `decode_items(raw)`: what encode_items made (Explicit VR, defined lengths) back into items of
+  (tag, vr, value), text as str without its padding: a context's sequences (modgate.mpps).
 - `read(f, length, explicit, wanted, each=None)` -> {tag: bytes or [item dicts]}: read `length`
   bytes of a data set from file `f` (at its position). `wanted` maps the tags to keep: True for
   a value, a dict (the same shape) for a sequence whose items are read with it. Everything else
@@ -71,6 +73,49 @@ def encode_items(out, items, explicit):
         out += struct.pack("<HHL", 0xFFFE, 0xE000, 0)
         encode(out, item, explicit)
         struct.pack_into("<L", out, at + 4, len(out) - at - 8)
+
+
+def decode_items(raw):
+    items, end = _decode_items(memoryview(raw), 0, len(raw))
+    return items
+
+
+def _decode_items(mv, at, end):
+    items = []
+    while at < end:
+        group, element, length = struct.unpack_from("<HHL", mv, at)
+        if (group, element) != (0xFFFE, 0xE000) or at + 8 + length > end:
+            raise DecodeError("not an item of defined length at byte %d" % at)
+        items.append(_decode_elements(mv, at + 8, at + 8 + length))
+        at += 8 + length
+    return items, at
+
+
+def _decode_elements(mv, at, end):
+    out = []
+    while at < end:
+        group, element = struct.unpack_from("<HH", mv, at)
+        vr = bytes(mv[at + 4:at + 6])
+        if vr in LONG_VRS:
+            length = struct.unpack_from("<L", mv, at + 8)[0]
+            at += 12
+        else:
+            length = struct.unpack_from("<H", mv, at + 6)[0]
+            at += 8
+        if at + length > end:
+            raise DecodeError("(%04X,%04X) overruns its item" % (group, element))
+        tag = (group << 16) | element
+        if vr == b"SQ":
+            value = _decode_items(mv, at, at + length)[0]
+        elif vr == b"US":
+            value = struct.unpack_from("<H", mv, at)[0]
+        else:
+            value = bytes(mv[at:at + length]).decode()
+            while value and value[-1] in "\x00 ":
+                value = value[:-1]
+        out.append((tag, vr.decode(), value))
+        at += length
+    return out
 
 
 # ---- reading -------------------------------------------------------------------------------------
