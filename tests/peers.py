@@ -7,6 +7,10 @@
 - `pynetdicom_worklist(items, port, aet, script)`: a pynetdicom Modality Worklist SCP answering
   `items` (pydicom data sets) as pending matches, or whatever `script(event, peer)` yields.
 - `wlmscpfs(folder, port, aet)`: dcmtk's worklist SCP serving the .wl files of `folder`.
+- `commitment_scp(report, device, ...)`: a pynetdicom archive that stores and is a Storage
+  Commitment SCP, reporting on the same association, on a new one it opens to the device's
+  listener, or not at all; objects named in `fail` are reported failed.
+- `mpps_scp(statuses)`: a pynetdicom MPPS SCP answering N-CREATE and N-SET with scripted statuses.
 - `orthanc(port, http_port)`: Orthanc from a JSON config in a temp dir; `.rest(path)` via urllib.
 - `black_hole()`: a TCP port that accepts connections and never says a word.
 - `HostilePeer(script)`: a raw TCP peer that plays `script(conn, peer)` on each connection,
@@ -216,6 +220,154 @@ def pynetdicom_worklist(items: list[Any] | tuple[Any, ...] = (), port: int | Non
         server.shutdown()
 
 
+class CommitmentSCP(ScriptedSCP):
+    def __init__(self, port: int, aet: str) -> None:
+        super().__init__(port, aet)
+        self.actions: list[Any] = []  # Storage Commitment requests (action information data sets)
+        self.reports: list[tuple[str, int, int]] = []  # (Transaction UID, event type, status answered)
+        self.errors: list[str] = []
+        self.report = "same"
+        self.fail: set[str] = set()
+        self.stored: set[str] = set()
+
+
+@contextmanager
+def commitment_scp(report: str = "same", device: tuple[str, int] | None = None, port: int | None = None,
+                   aet: str = "PYSC", fail: set[str] | None = None, delay: float = 0.2,
+                   syntax: str | None = None) -> Iterator[CommitmentSCP]:
+    """A pynetdicom storage SCP that is a Storage Commitment Push Model SCP (PS3.4 J.3) too.
+
+    It answers every N-ACTION with success and reports `delay` s later, as `report` says:
+    "same" (N-EVENT-REPORT on the request's association), "new" (a new association to the
+    device's listener `device` = (AE title, port), proposing the SCP role, PS3.7 D.3.3.4), or
+    "none". An object whose SOP Instance UID is in `fail` (the set may change while it runs) or
+    that it never stored is reported failed (0x0112 no such object instance); the rest committed.
+    `syntax` restricts the transfer syntax of the report association."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, AllStoragePresentationContexts, build_role, evt
+    from pynetdicom.sop_class import StorageCommitmentPushModel, Verification  # type: ignore[attr-defined]
+
+    port = port or free_port()
+    peer = CommitmentSCP(port, aet)
+    peer.report = report
+    peer.fail = fail if fail is not None else set()
+    instance = "1.2.840.10008.1.20.1.1"
+
+    def on_store(event: Any) -> int:
+        ds = event.dataset
+        ds.file_meta = event.file_meta
+        peer.received.append(ds)
+        peer.stored.add(str(ds.SOPInstanceUID))
+        return 0x0000
+
+    def result(info: Any) -> tuple[Any, int]:
+        out = Dataset()
+        out.TransactionUID = info.TransactionUID
+        good, bad = [], []
+        for ref in info.ReferencedSOPSequence:
+            item = Dataset()
+            item.ReferencedSOPClassUID = ref.ReferencedSOPClassUID
+            item.ReferencedSOPInstanceUID = ref.ReferencedSOPInstanceUID
+            uid = str(ref.ReferencedSOPInstanceUID)
+            if uid in peer.fail or uid not in peer.stored:
+                item.FailureReason = 0x0112
+                bad.append(item)
+            else:
+                good.append(item)
+        if bad:
+            out.FailedSOPSequence = bad
+        if good:
+            out.ReferencedSOPSequence = good
+        return out, 2 if bad else 1
+
+    def send(assoc: Any, info: Any) -> None:
+        ds, event_type = result(info)
+        try:
+            status, _ = assoc.send_n_event_report(ds, event_type, StorageCommitmentPushModel, instance)
+            peer.reports.append((str(info.TransactionUID), event_type, int(getattr(status, "Status", -1))))
+        except Exception as exc:  # noqa: BLE001 - recorded for the test
+            peer.errors.append(f"report: {exc!r}")
+
+    def later(event: Any, info: Any) -> None:
+        if peer.release.wait(delay):
+            return
+        if peer.report == "same":
+            send(event.assoc, info)
+        elif peer.report == "new" and device is not None:
+            ae = AE(ae_title=aet)
+            ae.add_requested_context(StorageCommitmentPushModel, [syntax] if syntax else [EXPLICIT, IMPLICIT])
+            role = build_role(StorageCommitmentPushModel, scp_role=True)
+            assoc = ae.associate("127.0.0.1", device[1], ae_title=device[0], ext_neg=[role])
+            if not assoc.is_established:
+                peer.errors.append("report association not established")
+                return
+            send(assoc, info)
+            assoc.release()
+
+    def on_action(event: Any) -> tuple[int, None]:
+        info = event.action_information
+        peer.actions.append(info)
+        threading.Thread(target=later, args=(event, info), daemon=True).start()
+        return 0x0000, None
+
+    ae = AE(ae_title=aet)
+    for cx in AllStoragePresentationContexts:
+        ae.add_supported_context(cx.abstract_syntax, [EXPLICIT, IMPLICIT])
+    ae.add_supported_context(Verification, [EXPLICIT, IMPLICIT])
+    ae.add_supported_context(StorageCommitmentPushModel, [EXPLICIT, IMPLICIT])
+    handlers = [(evt.EVT_C_STORE, on_store), (evt.EVT_N_ACTION, on_action)]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    try:
+        yield peer
+    finally:
+        peer.release.set()
+        server.shutdown()
+
+
+class MppsSCP(Peer):
+    def __init__(self, port: int, aet: str) -> None:
+        super().__init__(port, None, aet)
+        self.creates: list[Any] = []  # (SOP Instance UID, data set) of each N-CREATE
+        self.sets: list[Any] = []  # (SOP Instance UID, data set) of each N-SET
+        self.statuses: dict[str, list[int]] = {"create": [], "set": []}
+
+
+@contextmanager
+def mpps_scp(port: int | None = None, aet: str = "PYMPPS", create: list[int] | None = None,
+             sets: list[int] | None = None) -> Iterator[MppsSCP]:
+    """A pynetdicom MPPS SCP (PS3.4 F.7) on 127.0.0.1: each N-CREATE and N-SET is recorded and
+    answered with the next status of `create` / `sets` (the last one repeats; success by default)."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
+
+    port = port or free_port()
+    peer = MppsSCP(port, aet)
+    peer.statuses = {"create": list(create or [0]), "set": list(sets or [0])}
+
+    def next_status(kind: str) -> int:
+        queue = peer.statuses[kind]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def on_create(event: Any) -> tuple[int, Any]:
+        peer.creates.append((str(event.request.AffectedSOPInstanceUID), event.attribute_list))
+        status = next_status("create")
+        return status, (event.attribute_list if status == 0 else None)
+
+    def on_set(event: Any) -> tuple[int, Any]:
+        peer.sets.append((str(event.request.RequestedSOPInstanceUID), event.modification_list))
+        status = next_status("set")
+        return status, (event.modification_list if status == 0 else None)
+
+    ae = AE(ae_title=aet)
+    ae.add_supported_context(ModalityPerformedProcedureStep, [EXPLICIT, IMPLICIT])
+    handlers = [(evt.EVT_N_CREATE, on_create), (evt.EVT_N_SET, on_set)]
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=handlers)
+    try:
+        yield peer
+    finally:
+        server.shutdown()
+
+
 WORKLIST_DUMPS = Path(__file__).resolve().parent / "worklist"
 WORKLIST_DAY = "20260705"  # the scheduled day of the dumps; tomorrow.dump is the day after
 
@@ -274,8 +426,8 @@ def orthanc(port: int | None = None, http_port: int | None = None, aet: str = "O
             worklists: Path | None = None, extra: dict[str, Any] | None = None) -> Iterator[Any]:
     """Orthanc with a throw-away store; `.rest(path)` returns decoded JSON, `.get(path)` bytes.
     With `worklists`, its ModalityWorklists plugin (Debian's orthanc package) serves the .wl
-    files of that folder to any calling AE. `extra`: more configuration keys (e.g.
-    DicomTlsEnabled and its certificate files)."""
+    files of that folder to any calling AE. `extra`: more configuration keys (e.g. DicomModalities
+    for its Storage Commitment reports, DicomTlsEnabled and its certificate files)."""
     require_netns()
     port = port or free_port()
     http_port = http_port or free_port()

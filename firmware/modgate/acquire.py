@@ -241,6 +241,9 @@ class Acquirer:
         self.single_series = {}
         self.objects_committed = 0
         self.frames_acked = 0
+        # Told of every object committed, with its metadata and context (the procedure step
+        # of its study lists it: modgate.mpps). Called before the frame is acknowledged.
+        self.on_committed = None
 
     # --- the sink interface (modgate.ingest) -------------------------------------------------
     def busy(self):
@@ -269,6 +272,7 @@ class Acquirer:
             self.frames_acked += 1
         if isinstance(target, _SingleTarget) and target.stored:
             self.objects_committed += 1
+            self._committed(uid, target.meta, target.writer.context)
         elif isinstance(target, _SeriesFrameTarget) and target.ends:
             self._close_series(target.series, "series end")
         return uid
@@ -546,8 +550,25 @@ class Acquirer:
             return
         self.closing.remove(series)
         self.objects_committed += 1
+        self._committed(series.uid, meta, note["context"])
         log.info(_SRC, "series %s closed (%s): %d frames in %s" % (series.key, series.closing, series.frames,
                                                                   series.uid))
+
+    def _committed(self, uid, meta, context):
+        if self.on_committed is None:
+            return
+        try:
+            self.on_committed(uid, meta, context)
+        except (ModgateError, OSError) as exc:
+            # The object is safe in the spool; only its listing in the study's step is lost.
+            log.error(_SRC, "object %s committed, but not noted for its study: %s" % (uid, exc))
+
+    def study_open(self, study_uid):
+        """True while a series of study `study_uid` is still taking frames or being closed."""
+        for series in list(self.open_series.values()) + self.closing:
+            if series.note["context"].get("study_instance_uid") == study_uid:
+                return True
+        return False
 
     def _closed(self, key):
         """The tag of the last committed object of series `key`, with its "uid": how the series
@@ -646,4 +667,5 @@ def _meta(iod_name, writer, context):
         # What the object carries, so a routing rule on "modality" matches the written value.
         "modality": writer.modality,
         "series_uid": context.get("series_instance_uid", ""),
+        "study_uid": context.get("study_instance_uid", ""),
     }

@@ -116,6 +116,14 @@ SCHEMA = (
     # ---- spool and acquisition (durability, issue 15) ----
     ("dead_policy", "choice", "drop-oldest", ("drop-oldest", "refuse"), _P,
      "Dead-letter area full: give up the oldest, or answer BUSY until an operator acts"),
+    # ---- workflow (issue 18): Storage Commitment (destinations' `commit`), listener, MPPS ----
+    ("listen_port", "int", 11113, (0, 65535), _P, "Port of our SCP (commitment results, C-ECHO); 0 = none"),
+    ("listen_aet", "aet0", "", 16, _P, "AE title of our SCP (empty = ae_title)"),
+    ("commit_timeout_s", "int", 1800, (10, 604800), _P, "Ask again when no commitment result came this long"),
+    ("commit_max_requests", "int", 4, (1, 100), _P, "Requests per object before it is flagged uncommitted"),
+    ("commit_batch_max", "int", 100, (1, 1000), _P, "Objects per Storage Commitment request"),
+    ("commit_report_wait_ms", "int", 5000, (0, 600000), _P, "Wait for a result on the request's association"),
+    ("mpps_scp", "scp", "", 120, _P, "MPPS SCP, AET@HOST:PORT (empty = none)"),
 )
 
 # Cross-field rules: (key, relation, other key); `set` and `load` refuse a value that breaks one.
@@ -295,26 +303,51 @@ def validate_name(text, key="name"):
     return text
 
 
+COMMIT_CHOICES = ("off", "required")
+
+
+DESTINATION_FIELDS = ("name", "aet", "host", "port", "commit", "tls")
+
+
 def validate_destination(d, key="destinations"):
-    """A destination dict {name, aet, host, port, tls?}, normalised; ConfigError on a bad field.
-    `tls` true: DICOM TLS (PS3.15 B.9) to it, never plain TCP; kept only when true."""
+    """A destination dict {name, aet, host, port, commit?, tls?}, normalised; ConfigError on a
+    bad field. `commit` "required": objects stay on flash until the destination confirmed them
+    by Storage Commitment (modgate.commitment); kept only when not the default "off". `tls`
+    true: DICOM TLS (PS3.15 B.9) to it, never plain TCP; kept only when true."""
     if not isinstance(d, dict):
         _fail(key, "each destination is an object {name, aet, host, port}")
     for field in ("name", "aet", "host", "port"):
         if field not in d:
             _fail(key, "destination lacks '" + field + "'")
     for field in d:
-        if field not in ("name", "aet", "host", "port", "tls"):
-            _fail(key, "destination field '" + str(field)[:16] + "' is not one of name, aet, host, port, tls")
+        if field not in DESTINATION_FIELDS:
+            _fail(key, "destination field '" + str(field)[:16] + "' is not one of "
+                  + ", ".join(DESTINATION_FIELDS))
     out = {
         "name": validate_name(d["name"], key + ".name"),
         "aet": validate_aet(d["aet"], key + ".aet"),
         "host": validate_host(d["host"], key + ".host"),
         "port": validate_port(d["port"], key + ".port"),
     }
+    commit = d.get("commit", "off")
+    if commit not in COMMIT_CHOICES:
+        _fail(key + ".commit", "must be off or required")
+    if commit != "off":
+        out["commit"] = commit
     if _bool(key + ".tls", d.get("tls", False)):
         out["tls"] = True
     return out
+
+
+def validate_scp(value, key):
+    """A peer given as AET@HOST:PORT (worklist_scp, mpps_scp), normalised; empty means none."""
+    if not value:
+        return value
+    aet, at, where = value.partition("@")
+    host, colon, port = where.rpartition(":")
+    if not at or not colon:
+        _fail(key, "expected AET@HOST:PORT, e.g. RIS@10.1.2.3:104")
+    return validate_aet(aet, key) + "@" + validate_host(host, key) + ":" + str(validate_port(port, key))
 
 
 def validate_allow(value, key="frames_allow"):
@@ -454,6 +487,10 @@ def _parse(e, value):
         return value
     if kind == "aet":
         return validate_aet(value, key)
+    if kind == "aet0":
+        return validate_aet(value, key) if value else value
+    if kind == "scp":
+        return validate_scp(value, key)
     if kind == "host":
         return validate_host(value, key)
     if kind == "uid_root":
@@ -475,13 +512,7 @@ def _parse(e, value):
 def _worklist(key, value):
     """The worklist settings (modgate.worklist), each in its text form."""
     if key == "worklist_scp":
-        if not value:
-            return value
-        aet, at, where = value.partition("@")
-        host, colon, port = where.rpartition(":")
-        if not at or not colon:
-            _fail(key, "expected AET@HOST:PORT, e.g. RIS@10.1.2.3:104")
-        return validate_aet(aet, key) + "@" + validate_host(host, key) + ":" + str(validate_port(port, key))
+        return validate_scp(value, key)
     if key == "worklist_station_aet":
         return value if value in ("", "*") else validate_aet(value, key)
     if key == "worklist_modality":

@@ -129,6 +129,7 @@ class Contexts:
         self.study_key = None
         self.study_started = None
         self.last_ticks = None
+        self.study_extra = None  # what every object of the study carries of its procedure step
 
     def new_study(self):
         """Console `study new`: the next acquisition opens a new study (and no worklist item
@@ -259,6 +260,11 @@ class Contexts:
         self.last_ticks = ticks
         context["study_instance_uid"] = self.study_uid
         context["study_started"] = self.study_started
+        if new:
+            # Its Modality Performed Procedure Step starts here (modgate.mpps), when one is kept.
+            self.study_extra = self.device.study_started(context, now)
+        if self.study_extra:
+            context.update(self.study_extra)
 
 
 def _host_key(source):

@@ -31,6 +31,9 @@ class Device:
         self.watchdog = ports.get("watchdog")
         self._worklist = None  # modgate.worklist.Worklist, loaded when an SCP is configured
         self.on_worklist_changed = None  # the core starts the worklist task
+        self._mpps = None  # modgate.mpps.Steps, loaded when an MPPS SCP is configured
+        self.commitments = None  # modgate.commitment.Commitments, while a destination confirms
+        self.listener = None  # the core's net/scp.ReportListener, while it runs
         # One PDU buffer per destination, each kept for the device's life once taken (a session
         # comes and goes; a fresh 4-16 KB block is hard to find in a fragmented heap).
         self.pdu_buffers = {}
@@ -55,12 +58,15 @@ class Device:
         self.feed_watchdog()
         self.spool.recover()
         self.feed_watchdog()
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
-                                   settle=self.settle_heap)
+        self._load_commitments()
+        self.forwarder = self._forwarder()
         self.acquirer = Acquirer(
             self.spool, self.uid_gen, self.contexts, self.config.settings(Acquirer.SETTINGS)
         )
+        self.acquirer.on_committed = self._object_committed
         self.acquirer.recover()
+        self.feed_watchdog()
+        self.mpps()  # its steps on flash, when an MPPS SCP is configured
         self.feed_watchdog()
         self.reboot_requested = False
         self.heap_free_min = -1
@@ -92,7 +98,12 @@ class Device:
         from modgate.net import receive_buffer
 
         size = self.config.get("max_pdu")
-        for name in self._destination_names():
+        names = self._destination_names()
+        if self.config.get("mpps_scp"):
+            names.append("@mpps")  # modgate.mpps.BUFFER_KEY
+        if self.config.get("listen_port") and [n for n in names if self._confirms(n)]:
+            names.append("@listener")  # the listener's (net/scp.py), while it runs
+        for name in names:
             buf = self.pdu_buffers.get(name)
             if buf is None or len(buf) < size:
                 gc.collect()
@@ -120,8 +131,8 @@ class Device:
         self.acquirer.uid_gen = self.uid_gen
         self.acquirer.settings = self.config.settings(Acquirer.SETTINGS)
         self.spool.configure(self.config.settings(Spool.SETTINGS))
-        self.forwarder = Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
-                                   settle=self.settle_heap)
+        self._load_commitments()
+        self.forwarder = self._forwarder()
         self._destinations_changed()
         if self.on_worklist_changed is not None:
             self.on_worklist_changed()
@@ -157,6 +168,10 @@ class Device:
         need = self.board.get("tls_heap_bytes")
         total = heap_free() + gc.mem_alloc() if hasattr(gc, "mem_alloc") else -1
         return bool(need) and total >= need * 15 // 16  # the GC's own tables take part of -X heapsize
+
+    def _forwarder(self):
+        return Forwarder(self.spool, self._session_for, self._retry_policy(), online=self._online,
+                         settle=self.settle_heap, committer=self.commitments)
 
     def _uid_generator(self, sequence=0):
         root = self.config.get("uid_root")
@@ -222,7 +237,9 @@ class Device:
 
         settings = self.network_settings()
         settings["buffer"] = self.pdu_buffers.get(name)
-        session = StoreSession(self._destination(name), settings)
+        dest = self._destination(name)
+        settings["commitment"] = dest.get("commit") == "required"
+        session = StoreSession(dest, settings)
         self.pdu_buffers[name] = session.buf
         return session
 
@@ -268,6 +285,13 @@ class Device:
             out.update(self.supervisor.status())
         if self.worklist() is not None:
             out["worklist"] = self._worklist.status()
+        if self.commitments is not None:
+            commit = self.commitments.status()
+            if self.listener is not None:
+                commit["listener"] = self.listener.status()
+            out["commitment"] = commit
+        if self.mpps() is not None:
+            out["mpps"] = self._mpps.status()
         return out
 
     def settle_heap(self):
@@ -299,11 +323,17 @@ class Device:
         }
 
     def destinations(self):
-        return list(self.config.get("destinations"))
+        out = []
+        for dest in self.config.get("destinations"):
+            dest["commit"] = dest.get("commit", "off")
+            out.append(dest)
+        return out
 
-    def add_destination(self, name, aet, host, port, tls=False):
+    def add_destination(self, name, aet, host, port, commit="off", tls=False):
         dests = [d for d in self.config.get("destinations") if d["name"] != name]
         dest = {"name": name, "aet": aet, "host": host, "port": int(port)}
+        if commit != "off":
+            dest["commit"] = commit
         if tls:
             dest["tls"] = True
         dests.append(dest)
@@ -323,6 +353,11 @@ class Device:
         self.release_sessions()
         names = self._destination_names()
         self.spool.set_destinations(names, self.config.get("routing"))
+        self._load_commitments()
+        self.forwarder.committer = self.commitments
+        for name in names:
+            if not self._confirms(name):
+                self.spool.confirm_all(name, "its commit setting is off")
         for gone in [n for n in self.pdu_buffers if n not in names]:
             del self.pdu_buffers[gone]
         self.reserve_buffers()
@@ -354,9 +389,17 @@ class Device:
         return self.spool.dead()
 
     def queue_retry(self, which):
+        if which == "mpps":
+            return self._need_mpps().retry()
         count = self.spool.requeue(which)
         self.forwarder.nudge()
         return count
+
+    def queue_commit(self, limit=100):
+        return self.spool.committing(limit)
+
+    def queue_mpps(self):
+        return self._need_mpps().list()
 
     def queue_purge(self, which):
         return self.spool.purge(which)
@@ -396,6 +439,109 @@ class Device:
     def new_study(self):
         self.contexts.new_study()
         log.info("acquire", "next acquisition starts a new study")
+
+    # --- workflow: Storage Commitment (modgate.commitment) and MPPS (modgate.mpps) --------------
+    def _confirms(self, name):
+        for dest in self.config.get("destinations"):
+            if dest["name"] == name:
+                return dest.get("commit") == "required"
+        return False
+
+    def _aets(self):
+        return dict((d["name"], d["aet"]) for d in self.config.get("destinations"))
+
+    def _load_commitments(self):
+        """The commitment bookkeeping, while some destination confirms (none loaded otherwise)."""
+        names = [n for n in self._destination_names() if self._confirms(n)]
+        if not names:
+            self.commitments = None
+            return
+        from modgate.commitment import Commitments
+
+        settings = self.config.settings(Commitments.SETTINGS)
+        if self.commitments is None:
+            self.commitments = Commitments(self.spool, self.state_dir, settings, self._confirms, self._aets,
+                                           self._new_uid)
+            self.commitments.recover(names)
+        else:
+            self.commitments.configure(settings)
+
+    def _new_uid(self):
+        return self.uid_gen.new()
+
+    def listener_settings(self):
+        cfg = self.config
+        return {"ae_title": cfg.get("listen_aet") or cfg.get("ae_title"), "port": cfg.get("listen_port"),
+                "host": self._listen_host(), "max_pdu": cfg.get("max_pdu"),
+                "acse_timeout_ms": cfg.get("acse_timeout_ms"),
+                "dimse_timeout_ms": cfg.get("dimse_timeout_ms"),
+                "artim_timeout_ms": cfg.get("artim_timeout_ms")}
+
+    def _listen_host(self):
+        ip = self.board.get("network", {}).get("ip")
+        return ip if isinstance(ip, str) and ip.count(".") == 3 else "0.0.0.0"
+
+    def mpps(self):
+        """The procedure steps, loaded on first use; None while no MPPS SCP is configured."""
+        if not self.config.get("mpps_scp"):
+            return None
+        if self._mpps is None:
+            from modgate.mpps import Steps
+
+            self._mpps = Steps(self)
+            self._mpps.recover(self.spool)
+        return self._mpps
+
+    def _need_mpps(self):
+        steps = self.mpps()
+        if steps is None:
+            raise ConfigError("mpps_scp: no MPPS SCP configured (set it: AET@HOST:PORT)")
+        return steps
+
+    def mpps_settings(self):
+        settings = self.network_settings()
+        settings["buffer"] = self.pdu_buffers.get("@mpps")
+        return settings
+
+    def study_started(self, context, now):
+        """A study session starts (modgate.contexts): its procedure step opens; returns what its
+        objects carry of it, or None."""
+        steps = self.mpps()
+        if steps is None:
+            return None
+        from modgate.dicom import iods
+
+        return steps.started(context, iods.modality(self.config.get("iod"), context))
+
+    def _object_committed(self, uid, meta, context):
+        if self._mpps is not None:
+            self._mpps.committed(uid, meta, context)
+
+    def study_open(self, study_uid):
+        return self.acquirer.study_open(study_uid)
+
+    def expire_study(self):
+        """The mpps task's look at the session: quiet for study_timeout_s, its step completes."""
+        ctx = self.contexts
+        if ctx.study_uid is None or ctx.last_ticks is None or self._mpps is None:
+            return
+        from modgate.compat import ticks_diff, ticks_ms
+
+        idle = ticks_diff(ticks_ms(), ctx.last_ticks)
+        if self._mpps.expire(ctx.study_uid, idle, self.config.get("study_timeout_s") * 1000):
+            ctx.study_uid = None
+
+    def end_study(self, status, reason="", comments=""):
+        """Console `study end` / `study discontinue`: the study session ends (the next
+        acquisition opens a new one) and its procedure step is COMPLETED or DISCONTINUED."""
+        study = self.contexts.study_uid
+        if study is None and self.mpps() is not None:
+            study = self._mpps.open_study()  # the study a restart interrupted
+        self.contexts.new_study()
+        ended = self._mpps is not None and self.mpps().end(study, status, reason, comments)
+        log.info("acquire", "study %s ended (%s)%s" % (study or "-", status.lower(),
+                                                       "" if ended else "; no procedure step was open"))
+        return {"study_uid": study, "status": status, "mpps": ended}
 
     def pending_patient(self):
         names = dict((v, k) for k, v in PATIENT_FIELD_KEYS.items())

@@ -340,6 +340,9 @@ class _Device:
     def worklist(self) -> wl.Worklist | None:
         return self._worklist
 
+    def study_started(self, context: dict[str, object], now: tuple[int, ...]) -> None:
+        return None
+
 
 def _code(value: str, meaning: str) -> Dataset:
     item = Dataset()

@@ -81,14 +81,17 @@ class FakeDevice:
     def destinations(self):
         return self.config.get("destinations")
 
-    def add_destination(self, name, aet, host, port, tls=False):
+    def add_destination(self, name, aet, host, port, commit="off", tls=False):
         dests = self.config.get("destinations")
         for d in dests:
             if d["name"] == name:
                 raise ModgateError("destination '" + name + "' exists")
-        dests.append({"name": name, "aet": aet, "host": host, "port": port})
+        dest = {"name": name, "aet": aet, "host": host, "port": port}
+        if commit != "off":
+            dest["commit"] = commit
         if tls:
-            dests[-1]["tls"] = True
+            dest["tls"] = True
+        dests.append(dest)
         self.config.set("destinations", dests)
 
     def remove_destination(self, name):
@@ -110,6 +113,17 @@ class FakeDevice:
 
     def queue_dead(self):
         return self.dead
+
+    def queue_commit(self):
+        return [q for q in self.queue if q.get("committing")]
+
+    def queue_mpps(self):
+        return [{"id": 1, "study_uid": "2.25.7", "status": "IN PROGRESS", "created": True, "objects": 2,
+                 "waiting": "study end", "refused": None}]
+
+    def end_study(self, status, reason="", comments=""):
+        self.ended = (status, reason, comments)
+        return {"study_uid": "2.25.7", "status": status, "mpps": True}
 
     def queue_retry(self, which):
         if which == "all":

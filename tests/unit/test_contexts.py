@@ -35,6 +35,9 @@ class Device:
     def worklist(self):
         return None  # no worklist SCP configured (test_worklist.py covers the worklist)
 
+    def study_started(self, context, now):
+        return None  # no MPPS SCP configured (test_mpps.py covers the procedure steps)
+
 
 class Base(unittest.TestCase):
     def setUp(self):

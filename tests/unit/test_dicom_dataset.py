@@ -79,6 +79,25 @@ class TestEncode(unittest.TestCase):
             b"\xfe\xff\x00\xe0\x0a\x00\x00\x00\x08\x00\x00\x01SH\x02\x00X1\xfe\xff\x00\xe0\x00\x00\x00\x00",
         )
 
+    def test_decoded_items_are_what_was_encoded(self):
+        items = [
+            [(0x00080050, "SH", "A1"), (0x0020000D, "UI", "1.2.3"),
+             (0x00400008, "SQ", [[(0x00080100, "SH", "P1"), (0x00080104, "LO", "M\u00fcller")]]),
+             (0x00400009, "SH", "S1")],
+            [],
+        ]
+        out = bytearray()
+        dataset.encode_items(out, items, True)
+        self.assertEqual(dataset.decode_items(bytes(out)), items)
+
+    def test_decoding_what_is_not_items_is_a_decode_error(self):
+        out = bytearray()
+        dataset.encode_items(out, [[(0x00080050, "SH", "A1")]], True)
+        with self.assertRaises(DecodeError):
+            dataset.decode_items(bytes(out[:-1]))
+        with self.assertRaises(DecodeError):
+            dataset.decode_items(b"\x08\x00\x50\x00SH\x02\x00A1")
+
 
 class TestRead(unittest.TestCase):
     def test_implicit_with_undefined_lengths(self):

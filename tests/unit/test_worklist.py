@@ -86,6 +86,9 @@ class Device:
     def worklist(self):
         return self._worklist if self.config.get("worklist_scp") else None
 
+    def study_started(self, context, now):
+        return None  # no MPPS SCP configured
+
     def network_settings(self):
         return {"calling_aet": "MODGATE", "max_pdu": 4096}
 

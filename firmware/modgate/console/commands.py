@@ -11,15 +11,21 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
                                        delivered, failed, last_error, clock_set ... (flat, JSON-able)
     device.ident() -> dict             serial, firmware, board, uid_root, ae_title ...
     device.destinations() -> [dict]    [{name, aet, host, port, ...state keys}]
-    device.add_destination(name, aet, host, port, tls=False)   values already validated here;
-                                       raises ModgateError (e.g. name exists, list full)
+    device.add_destination(name, aet, host, port, commit="off", tls=False)   values already
+                                       validated here (commit "off" or "required"); raises
+                                       ModgateError (e.g. name exists, list full)
     device.remove_destination(name)    raises ModgateError when there is no such name
     device.echo(name) -> rtt_ms        a coroutine: C-ECHO (PS3.7 9.3.5); raises ModgateError
     device.queue_list(limit) -> [dict] queued objects, oldest first: {id (int), uid (SOP Instance
                                        UID), size, age_s, pending [dest], done [dest], dead {dest:
                                        reason}, ...}
     device.queue_dead() -> [dict]      objects with a dead letter, same shape
-    device.queue_retry(which) -> int   which = a decimal id, "all" or "dead"; objects rescheduled
+    device.queue_retry(which) -> int   which = a decimal id, "all", "dead" or "mpps"; objects (or
+                                       refused procedure steps) rescheduled
+    device.queue_commit() -> [dict]    objects stored where a Storage Commitment is awaited or
+                                       was not given (flagged), same shape as queue_list
+    device.queue_mpps() -> [dict]      procedure steps queued: {id, study_uid, status, created,
+                                       objects, waiting, refused}
     device.queue_purge(which) -> int   which = a decimal id, "all" or "dead"; objects removed
     device.log_tail(n) -> [str]        last n log lines, oldest first
     device.time_get() -> (Y,M,D,h,m,s) UTC
@@ -28,6 +34,8 @@ THE DEVICE FACADE (implemented by modgate/device.py; tests use tests/unit/consol
                                        name, id, birth_date, sex, accession (validated here)
     device.pending_patient() -> dict   what the next acquisition will use ({} when none)
     device.new_study()                 the next acquisition opens a new study (modgate.contexts)
+    device.end_study(status, reason, comments) -> dict   the study ends; its procedure step
+                                       (MPPS) COMPLETED or DISCONTINUED with a CID 9300 reason
     device.worklist_refresh() -> dict  a coroutine: query the worklist SCP now (bounded wait)
     device.worklist_rows(start, count) -> [dict]  cached items from `start` (1-based), short rows
     device.worklist_item(n) -> dict    one cached item, every field; ModgateError when none
@@ -156,13 +164,22 @@ def cmd_dest_list(shell, words):
 
 
 def cmd_dest_add(shell, words):
-    usage = "dest add NAME AET HOST PORT [tls]"
-    if len(words) not in (4, 5) or (len(words) == 5 and words[4] != "tls"):
+    usage = "dest add NAME AET HOST PORT [tls] [commit=required|off]"
+    if len(words) < 4 or len(words) > 6:
         raise UsageError("usage: " + usage)
-    fields = {"name": words[0], "aet": words[1], "host": words[2], "port": words[3], "tls": len(words) == 5}
-    d = cfg.validate_destination(fields, "dest")
+    d = {"name": words[0], "aet": words[1], "host": words[2], "port": words[3]}
+    for option in words[4:]:
+        key, eq, value = option.partition("=")
+        if option == "tls" and "tls" not in d:
+            d["tls"] = True
+        elif key == "commit" and eq and "commit" not in d:
+            d["commit"] = value
+        else:
+            raise UsageError("usage: " + usage)
+    d = cfg.validate_destination(d, "dest")
+    d["commit"] = d.get("commit", "off")
     _commissioning(shell, "adding a destination")
-    shell.device.add_destination(d["name"], d["aet"], d["host"], d["port"], d.get("tls", False))
+    shell.device.add_destination(d["name"], d["aet"], d["host"], d["port"], d["commit"], d.get("tls", False))
     return d
 
 
@@ -205,6 +222,16 @@ def cmd_queue_dead(shell, words):
     return list(shell.device.queue_dead())
 
 
+def cmd_queue_commit(shell, words):
+    _need(words, 0, "queue commit")
+    return list(shell.device.queue_commit())
+
+
+def cmd_queue_mpps(shell, words):
+    _need(words, 0, "queue mpps")
+    return list(shell.device.queue_mpps())
+
+
 def _which(word, usage):
     if word in ("all", "dead") or (word.isdigit() and len(word) < 10):
         return word
@@ -212,10 +239,11 @@ def _which(word, usage):
 
 
 def cmd_queue_retry(shell, words):
-    usage = "queue retry [ID|all|dead]"
+    usage = "queue retry [ID|all|dead|mpps]"
     if len(words) > 1:
         raise UsageError("usage: " + usage)
-    return {"retried": shell.device.queue_retry(_which(words[0], usage) if words else "all")}
+    which = "mpps" if words == ["mpps"] else (_which(words[0], usage) if words else "all")
+    return {"retried": shell.device.queue_retry(which)}
 
 
 def cmd_queue_purge(shell, words):
@@ -341,6 +369,27 @@ def cmd_worklist_clear(shell, words):
     return {"cleared": shell.device.worklist_clear()}
 
 
+def cmd_study_end(shell, words):
+    _need(words, 0, "study end")
+    return dict(shell.device.end_study("COMPLETED"))
+
+
+def cmd_study_discontinue(shell, words):
+    from modgate.dicom.workflow import DISCONTINUATION_REASONS
+
+    names = [r[0] for r in DISCONTINUATION_REASONS]
+    if not words or words[0] not in names:
+        raise UsageError("usage: study discontinue REASON [COMMENT...]; REASON one of " + ", ".join(names))
+    comments = " ".join(words[1:])
+    if comments:
+        from modgate.dicom import vr
+
+        why = vr.problem("ST", comments)  # Comments on the Performed Procedure Step (0040,0280)
+        if why:
+            raise ConfigError("comment: " + why)
+    return dict(shell.device.end_study("DISCONTINUED", words[0], comments))
+
+
 def cmd_test_pattern(shell, words):
     _need(words, 0, "test-pattern send")
     return {"sop_instance_uid": shell.device.send_test_pattern()}
@@ -385,13 +434,17 @@ TABLE = (
     ("config", "save", PRIV_YES, cmd_config_save, "config save", "Write settings to flash (atomic)"),
     ("config", "reset", PRIV_YES, cmd_config_reset, "config reset", "Back to defaults (keeps the PIN)"),
     ("dest", "list", PRIV_NO, cmd_dest_list, "dest list", "Destinations and their state"),
-    ("dest", "add", PRIV_YES, cmd_dest_add, "dest add NAME AET HOST PORT [tls]",
-     "Add a destination (tls: DICOM TLS, verified against tls_ca_file)"),
+    ("dest", "add", PRIV_YES, cmd_dest_add, "dest add NAME AET HOST PORT [tls] [commit=required|off]",
+     "Add a destination (tls: DICOM TLS, verified against tls_ca_file; commit=required: delete "
+     "only what it confirmed)"),
     ("dest", "remove", PRIV_YES, cmd_dest_remove, "dest remove NAME", "Remove a destination"),
     ("dest", "echo", PRIV_NO, cmd_dest_echo, "dest echo NAME|all", "C-ECHO with round-trip time"),
     ("queue", "list", PRIV_NO, cmd_queue_list, "queue list [N]", "Objects waiting for delivery"),
     ("queue", "dead", PRIV_NO, cmd_queue_dead, "queue dead", "Objects that gave up (dead letters)"),
-    ("queue", "retry", PRIV_NO, cmd_queue_retry, "queue retry [ID|all|dead]", "Retry now"),
+    ("queue", "commit", PRIV_NO, cmd_queue_commit, "queue commit",
+     "Objects stored, awaiting Storage Commitment or flagged uncommitted"),
+    ("queue", "mpps", PRIV_NO, cmd_queue_mpps, "queue mpps", "Procedure steps (MPPS) queued"),
+    ("queue", "retry", PRIV_NO, cmd_queue_retry, "queue retry [ID|all|dead|mpps]", "Retry now"),
     ("queue", "purge", PRIV_YES, cmd_queue_purge, "queue purge ID|all|dead", "Delete queued objects"),
     ("log", "tail", PRIV_NO, cmd_log_tail, "log tail [N]", "Last N log lines"),
     ("time", "get", PRIV_NO, cmd_time_get, "time get", "Device clock (UTC)"),
@@ -400,6 +453,9 @@ TABLE = (
     ("patient", "show", PRIV_NO, cmd_patient_show, "patient show", "Pending demographics"),
     ("patient", "clear", PRIV_NO, cmd_patient_clear, "patient clear", "Forget pending demographics"),
     ("study", "new", PRIV_NO, cmd_study_new, "study new", "Next acquisition starts a new study"),
+    ("study", "end", PRIV_NO, cmd_study_end, "study end", "The study is complete (MPPS COMPLETED)"),
+    ("study", "discontinue", PRIV_NO, cmd_study_discontinue, "study discontinue REASON [COMMENT...]",
+     "The study stops (MPPS DISCONTINUED); REASON: doctor, equipment, refused, ... (help lists)"),
     ("worklist", "refresh", PRIV_NO, cmd_worklist_refresh, "worklist refresh", "Query the worklist SCP now"),
     ("worklist", "list", PRIV_NO, cmd_worklist_list, "worklist list [FROM]", "Cached worklist, 20 a page"),
     ("worklist", "show", PRIV_NO, cmd_worklist_show, "worklist show N", "Every field of item N"),

@@ -33,6 +33,7 @@ _COMMON = """00080008 CS @image_type
 0008103E LO ?series_description
 00081090 LO model_name=modgate
 00081110 SQ ?referenced_studies
+00081111 SQ ?referenced_pps
 00100010 PN patient_name
 00100020 LO patient_id
 00100021 LO ?issuer_of_patient_id
@@ -56,6 +57,9 @@ _COMMON = """00080008 CS @image_type
 00280101 US @bs
 00280102 US @hb
 00280103 US @pr
+00400244 DA ?pps_start_date
+00400245 TM ?pps_start_time
+00400253 SH ?pps_id
 00400260 SQ ?performed_protocol_codes
 00400275 SQ ?request_attributes"""
 

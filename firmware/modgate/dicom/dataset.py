@@ -8,11 +8,15 @@ Public API:
   (UTF-8; UI padded with NUL, others with a space), bytes (as is, padded), int (US), or, for SQ,
   a list of items, each a list of elements. Sequences and items get defined lengths.
 - `encode_items(out, items, explicit)`: the value of one SQ element (its items) only.
-- `read(f, length, explicit, wanted)` -> {tag: bytes or [item dicts]}: read `length` bytes of a
-  data set from file `f` (at its position). `wanted` maps the tags to keep: True for a value,
-  a dict (the same shape) for a sequence whose items are read with it. Everything else is
-  skipped without being held; each kept value is cut at MAX_VALUE bytes, each sequence at
-  MAX_ITEMS items. A data set that breaks the encoding rules raises DecodeError.
+- `decode_items(raw)`: what encode_items made (Explicit VR, defined lengths) back into items of
+  (tag, vr, value), text as str without its padding: a context's sequences (modgate.mpps).
+- `read(f, length, explicit, wanted, each=None)` -> {tag: bytes or [item dicts]}: read `length`
+  bytes of a data set from file `f` (at its position). `wanted` maps the tags to keep: True for
+  a value, a dict (the same shape) for a sequence whose items are read with it. Everything else
+  is skipped without being held; each kept value is cut at MAX_VALUE bytes, each sequence at
+  MAX_ITEMS items. `each` maps top-level sequence tags to a function called with every item
+  (a dict) as soon as it is read, none kept and none cut: a thousand references pass through
+  one item's worth of RAM. A data set that breaks the encoding rules raises DecodeError.
 """
 
 import struct
@@ -71,6 +75,49 @@ def encode_items(out, items, explicit):
         struct.pack_into("<L", out, at + 4, len(out) - at - 8)
 
 
+def decode_items(raw):
+    items, end = _decode_items(memoryview(raw), 0, len(raw))
+    return items
+
+
+def _decode_items(mv, at, end):
+    items = []
+    while at < end:
+        group, element, length = struct.unpack_from("<HHL", mv, at)
+        if (group, element) != (0xFFFE, 0xE000) or at + 8 + length > end:
+            raise DecodeError("not an item of defined length at byte %d" % at)
+        items.append(_decode_elements(mv, at + 8, at + 8 + length))
+        at += 8 + length
+    return items, at
+
+
+def _decode_elements(mv, at, end):
+    out = []
+    while at < end:
+        group, element = struct.unpack_from("<HH", mv, at)
+        vr = bytes(mv[at + 4:at + 6])
+        if vr in LONG_VRS:
+            length = struct.unpack_from("<L", mv, at + 8)[0]
+            at += 12
+        else:
+            length = struct.unpack_from("<H", mv, at + 6)[0]
+            at += 8
+        if at + length > end:
+            raise DecodeError("(%04X,%04X) overruns its item" % (group, element))
+        tag = (group << 16) | element
+        if vr == b"SQ":
+            value = _decode_items(mv, at, at + length)[0]
+        elif vr == b"US":
+            value = struct.unpack_from("<H", mv, at)[0]
+        else:
+            value = bytes(mv[at:at + length]).decode()
+            while value and value[-1] in "\x00 ":
+                value = value[:-1]
+        out.append((tag, vr.decode(), value))
+        at += length
+    return out
+
+
 # ---- reading -------------------------------------------------------------------------------------
 
 
@@ -109,9 +156,9 @@ class _Stream:
         self.f.seek(self.base + self.pos)
 
 
-def read(f, length, explicit, wanted):
+def read(f, length, explicit, wanted, each=None):
     s = _Stream(f, length)
-    return _dataset(s, length, explicit, wanted, 0)
+    return _dataset(s, length, explicit, wanted, 0, each)
 
 
 def _bound(s, end, length, what):
@@ -121,7 +168,7 @@ def _bound(s, end, length, what):
     return stop
 
 
-def _dataset(s, end, explicit, wanted, depth):
+def _dataset(s, end, explicit, wanted, depth, each=None):
     """Elements until `end` (a defined length) or, with end None, an Item Delimitation Item."""
     out = {}
     head = s.head
@@ -156,8 +203,10 @@ def _dataset(s, end, explicit, wanted, depth):
             if depth >= MAX_DEPTH:
                 raise DecodeError("sequences nested deeper than %d" % MAX_DEPTH)
             stop = None if length == UNDEFINED else _bound(s, end, length, "sequence")
-            items = _items(s, stop, explicit and vr != b"UN", sub if isinstance(sub, dict) else {}, depth + 1)
-            if isinstance(sub, dict):
+            one = each.get(tag) if each is not None else None
+            items = _items(s, stop, explicit and vr != b"UN", sub if isinstance(sub, dict) else {}, depth + 1,
+                           one)
+            if isinstance(sub, dict) and one is None:
                 out[tag] = items
             continue
         if length == UNDEFINED:
@@ -170,8 +219,9 @@ def _dataset(s, end, explicit, wanted, depth):
     return out
 
 
-def _items(s, end, explicit, wanted, depth):
-    """The items of one sequence, until `end` or a Sequence Delimitation Item."""
+def _items(s, end, explicit, wanted, depth, each=None):
+    """The items of one sequence, until `end` or a Sequence Delimitation Item; with `each`,
+    every item goes to it as it is read and none is kept."""
     items = []
     head = s.head
     while end is None or s.pos < end:
@@ -183,6 +233,9 @@ def _items(s, end, explicit, wanted, depth):
         if tag != ITEM:
             raise DecodeError("sequence holds (%04X,%04X), not an item" % (tag >> 16, tag & 0xFFFF))
         stop = None if length == UNDEFINED else _bound(s, end, length, "item")
+        if each is not None:
+            each(_dataset(s, stop, explicit, wanted, depth))
+            continue
         if len(items) >= MAX_ITEMS:
             if stop is None:
                 _dataset(s, None, explicit, {}, depth)

@@ -3,10 +3,11 @@
 Boot never waits for the network. The core is a set of asyncio tasks, each with bounded waits
 and a heartbeat (modgate.supervisor): the network bring-up and link watch, the TCP frame input
 (one task per source) once the link is up, the frame UART, the console, the file drop, the
-series timeouts, one delivery task per destination, and the worklist refresh when a worklist
-SCP is configured. Every wait on a peer suspends only its own task, so a dead archive delays
-nobody else and frames keep arriving during a C-STORE of any size. The supervisor feeds the
-watchdog while every task makes progress. Docs: architecture.md.
+series timeouts, one delivery task per destination, the worklist refresh when a worklist
+SCP is configured, the listener while a destination confirms by Storage Commitment, and the
+procedure steps' task when an MPPS SCP is configured. Every wait on a peer suspends only its
+own task, so a dead archive delays nobody else and frames keep arriving during a C-STORE of any
+size. The supervisor feeds the watchdog while every task makes progress. Docs: architecture.md.
 """
 
 import gc
@@ -25,7 +26,8 @@ NET_POLL_UP_MS = 2000
 NET_POLL_DOWN_MS = 500
 NET_RESTART_MS = 30000  # a link down this long is brought up again from the start
 REBOOT_POLL_MS = 100
-SHUTDOWN_MS = 3000  # the orderly releases before a reboot may take this long, no more
+SHUTDOWN_MS = 3000
+LISTEN_RETRY_MS = 30000  # the orderly releases before a reboot may take this long, no more
 _NO_MEMORY_REPLY = b'{"ok": false, "cmd": "", "code": "internal", "error": "out of memory; try again"}\r\n'
 
 
@@ -97,11 +99,12 @@ class Core:
         self.supervisor = Supervisor(watchdog, min(1000, wd_ms // 4), self._out_of_memory,
                                      device.note_reset_cause)
         device.supervisor = self.supervisor
-        device.on_destinations_changed = self._start_deliveries
+        device.on_destinations_changed = self._destinations_changed
         device.on_worklist_changed = self._start_worklist
         self.bound_ms = device.task_bound_ms()
         self.network = ports.get("network")
         self.frames = None
+        self._listening = None  # (handler, settings) of the listener task running
 
     def spawn(self, name, body, restart=True):
         return self.supervisor.spawn(name, body, self.bound_ms, restart)
@@ -117,6 +120,7 @@ class Core:
         self._start_clock()
         self._start_deliveries()
         self._start_worklist()
+        self._start_workflow()
         supervising = aio.create_task(self.supervisor.run())
         gc.collect()
         device.note_heap()
@@ -312,12 +316,64 @@ class Core:
             self.spawn("dest:" + name, _worker(forwarder, name))
 
 
+    def _destinations_changed(self):
+        self._start_deliveries()
+        self._start_workflow()
+
+    # ---- workflow: the listener (Storage Commitment results) and the MPPS task ---------------
+
+    def _start_workflow(self):
+        """The listener while a destination confirms and `listen_port` is set (restarted when
+        its settings change), and the `mpps` task while an MPPS SCP is configured."""
+        device = self.device
+        tasks = self.supervisor.tasks
+        handler = device.commitments
+        wanted = None
+        if handler is not None and device.config.get("listen_port"):
+            wanted = (handler, tuple(sorted(device.listener_settings().items())))
+        if wanted != self._listening:
+            self.supervisor.cancel("listener")
+            self._listening = wanted
+            if wanted is not None:
+                self.spawn("listener", _listen(device, handler, dict(wanted[1])))
+        steps = device.mpps()
+        if steps is not None and "mpps" not in tasks:
+            self.spawn("mpps", steps.run)
+
     def _start_worklist(self):
         """The `worklist` task (modgate.worklist) while a worklist SCP is configured; it ends by
         itself when the setting is emptied, and starts again when one is saved."""
         worklist = self.device.worklist()
         if worklist is not None and "worklist" not in self.supervisor.tasks:
             self.spawn("worklist", worklist.run)
+
+
+def _listen(device, handler, settings):
+    async def body(beat):
+        from modgate.net.scp import ReportListener
+
+        while True:
+            while not device.online:  # the board's address is needed to bind
+                beat()
+                await aio.sleep_ms(NET_POLL_DOWN_MS)
+            settings["buffer"] = device.pdu_buffers.get("@listener")
+            settings["settle"] = device.settle_heap
+            try:
+                listener = ReportListener(settings, handler)
+            except OSError as exc:
+                log.error("net", "cannot listen on port %d: %s; trying again in %d s" % (
+                    settings["port"], exc, LISTEN_RETRY_MS // 1000))
+                for _ in range(LISTEN_RETRY_MS // NET_POLL_DOWN_MS):
+                    beat()
+                    await aio.sleep_ms(NET_POLL_DOWN_MS)
+                continue
+            device.listener = listener
+            try:
+                await listener.serve(beat)
+            finally:
+                device.listener = None
+
+    return body
 
 
 def _worker(forwarder, name):

@@ -1,6 +1,7 @@
 """DICOM upper layer (PS3.8) and DIMSE service users (PS3.7). Knows nothing of frames."""
 
 VERIFICATION = "1.2.840.10008.1.1"
+STORAGE_COMMITMENT = "1.2.840.10008.1.20.1"  # Storage Commitment Push Model SOP Class (PS3.4 J.3)
 PDU_HEADER = 6  # PDU type, reserved, length (PS3.8 9.3.1)
 # The max_pdu setting's default (config.py): an SCU receives only responses in it, and sends
 # at the peer's maximum whatever its own, so 4 KB per destination is enough on a board.

@@ -1,4 +1,5 @@
-"""One DICOM association as requestor (PS3.8 7.1-7.3), driven by the Table 9-10 state machine.
+"""One DICOM association as requestor (PS3.8 7.1-7.3), driven by the Table 9-10 state machine;
+net/acceptor.py adds the acceptor's actions (AE-5 to AE-8) on the same machinery.
 
 The association owns one connection and one buffer (the caller's): A-ASSOCIATE-RQ, P-DATA-TF
 and every received PDU pass through it, so memory stays flat however large the objects are.
@@ -70,6 +71,7 @@ class Association:
         self._abort_reason = pdu.REASON_NOT_SPECIFIED
         self._abort_sent = False
         self._ac = None
+        self._rq = None
         self._artim = 0
         self._sent = 0
 
@@ -135,8 +137,10 @@ class Association:
         elif self.fsm.state == 6 and self.conn.readable(0):
             await self._unsolicited()
 
-    async def next_pdata(self, timeout_ms, what):
-        """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended."""
+    async def next_pdata(self, timeout_ms, what, peer_may_release=False):
+        """Wait for the next P-DATA-TF (left in buf[6:6+pdu_len]); False when the association ended.
+        With `peer_may_release` (we wait for requests, not for an answer) a release by the peer
+        is the normal end and is answered without a fault."""
         until = deadline(timeout_ms)
         while True:
             event = await self._read_or_timeout(until, what)
@@ -148,7 +152,8 @@ class Association:
                 return True
             if state == 8:
                 # AR-2: the peer asked to release before answering us; answer it (Evt14, AR-4).
-                self._fail("peer released the association while we waited for " + what, True)
+                if not peer_may_release:
+                    self._fail("peer released the association while we waited for " + what, True)
                 await self._fire("Evt14")
             if self.fsm.state == 13:
                 await self._linger()
@@ -473,6 +478,8 @@ class Association:
         try:
             if pdu_type == pdu.A_ASSOCIATE_AC and self.fsm.state == 5:
                 self._ac = self._check_ac(items.decode_associate(self.buf, length, True))
+            elif pdu_type == pdu.A_ASSOCIATE_RQ and self.fsm.state == 2:
+                self._rq = items.decode_associate(self.buf, length, False)  # the acceptor's
             elif pdu_type == pdu.P_DATA_TF:
                 end = pdu.HEADER + length
                 offset = pdu.HEADER

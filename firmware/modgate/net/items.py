@@ -33,6 +33,7 @@ TRANSFER_SYNTAX_ITEM = const(0x40)
 USER_INFO_ITEM = const(0x50)
 MAX_LENGTH_ITEM = const(0x51)
 IMPLEMENTATION_UID_ITEM = const(0x52)
+ROLE_SELECTION_ITEM = const(0x54)
 IMPLEMENTATION_VERSION_ITEM = const(0x55)
 USER_IDENTITY_RQ_ITEM = const(0x58)
 USER_IDENTITY_AC_ITEM = const(0x59)
@@ -52,11 +53,20 @@ def _put(buf, offset, item_type, data):
     return offset + 4 + n
 
 
-def _user_info(buf, offset, max_pdu, impl_uid, impl_version, identity):
+def _user_info(buf, offset, max_pdu, impl_uid, impl_version, identity=None, roles=()):
     start = offset
     offset += 4
     struct.pack_into(">BBHL", buf, offset, MAX_LENGTH_ITEM, 0, 4, max_pdu)
     offset = _put(buf, offset + 8, IMPLEMENTATION_UID_ITEM, impl_uid.encode())
+    for uid, scu, scp in roles:
+        # SCP/SCU Role Selection (PS3.7 D.3.3.4): UID length, UID, SCU role, SCP role.
+        data = uid.encode()
+        struct.pack_into(">BBHH", buf, offset, ROLE_SELECTION_ITEM, 0, len(data) + 4, len(data))
+        buf[offset + 6:offset + 6 + len(data)] = data
+        offset += 6 + len(data)
+        buf[offset] = scu
+        buf[offset + 1] = scp
+        offset += 2
     if impl_version:
         offset = _put(buf, offset, IMPLEMENTATION_VERSION_ITEM, impl_version.encode())
     if identity is not None:
@@ -115,6 +125,30 @@ def encode_rq_items(buf, offset, contexts, max_pdu, impl_uid, impl_version, iden
     return _user_info(buf, offset, max_pdu, impl_uid, impl_version, identity)
 
 
+def ac_size(answers, impl_uid, impl_version, roles=()):
+    """Bytes an A-ASSOCIATE-AC with `answers` and `roles` needs (encode_ac_items)."""
+    size = HEADER + ASSOCIATE_FIXED + 4 + len(APPLICATION_CONTEXT)
+    for _, _, syntax in answers:
+        size += 8 + 4 + len(syntax)
+    for uid, _, _ in roles:
+        size += 8 + len(uid)
+    return size + 4 + 8 + 4 + len(impl_uid) + 4 + len(impl_version)
+
+
+def encode_ac_items(buf, offset, answers, max_pdu, impl_uid, impl_version, roles=()):
+    """The items of an A-ASSOCIATE-AC (PS3.8 9.3.3): application context, one presentation
+    context item per (context ID, result, transfer syntax) (Table 9-18: for a refused context
+    the syntax sub-item is present and not significant), user information with the roles the
+    acceptor grants (PS3.7 D.3.3.4)."""
+    offset = _put(buf, offset, APPLICATION_CONTEXT_ITEM, APPLICATION_CONTEXT.encode())
+    for context_id, result, syntax in answers:
+        start = offset
+        offset = _put(buf, offset + 8, TRANSFER_SYNTAX_ITEM, syntax.encode())
+        length = offset - start - 4
+        struct.pack_into(">BBHBBBB", buf, start, CONTEXT_AC_ITEM, 0, length, context_id, 0, result, 0)
+    return _user_info(buf, offset, max_pdu, impl_uid, impl_version, None, roles)
+
+
 def _text(buf, start, end):
     """ASCII text of buf[start:end] without trailing NUL/space padding; PDUError if not ASCII."""
     while end > start and buf[end - 1] in (0, 32):
@@ -154,14 +188,23 @@ def _user(buf, start, end, out):
             out["implementation_uid"] = _uid(buf, a, b)
         elif item_type == IMPLEMENTATION_VERSION_ITEM:
             out["implementation_version"] = _text(buf, a, b) if b - a <= 16 else ""
+        elif item_type == ROLE_SELECTION_ITEM:
+            # PS3.7 D.3.3.4: read from an RQ (the roles a requestor proposes); in an AC it
+            # answers a proposal we never make, so it is not looked at.
+            if b - a < 4:
+                raise PDUError("role selection sub-item of %d bytes" % (b - a))
+            n = struct.unpack_from(">H", buf, a)[0]
+            if n + 4 != b - a:
+                raise PDUError("role selection sub-item: UID length %d does not fit" % n)
+            out["roles"][_uid(buf, a + 2, a + 2 + n)] = (buf[b - 2], buf[b - 1])
         elif item_type == USER_IDENTITY_AC_ITEM:
             # Server-response length and value (PS3.7 Table D.3-15): empty for a username or a
             # username and passcode; its presence is the positive response.
             if b - a < 2 or 2 + struct.unpack_from(">H", buf, a)[0] > b - a:
                 raise PDUError("user identity sub-item of %d bytes overruns its length" % (b - a))
             out["identity_response"] = bytes(buf[a + 2:a + 2 + struct.unpack_from(">H", buf, a)[0]])
-        # Other sub-items (role selection, async window, extended negotiation) answer proposals
-        # we never make; PS3.7 D.3.3 lets an SCU ignore them.
+        # Other sub-items (async window, extended negotiation) answer proposals we never make,
+        # or ask for what we do not offer; PS3.7 D.3.3 lets us ignore them.
 
 
 def decode_associate(buf, length, requestor_side):
@@ -183,6 +226,7 @@ def decode_associate(buf, length, requestor_side):
         "max_pdu": 0,
         "implementation_uid": "",
         "implementation_version": "",
+        "roles": {},  # SOP class UID -> (SCU role, SCP role) proposed (RQ only)
         "identity_response": None,  # bytes when the acceptor confirmed our user identity
     }
     have_application = False

@@ -15,7 +15,7 @@ from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
 from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError, TlsError
-from modgate.net import DEFAULT_MAX_PDU, aetitle, dimse, items, pdu, storage_classes
+from modgate.net import DEFAULT_MAX_PDU, STORAGE_COMMITMENT, aetitle, dimse, items, pdu, storage_classes
 from modgate.net.association import NOT_ANSWERED, Association, buffer_size, pack_pdv_header
 from modgate.port import aio, fs
 
@@ -114,6 +114,7 @@ class ServiceUser:
             buf = bytearray(need)
         self.buf = buf
         self.cmd = bytearray(_COMMAND_CAP)
+        self.scratch = bytearray(16)  # the data set reader's, for files any service streams
         self.assoc = None
         self.on_progress = None  # called after every PDU sent (the device's task heartbeat)
         self.sent_whole = False  # the last store's data set went out whole (answered or not)
@@ -282,144 +283,41 @@ class ServiceUser:
                         raise dimse.DimseError("PDVs follow the last fragment of " + what)
                     return rsp
 
-
-class StoreSession(ServiceUser):
-    """C-STORE and C-ECHO to one destination, one association reused across calls.
-
-    dest: aet, host, port. settings: calling_aet, max_pdu, connect/acse/dimse/idle/artim
-    _timeout_ms, max_objects_per_association (missing ones take DEFAULTS); optional buffer (a
-    bytearray allocated early, see jobs/send), extra_sop_classes, and auto_propose (propose a
-    file's SOP class when first met, renegotiating; for host tools sending arbitrary files).
-    """
-
-    def __init__(self, dest, settings):
-        self.classes = storage_classes(settings.get("extra_sop_classes") or ())
-        self.auto_propose = bool(settings.get("auto_propose"))
-        ServiceUser.__init__(self, dest, settings, proposal(self.classes))
-        self.scratch = bytearray(16)
-
-    # -- public API --------------------------------------------------------------------------
-
-    async def store(self, path):
-        """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
+    async def _file_request(self, path, abstract, encode, response, what):
+        """A request whose data set is the Part 10 file at `path` (modgate.dicom.dsfile), on the
+        context accepted for `abstract` (Explicit VR LE preferred; Implicit: re-encoded while it
+        is streamed). `encode(buf, offset, message_id)` writes the command set and returns its
+        length. Returns the response (a data set in it is read and dropped)."""
         try:
-            return await self._store_path(path)
+            return await self._file_exchange(path, abstract, encode, response, what)
         except MemoryError as exc:
             await self._out_of_memory(exc)
         except BaseException:
-            # Cancelled (the destination was replaced or removed): the association is mid-message
-            # and can never be used again; its socket must not outlive the task.
-            self.drop()
+            self.drop()  # mid-message, or cancelled: the association cannot be used again
             raise
 
-    async def _store_path(self, path):
+    async def _file_exchange(self, path, abstract, encode, response, what):
         try:
             f = fs.open_file(path, "rb")
         except OSError as exc:
-            raise DeliveryError("cannot open " + path + ": " + str(exc), False)
+            raise DeliveryError("cannot open " + path + ": " + str(exc), True)
         try:
             try:
                 meta = part10.read_meta(f)
-            except EncodeError as exc:
-                raise DeliveryError(path + ": " + str(exc), False)
-            except OSError as exc:
+            except (EncodeError, OSError) as exc:
                 raise DeliveryError("cannot read " + path + ": " + str(exc), True)
-            return await self._store(f, meta)
+            assoc = await self._association()
+            context_id, ts = ServiceUser._context_for(self, abstract, (EXPLICIT_VR_LE, IMPLICIT_VR_LE))
+            reader = part10.DatasetReader(f, meta, ts, self.scratch)
+            message_id = self._next_id()
+            n = encode(self.buf, pdu.PDATA_OVERHEAD, message_id)
+            pack_pdv_header(self.buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
+            await self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
         finally:
             f.close()
-
-    async def echo(self):
-        """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
-        try:
-            return await self._echo()
-        except MemoryError as exc:
-            await self._out_of_memory(exc)
-        except BaseException:
-            self.drop()
-            raise
-
-    async def _echo(self):
-        start = ticks_ms()
-        assoc = await self._association()
-        context_id = self._context_for(VERIFICATION, (IMPLICIT_VR_LE, EXPLICIT_VR_LE))[0]
-        message_id = self._next_id()
-        n = dimse.encode_echo_rq(self.buf, pdu.PDATA_OVERHEAD, message_id)
-        size = pdu.pack_pdata(self.buf, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST, n)
-        if not await assoc.send_pdu(size):
-            self._lost()
-        rsp = await self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
+        rsp = await self._response(response, message_id, context_id, what, _drop)
         self._done()
-        if rsp["status"] != 0:
-            from modgate.net import status
-
-            raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
-        return ticks_diff(ticks_ms(), start)
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _context_for(self, sop_class, syntaxes):
-        if sop_class not in self.classes:
-            raise DeliveryError("SOP class " + sop_class + " is not in the device's storage list", False)
-        return ServiceUser._context_for(self, sop_class, syntaxes)
-
-    async def _propose(self, sop_class):
-        """Add a SOP class the device does not make (a host tool sending any file, as storescu
-        does); the next association proposes it, so an open one is released first."""
-        classes = self.classes[:-1] + [sop_class] + self.classes[-1:]
-        contexts = proposal(classes)
-        if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1], self.identity) > len(self.buf):
-            raise DeliveryError("no room to propose SOP class " + sop_class, False)
-        await self.release()
-        self.classes = classes
-        self.contexts = contexts
-
-    async def _store(self, f, meta):
-        sop_class = meta["sop_class_uid"]
-        source = meta["transfer_syntax_uid"]
-        if not sop_class or not meta["sop_instance_uid"]:
-            raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
-        if self.auto_propose and sop_class not in self.classes:
-            await self._propose(sop_class)
-        self.sent_whole = False
-        assoc = await self._association()
-        # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
-        wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
-        context_id, ts = self._context_for(sop_class, wanted)
-        try:
-            reader = part10.DatasetReader(f, meta, ts, self.scratch)
-        except EncodeError as exc:
-            raise DeliveryError(str(exc), False)
-        message_id = self._next_id()
-        buf = self.buf
-        n = dimse.encode_store_rq(buf, pdu.PDATA_OVERHEAD, message_id, sop_class, meta["sop_instance_uid"])
-        pack_pdv_header(buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
-        await self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
-        # From here the archive may hold the object even if its answer never comes.
-        self.sent_whole = True
-        rsp = await self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
-        self._done()
-        code = rsp["status"]
-        self.objects += 1
-        if self.objects >= self.max_objects:
-            await self.release()
-        if code == 0:
-            return 0, "success", "stored"  # the common case needs no table (PS3.7 C.1.1)
-        try:
-            from modgate.net import status  # imported on the first non-success status only
-        except MemoryError:
-            # Without the table, keep the object and retry: a wrong "permanent" would lose it.
-            raise DeliveryError("status 0x%04X (no memory to classify it)" % code, True)
-        klass, reason = status.classify(code)
-        text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
-        if klass == status.WARNING:
-            log.warn("net", self.peer + " stored " + meta["sop_instance_uid"] + " with warning " + text)
-            return code, klass, text
-        if klass == status.DUPLICATE:
-            # Whether that copy is ours the caller decides: it knows the object's history.
-            log.warn("net", self.peer + " already holds " + meta["sop_instance_uid"] + ": " + text)
-            return code, klass, text
-        log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
-        raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)
+        return rsp
 
     async def _stream(self, assoc, reader, context_id, start):
         """Send the command PDV already at buf[6:start] and the data set, PDU by PDU.
@@ -541,6 +439,150 @@ class StoreSession(ServiceUser):
         raise DeliveryError(reason, isinstance(problem, OSError))
 
 
+class StoreSession(ServiceUser):
+    """C-STORE and C-ECHO to one destination, one association reused across calls.
+
+    dest: aet, host, port. settings: calling_aet, max_pdu, connect/acse/dimse/idle/artim
+    _timeout_ms, max_objects_per_association (missing ones take DEFAULTS); optional buffer (a
+    bytearray allocated early, see jobs/send), extra_sop_classes, and auto_propose (propose a
+    file's SOP class when first met, renegotiating; for host tools sending arbitrary files).
+    """
+
+    def __init__(self, dest, settings):
+        self.classes = storage_classes(settings.get("extra_sop_classes") or ())
+        self.auto_propose = bool(settings.get("auto_propose"))
+        # Storage Commitment (PS3.4 J) goes to the archive that stores, on the same association.
+        self.commitment = bool(settings.get("commitment"))
+        ServiceUser.__init__(self, dest, settings, self._proposal(self.classes))
+
+    # -- public API --------------------------------------------------------------------------
+
+    async def store(self, path):
+        """Send the Part 10 file at `path`; (status, "success"|"warning", message) or DeliveryError."""
+        try:
+            return await self._store_path(path)
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
+        except BaseException:
+            # Cancelled (the destination was replaced or removed): the association is mid-message
+            # and can never be used again; its socket must not outlive the task.
+            self.drop()
+            raise
+
+    async def _store_path(self, path):
+        try:
+            f = fs.open_file(path, "rb")
+        except OSError as exc:
+            raise DeliveryError("cannot open " + path + ": " + str(exc), False)
+        try:
+            try:
+                meta = part10.read_meta(f)
+            except EncodeError as exc:
+                raise DeliveryError(path + ": " + str(exc), False)
+            except OSError as exc:
+                raise DeliveryError("cannot read " + path + ": " + str(exc), True)
+            return await self._store(f, meta)
+        finally:
+            f.close()
+
+    async def echo(self):
+        """C-ECHO round trip in milliseconds (association opened if needed); DeliveryError otherwise."""
+        try:
+            return await self._echo()
+        except MemoryError as exc:
+            await self._out_of_memory(exc)
+        except BaseException:
+            self.drop()
+            raise
+
+    async def _echo(self):
+        start = ticks_ms()
+        assoc = await self._association()
+        context_id = self._context_for(VERIFICATION, (IMPLICIT_VR_LE, EXPLICIT_VR_LE))[0]
+        message_id = self._next_id()
+        n = dimse.encode_echo_rq(self.buf, pdu.PDATA_OVERHEAD, message_id)
+        size = pdu.pack_pdata(self.buf, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST, n)
+        if not await assoc.send_pdu(size):
+            self._lost()
+        rsp = await self._response(dimse.C_ECHO_RSP, message_id, context_id, "C-ECHO-RSP")
+        self._done()
+        if rsp["status"] != 0:
+            from modgate.net import status
+
+            raise DeliveryError("C-ECHO answered " + status.describe(rsp["status"]), True)
+        return ticks_diff(ticks_ms(), start)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _context_for(self, sop_class, syntaxes):
+        if sop_class not in self.classes:
+            raise DeliveryError("SOP class " + sop_class + " is not in the device's storage list", False)
+        return ServiceUser._context_for(self, sop_class, syntaxes)
+
+    def _proposal(self, classes):
+        # Storage Commitment after Verification: the storage contexts keep their IDs.
+        return proposal(classes + [STORAGE_COMMITMENT] if self.commitment else classes)
+
+    async def _propose(self, sop_class):
+        """Add a SOP class the device does not make (a host tool sending any file, as storescu
+        does); the next association proposes it, so an open one is released first."""
+        classes = self.classes[:-1] + [sop_class] + self.classes[-1:]
+        contexts = self._proposal(classes)
+        if buffer_size(self.max_pdu, contexts, self.impl[0], self.impl[1], self.identity) > len(self.buf):
+            raise DeliveryError("no room to propose SOP class " + sop_class, False)
+        await self.release()
+        self.classes = classes
+        self.contexts = contexts
+
+    async def _store(self, f, meta):
+        sop_class = meta["sop_class_uid"]
+        source = meta["transfer_syntax_uid"]
+        if not sop_class or not meta["sop_instance_uid"]:
+            raise DeliveryError("file meta information lacks SOP Class or Instance UID", False)
+        if self.auto_propose and sop_class not in self.classes:
+            await self._propose(sop_class)
+        self.sent_whole = False
+        assoc = await self._association()
+        # Explicit VR files may go as Implicit (re-encoded while streaming); others only as stored.
+        wanted = PROPOSED_TRANSFER_SYNTAXES if source == EXPLICIT_VR_LE else (source,)
+        context_id, ts = self._context_for(sop_class, wanted)
+        try:
+            reader = part10.DatasetReader(f, meta, ts, self.scratch)
+        except EncodeError as exc:
+            raise DeliveryError(str(exc), False)
+        message_id = self._next_id()
+        buf = self.buf
+        n = dimse.encode_store_rq(buf, pdu.PDATA_OVERHEAD, message_id, sop_class, meta["sop_instance_uid"])
+        pack_pdv_header(buf, pdu.HEADER, n, context_id, pdu.CONTROL_COMMAND | pdu.CONTROL_LAST)
+        await self._stream(assoc, reader, context_id, pdu.PDATA_OVERHEAD + n)
+        # From here the archive may hold the object even if its answer never comes.
+        self.sent_whole = True
+        rsp = await self._response(dimse.C_STORE_RSP, message_id, context_id, "C-STORE-RSP")
+        self._done()
+        code = rsp["status"]
+        self.objects += 1
+        if self.objects >= self.max_objects:
+            await self.release()
+        if code == 0:
+            return 0, "success", "stored"  # the common case needs no table (PS3.7 C.1.1)
+        try:
+            from modgate.net import status  # imported on the first non-success status only
+        except MemoryError:
+            # Without the table, keep the object and retry: a wrong "permanent" would lose it.
+            raise DeliveryError("status 0x%04X (no memory to classify it)" % code, True)
+        klass, reason = status.classify(code)
+        text = status.describe(code) + (": " + rsp["comment"] if rsp["comment"] else "")
+        if klass == status.WARNING:
+            log.warn("net", self.peer + " stored " + meta["sop_instance_uid"] + " with warning " + text)
+            return code, klass, text
+        if klass == status.DUPLICATE:
+            # Whether that copy is ours the caller decides: it knows the object's history.
+            log.warn("net", self.peer + " already holds " + meta["sop_instance_uid"] + ": " + text)
+            return code, klass, text
+        log.warn("net", self.peer + " refused " + meta["sop_instance_uid"] + ": " + text)
+        raise DeliveryError("C-STORE failed: " + text, klass == status.TRANSIENT)
+
+
 _PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
 
 
@@ -556,6 +598,10 @@ def _fill(reader, mv, start, end):
     except (EncodeError, OSError) as exc:
         return exc
     return None
+
+
+def _drop(fragment):
+    """A response's data set we have no use for (an N-ACTION reply, N-CREATE attribute list)."""
 
 
 def _check(cmd, got, command, message_id, what, data_ok=False):

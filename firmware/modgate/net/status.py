@@ -47,15 +47,62 @@ STATUS_CLASSES = (
 )
 
 
-def classify(status):
-    """(class, reason) of a DIMSE response status, from STATUS_CLASSES."""
-    for mask, value, klass, reason in STATUS_CLASSES:
+# The N-ACTION-RSP of a Storage Commitment request (PS3.4 J.3.2.1.2, PS3.7 10.1.4.1.10): success
+# means the archive took the request and will report; a failure leaves the objects awaiting a
+# new request (transient: after a backoff; permanent: the same request cannot pass).
+N_ACTION_CLASSES = (
+    (0xFFFF, 0x0000, SUCCESS, "PS3.7 C.1.1 success: a result follows by N-EVENT-REPORT"),
+    (0xFFFF, 0x0110, TRANSIENT, "PS3.7 C.4.2 processing failure"),
+    (0xFFFF, 0x0213, TRANSIENT, "PS3.7 C.5.4 resource limitation"),
+    (0xFFFF, 0x0210, TRANSIENT, "PS3.7 C.5.1 duplicate invocation"),
+    (0xFFFF, 0x0112, PERMANENT, "PS3.7 C.4 no such SOP instance (the well-known instance)"),
+    (0xFFFF, 0x0114, PERMANENT, "PS3.7 C.4 no such argument"),
+    (0xFFFF, 0x0115, PERMANENT, "PS3.7 C.4 invalid argument value"),
+    (0xFFFF, 0x0117, PERMANENT, "PS3.7 C.4.8 invalid object instance"),
+    (0xFFFF, 0x0118, PERMANENT, "PS3.7 C.4 no such SOP class"),
+    (0xFFFF, 0x0119, PERMANENT, "PS3.7 C.4 class-instance conflict"),
+    (0xFFFF, 0x0123, PERMANENT, "PS3.7 C.4 no such action"),
+    (0xFFFF, 0x0124, PERMANENT, "PS3.7 C.4.18 not authorised"),
+    (0xFFFF, 0x0211, PERMANENT, "PS3.7 C.5.2 unrecognised operation"),
+    (0xFFFF, 0x0212, PERMANENT, "PS3.7 C.5.3 mistyped argument"),
+    (0x0000, 0x0000, TRANSIENT, "status not defined for N-ACTION: retried"),
+)
+
+# The N-CREATE-RSP and N-SET-RSP of an MPPS (PS3.4 F.7.2.1.2, F.7.2.2.2, PS3.7 C): a warning
+# means done; a failure is retried (transient) or keeps the step for an operator (permanent).
+# 0111 on an N-CREATE: the SCP holds the instance already, under the UID the device made for it,
+# so an earlier N-CREATE whose answer was lost made it.
+MPPS_CLASSES = (
+    (0xFFFF, 0x0000, SUCCESS, "PS3.7 C.1.1 success"),
+    (0xF000, 0xB000, WARNING, "PS3.7 C.1.3 warning: some attributes not taken"),
+    (0xFFFF, 0x0107, WARNING, "PS3.7 C.4 warning: attribute list error"),
+    (0xFFFF, 0x0116, WARNING, "PS3.7 C.4 warning: attribute value out of range"),
+    (0xFFFF, 0x0111, WARNING, "PS3.7 C.4.5 duplicate SOP instance: an earlier request created it"),
+    (0xFFFF, 0x0110, TRANSIENT, "PS3.7 C.4.2 processing failure"),
+    (0xFFFF, 0x0213, TRANSIENT, "PS3.7 C.5.4 resource limitation"),
+    (0xFFFF, 0x0210, TRANSIENT, "PS3.7 C.5.1 duplicate invocation"),
+    (0xFFFF, 0xA710, PERMANENT, "PS3.4 F.7.2.2.2 performed procedure step may no longer be updated"),
+    (0xFFFF, 0x0106, PERMANENT, "PS3.7 C.4 invalid attribute value"),
+    (0xFFFF, 0x0120, PERMANENT, "PS3.7 C.4 missing attribute"),
+    (0xFFFF, 0x0121, PERMANENT, "PS3.7 C.4 missing attribute value"),
+    (0xFFFF, 0x0112, PERMANENT, "PS3.7 C.4 no such SOP instance"),
+    (0xFFFF, 0x0117, PERMANENT, "PS3.7 C.4.8 invalid SOP instance"),
+    (0xFFFF, 0x0118, PERMANENT, "PS3.7 C.4 no such SOP class"),
+    (0xFFFF, 0x0122, PERMANENT, "PS3.7 C.4.17 SOP class not supported"),
+    (0xFFFF, 0x0124, PERMANENT, "PS3.7 C.4.18 not authorised"),
+    (0x0000, 0x0000, TRANSIENT, "status not defined for MPPS: retried"),
+)
+
+
+def classify(status, table=STATUS_CLASSES):
+    """(class, reason) of a DIMSE response status, from `table` (C-STORE's by default)."""
+    for mask, value, klass, reason in table:
         if status & mask == value:
             return klass, reason
     return TRANSIENT, "unreachable"
 
 
-def describe(status):
+def describe(status, table=STATUS_CLASSES):
     """One line for logs and the send command, e.g. "0xA700 transient (PS3.4 B.2.3 ...)"."""
-    klass, reason = classify(status)
+    klass, reason = classify(status, table)
     return "0x%04X %s (%s)" % (status, klass, reason)

@@ -5,6 +5,11 @@ time. Per destination the order is FIFO (each series arrives in acquisition orde
 `run(name, beat)` is a destination's worker (the device core starts one per destination and
 cancels it when the destination goes); `attempt(name)` is one delivery attempt of it. `echo`
 shares the destination's session, taking turns with deliveries through its lock.
+
+With a `committer` (modgate.commitment), a destination that confirms (`committer.required`)
+keeps each object it stored until it confirmed it: the worker marks it stored, and asks for the
+confirmation of what it stored once nothing more is owed to it now (or a batch is full), on the
+same session, backing off as deliveries do when that fails.
 """
 
 from modgate import log
@@ -30,8 +35,10 @@ DEFAULT_POLICY = {
 
 
 class Forwarder:
-    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform, online=None, settle=None):
+    def __init__(self, spool, session_factory, policy=None, rand=backoff.uniform, online=None, settle=None,
+                 committer=None):
         self.spool = spool
+        self.committer = committer
         self.factory = session_factory
         merged = dict(DEFAULT_POLICY)
         merged.update(policy or {})
@@ -61,6 +68,11 @@ class Forwarder:
                 await aio.sleep_ms(OFFLINE_POLL_MS)
                 continue
             due = self.due_ms(name)
+            if self._commit_due(name, due):
+                await self._commit(name)
+                if self.settle is not None:
+                    self.settle()
+                continue
             if due != 0:
                 await self._release_if_idle(name)
                 await self._idle(name, IDLE_POLL_MS if due is None or due > IDLE_POLL_MS else due)
@@ -168,11 +180,48 @@ class Forwarder:
         elif klass == "duplicate":
             log.warn(_SRC, "%s already holds entry %d (an earlier attempt's answer was lost): counted as "
                      "delivered" % (name, eid))
-        spool.mark_done(eid, name)
+        if self.committer is not None and self.committer.required(name):
+            spool.mark_stored(eid, name)  # done only once the destination confirmed it
+        else:
+            spool.mark_done(eid, name)
         state["last_success"] = spool.wall_seconds()
         state["attempts"] = 0
         state["head"] = None
         state["next_retry"] = None
+
+    # ---- confirmation of what was stored (Storage Commitment) ---------------------------------
+
+    def _commit_due(self, name, due, now=None):
+        committer = self.committer
+        if committer is None or not committer.required(name):
+            return False
+        retry = self.spool.dest_status(name).get("commit_retry")
+        now = ticks_ms() if now is None else now
+        if retry is not None and ticks_diff(retry, now) > 0:
+            return False
+        return committer.due(name, now) and (due != 0 or committer.full(name))
+
+    async def _commit(self, name):
+        """One confirmation request to `name` and the wait for its result on that association;
+        the association is released after it (a later result comes on one the archive opens)."""
+        state = self.spool.dest_status(name)
+        beat = self._beats.get(name) or _nothing
+        async with self._lock(name):
+            try:
+                await self.committer.request(name, self.session(name), beat)
+                state["commit_attempts"] = 0
+                state["commit_retry"] = None
+            except (ModgateError, OSError, MemoryError) as exc:
+                attempts = state.get("commit_attempts", 0) + 1
+                state["commit_attempts"] = attempts
+                delay = backoff.delay_ms(attempts, self.base_ms, self.max_ms, self.jitter, self.rand)
+                if isinstance(exc, DeliveryError) and not exc.transient:
+                    delay = self.max_ms
+                state["commit_retry"] = ticks_add(ticks_ms(), delay)
+                state["last_error"] = "commitment request: " + str(exc)
+                log.warn(_SRC, "%s: commitment request failed (%s); again in %d ms" % (name, exc, delay))
+            finally:
+                await self._drop(name)
 
     def _maybe_delivered(self, state, eid):
         """Whether the archive's copy of entry `eid` can be ours (PS3.7 C.4.5, 0111): an earlier
@@ -252,3 +301,7 @@ class Forwarder:
 
 def _always():
     return True
+
+
+def _nothing():
+    pass

@@ -12,6 +12,7 @@ The spool knows an object only by its SOP Instance UID and a small metadata dict
 (modality, iod, sop_class_uid, series_uid) used for routing.
 """
 
+import binascii
 import json
 
 from modgate import log
@@ -29,6 +30,8 @@ _TICK = 3  # ticks_ms when the entry was committed or loaded (age fallback)
 _ROUTED = 4  # tuple of destination names
 _DONE = 5  # None or list of names delivered (or given up by an operator)
 _DEAD = 6  # None or dict name -> reason
+_KEY = 7  # uid_key(SOP Instance UID): finds the entry a confirmation names, without a file read
+_WAIT = 8  # None or dict name -> wait state (entrylog.WAIT_*) for destinations that confirm
 _EPOCH0 = 1704067200  # 2024-01-01: keeps stored seconds a small int on 32-bit ports
 # Flash cost of an entry beyond its object: the log file and directory entries.
 ENTRY_OVERHEAD = 512
@@ -44,6 +47,12 @@ SETTINGS = ("spool_budget_bytes", "spool_high_pct", "spool_low_pct", "spool_max_
 
 def _entry_id(entry):
     return entry[_ID]
+
+
+def uid_key(uid):
+    """A small int for a SOP Instance UID (a CRC-32 cut to 30 bits: a MicroPython small int);
+    equal UIDs have equal keys, and the rare equal key of another UID is told apart by the log."""
+    return binascii.crc32(str(uid).encode()) & 0x3FFFFFFF
 
 
 def _clean(text):
@@ -200,9 +209,9 @@ class Spool:
 
     def _load(self, eid):
         """Queue entry `eid` from its files; False when it turns out to be delivered everywhere."""
-        header = routed = done = dead = None
+        header = routed = done = dead = wait = None
         if fs.exists(self._log_path(eid)):
-            header, routed, done, dead = entrylog.replay(self._log_path(eid))
+            header, routed, done, dead, wait = entrylog.replay(self._log_path(eid))
         try:
             if header is None:
                 # Cannot happen by protocol (the log is synced before the rename); media damage.
@@ -223,7 +232,7 @@ class Spool:
         if isinstance(tag, dict) and isinstance(tag.get("key"), str):
             self._remember(eid, tag, header.get("uid"))
         entry = [eid, size, header.get("born"), self.ticks(), self._route_tuple(routed), done or None,
-                 dead or None]
+                 dead or None, uid_key(header.get("uid")), wait or None]
         if self._complete(entry):
             return False
         self._entries.append(entry)
@@ -342,7 +351,8 @@ class Spool:
         if inc.open_meta is not None:
             _discard(self._note_path(inc.number))  # else recover() removes it
         self._finish(inc)
-        self._entries.append([eid, size, born, self.ticks(), self._route_tuple(routed), None, None])
+        self._entries.append([eid, size, born, self.ticks(), self._route_tuple(routed), None, None,
+                              uid_key(sop_instance_uid), None])
         self._bytes += size + ENTRY_OVERHEAD
         if tag is not None:
             self._remember(eid, tag, sop_instance_uid)
@@ -461,7 +471,8 @@ class Spool:
         return ticks_diff(self.ticks() if now_ticks is None else now_ticks, entry[_TICK]) // 1000
 
     def mark_done(self, eid, dest):
-        """`dest` has the object. Deletes the entry once every destination it is routed to has it."""
+        """`dest` has the object (and confirmed it, if it confirms). Deletes the entry once every
+        destination it is routed to has it."""
         entry = self._find(eid)
         if entry is None:
             return
@@ -493,6 +504,10 @@ class Spool:
             entry[_DONE].append(dest)
         if entry[_DEAD] and dest in entry[_DEAD]:
             del entry[_DEAD][dest]
+        if entry[_WAIT] and dest in entry[_WAIT]:
+            del entry[_WAIT][dest]
+            if not entry[_WAIT]:
+                entry[_WAIT] = None
         if self._complete(entry):
             self._delete(entry)
 
@@ -502,8 +517,91 @@ class Spool:
             self._set_done(entry, dest)
 
     def _owed(self, entry, dest):
-        return dest in entry[_ROUTED] and not (entry[_DONE] and dest in entry[_DONE]) and not (
-            entry[_DEAD] and dest in entry[_DEAD])
+        if dest not in entry[_ROUTED] or (entry[_DONE] and dest in entry[_DONE]) or (
+                entry[_DEAD] and dest in entry[_DEAD]):
+            return False
+        wait = entry[_WAIT]
+        return wait is None or dest not in wait or wait[dest][entrylog.WAIT_STATE] == "F"
+
+    # ---- confirmation (a destination with Storage Commitment: docs/spool.md) -----------------
+
+    def mark_stored(self, eid, dest):
+        """`dest` stored the object and will confirm it: it is no longer owed, and not done."""
+        self._wait_step(eid, ["S", dest])
+
+    def mark_requested(self, eid, dest, request):
+        """The object is in confirmation request `request` (an id the destination answers to)."""
+        self._wait_step(eid, ["T", dest, request])
+
+    def mark_unconfirmed(self, eid, dest, reason):
+        """`dest` did not confirm the object: it is owed again (sent again, then requested)."""
+        self._wait_step(eid, ["F", dest, _clean(reason)])
+        log.warn(_SRC, "entry %d not confirmed by %s (%s): sending it again" % (eid, dest, _clean(reason)))
+
+    def flag(self, eid, dest, reason):
+        """The object stays unconfirmed after every request allowed: kept, never deleted by the
+        spool, listed for an operator (queue retry sends it again, queue purge deletes it)."""
+        self._wait_step(eid, ["U", dest, _clean(reason)])
+        log.error(_SRC, "entry %d not confirmed by %s: %s; kept on flash for an operator" % (
+            eid, dest, _clean(reason)))
+
+    def _wait_step(self, eid, op):
+        entry = self._find(eid)
+        if entry is None:
+            return
+        entrylog.append(self._log_path(eid), op)
+        if entry[_WAIT] is None:
+            entry[_WAIT] = {}
+        entrylog.step(entry[_WAIT], op)
+
+    def wait_state(self, eid, dest):
+        """[state, request, requests, reason] (entrylog.WAIT_*) of entry `eid` at `dest`, or None."""
+        entry = self._find(eid)
+        if entry is None or not entry[_WAIT]:
+            return None
+        return entry[_WAIT].get(dest)
+
+    def awaiting(self, dest):
+        """[(entry id, wait state)] of the entries `dest` stored and has not confirmed, oldest
+        first (flagged ones and those owed again left out)."""
+        out = []
+        for entry in self._entries:
+            wait = entry[_WAIT]
+            if wait and dest in wait and wait[dest][entrylog.WAIT_STATE] == "S":
+                out.append((entry[_ID], wait[dest]))
+        return out
+
+    def awaiting_keys(self, dest):
+        """{uid_key: [entry id, ...]} of the entries awaiting confirmation from `dest`: built
+        when a confirmation arrives, so that each of its references is found without a scan."""
+        index = {}
+        for entry in self._entries:
+            wait = entry[_WAIT]
+            if wait and dest in wait and wait[dest][entrylog.WAIT_STATE] == "S":
+                index.setdefault(entry[_KEY], []).append(entry[_ID])
+        return index
+
+    def newest(self):
+        """The id of the entry committed last, or None."""
+        return self._entries[-1][_ID] if self._entries else None
+
+    def identity(self, eid):
+        """(SOP Instance UID, metadata) of entry `eid` from its log (one small file read)."""
+        header = self._header(eid)
+        return header.get("uid"), header.get("meta") or {}
+
+    def confirm_all(self, dest, why):
+        """`dest` no longer confirms (its setting changed): what awaits or is flagged counts as
+        delivered; what is owed again is sent once more and then done."""
+        count = 0
+        for entry in self._entries[:]:
+            wait = entry[_WAIT]
+            if wait and dest in wait and wait[dest][entrylog.WAIT_STATE] in ("S", "U"):
+                self.mark_done(entry[_ID], dest)
+                count += 1
+        if count:
+            log.info(_SRC, "%d entries stored at %s count as delivered: %s" % (count, dest, why))
+        return count
 
     def _complete(self, entry):
         if not entry[_ROUTED]:
@@ -602,16 +700,24 @@ class Spool:
             state = self._state(name)
             pending = 0
             dead = 0
+            waits = {"S": 0, "U": 0, "T": 0}
             for entry in self._entries:
                 if self._owed(entry, name):
                     pending += 1
                 elif entry[_DEAD] and name in entry[_DEAD]:
                     dead += 1
+                elif entry[_WAIT] and name in entry[_WAIT]:
+                    wait = entry[_WAIT][name]
+                    waits[wait[entrylog.WAIT_STATE]] += 1
+                    if wait[entrylog.WAIT_REQUEST] is not None:
+                        waits["T"] += 1
             retry = state["next_retry"]
             wait = ticks_diff(retry, now) if retry is not None else 0
             dests[name] = {"last_success": state["last_success"], "last_error": state["last_error"],
                            "next_retry_s": (wait if wait > 0 else 0) / 1000, "attempts": state["attempts"],
-                           "pending": pending, "dead": dead, "configured": name in self.destinations}
+                           "pending": pending, "dead": dead, "configured": name in self.destinations,
+                           "awaiting_commit": waits["S"], "commit_requested": waits["T"],
+                           "uncommitted": waits["U"]}
         return {"depth": len(self._entries), "bytes": self._bytes, "used": self.used_bytes(),
                 "oldest_age_s": oldest, "busy": self.busy() != 0, "budget": self.budget,
                 "high": self.high, "low": self.low, "open": len(self._active),
@@ -623,11 +729,19 @@ class Spool:
         meta = header.get("meta") or {}
         done = entry[_DONE] or ()
         dead = entry[_DEAD] or {}
-        return {"id": entry[_ID], "uid": header.get("uid"), "size": entry[_SIZE],
-                "age_s": self.age_s(entry), "modality": meta.get("modality"),
-                "series_uid": meta.get("series_uid"),
-                "pending": [d for d in entry[_ROUTED] if d not in done and d not in dead],
-                "done": list(done), "dead": dict(dead)}
+        wait = entry[_WAIT] or {}
+        out = {"id": entry[_ID], "uid": header.get("uid"), "size": entry[_SIZE],
+               "age_s": self.age_s(entry), "modality": meta.get("modality"),
+               "series_uid": meta.get("series_uid"),
+               "pending": [d for d in entry[_ROUTED] if self._owed(entry, d)],
+               "done": list(done), "dead": dict(dead)}
+        if wait:
+            # Stored where a confirmation is awaited: the requests so far, and the flagged ones.
+            out["committing"] = dict((d, wait[d][entrylog.WAIT_REQUESTS]) for d in wait
+                                     if wait[d][entrylog.WAIT_STATE] == "S")
+            out["uncommitted"] = dict((d, wait[d][entrylog.WAIT_REASON]) for d in wait
+                                      if wait[d][entrylog.WAIT_STATE] == "U")
+        return out
 
     def list(self, limit=20):
         """The oldest `limit` entries, described (reads each entry's log: console use only)."""
@@ -645,6 +759,14 @@ class Spool:
                 out.append(self._describe(entry))
         return out
 
+    def committing(self, limit=100):
+        """Entries stored where a confirmation is awaited or was not given (flagged), described."""
+        out = []
+        for entry in self._entries:
+            if entry[_WAIT] and len(out) < limit:
+                out.append(self._describe(entry))
+        return out
+
     def _select(self, which):
         if which == "all":
             return self._entries[:]
@@ -654,12 +776,17 @@ class Spool:
         return [entry] if entry is not None else []
 
     def requeue(self, which):
-        """Put dead-lettered (entry, destination) pairs back in the queue; returns how many."""
+        """Put dead-lettered (entry, destination) pairs back in the queue, and flagged ones that
+        were never confirmed (not for "dead"); returns how many."""
         count = 0
         for entry in self._select("all" if which == "dead" else which):
-            for dest in list(entry[_DEAD] or ()):
+            flagged = [d for d in entry[_WAIT] or () if entry[_WAIT][d][entrylog.WAIT_STATE] == "U"]
+            for dest in list(entry[_DEAD] or ()) + ([] if which == "dead" else flagged):
                 entrylog.append(self._log_path(entry[_ID]), ["Q", dest])
-                del entry[_DEAD][dest]
+                if entry[_DEAD] and dest in entry[_DEAD]:
+                    del entry[_DEAD][dest]
+                if dest in flagged:
+                    del entry[_WAIT][dest]
                 state = self._state(dest)
                 state["next_retry"] = None
                 state["attempts"] = 0
@@ -667,6 +794,8 @@ class Spool:
                 count += 1
             if entry[_DEAD] is not None and not entry[_DEAD]:
                 entry[_DEAD] = None
+            if entry[_WAIT] is not None and not entry[_WAIT]:
+                entry[_WAIT] = None
         if count:
             log.info(_SRC, "re-queued %d dead letter(s) (%s)" % (count, which))
         return count
