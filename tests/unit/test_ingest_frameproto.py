@@ -139,6 +139,22 @@ class TestReceiver(unittest.TestCase):
         self.assertEqual(run(self.rx, EXAMPLE)[0][:4], (fp.BUSY, 0, 7, 1000))
         self.assertEqual(self.sink.stored, [])
 
+    def test_no_heap_for_a_frame_is_busy_and_its_resend_is_stored(self):
+        begin = self.sink.begin_frame
+        calls = []
+
+        def short(header):
+            calls.append(1)
+            if len(calls) == 1:
+                raise MemoryError("memory allocation failed, allocating 216 bytes")
+            return begin(header)
+
+        self.sink.begin_frame = short
+        self.assertEqual(run(self.rx, EXAMPLE)[0], (fp.BUSY, 0, 7, 300, "no memory"))
+        self.assertEqual(self.sink.stored, [])
+        self.assertEqual(run(self.rx, EXAMPLE)[0][:3], (fp.ACK, 0, 7))  # the resend finds room
+        self.assertEqual(len(self.sink.stored), 1)
+
     def test_bad_context_and_geometry(self):
         out = run(self.rx, frame(10, pixels(10, 4), 2, 2, context=b"[1, 2]"))
         self.assertEqual(out[0][:3], (fp.NAK, fp.NAK_BAD_CONTEXT, 10))

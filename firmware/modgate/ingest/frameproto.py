@@ -47,6 +47,9 @@ _RESPONSE_FMT = "<4sBBHIIHH"
 _UNKNOWN_SEQ = const(0xFFFFFFFF)
 _DEDUP = const(16)
 _SPOOL_FULL_RETRY_MS = const(1000)  # BUSY retry-after when the sink raised SpoolFull
+# BUSY retry-after when the board had no heap for the frame: RAM is short only while other work
+# (deliveries, a console command) holds it, so the resend soon finds room; a NAK would lose it.
+_NO_MEMORY_RETRY_MS = const(300)
 
 # Receiver states
 _HUNT = const(0)
@@ -162,6 +165,7 @@ class FrameReceiver:
         self.nak = 0
         self.nak_text = ""
         self.busy_ms = 0
+        self.busy_text = "spool full"
         # (sequence, crc, uid) of recent ACKs, for duplicate suppression; shared by the links of
         # one input so a resend on a new connection is recognised.
         self.recent = [] if recent is None else recent
@@ -284,6 +288,7 @@ class FrameReceiver:
         self.target = None
         self.nak = 0
         self.busy_ms = 0
+        self.busy_text = "spool full"
         self.stats["frames"] += 1
         self.crc = binascii.crc32(memoryview(self.hold)[0:HEADER_SIZE])
         self.held = 0
@@ -334,12 +339,15 @@ class FrameReceiver:
     def _begin(self):
         header = self.header
         self.left = header["payload_length"]
+        self.busy_text = "spool full"
         try:
             self.busy_ms = self.sink.busy()
             if not self.busy_ms:
                 self.target = self.sink.begin_frame(header)
         except SpoolFull:
             self.busy_ms = _SPOOL_FULL_RETRY_MS
+        except MemoryError:
+            self._short_of_memory("begin_frame")
         except FrameError as exc:
             self._refuse(exc.code or NAK_REFUSED, str(exc))
             self.left = header["payload_length"]
@@ -384,7 +392,7 @@ class FrameReceiver:
             log.warn("ingest", self.source_id + ": frame " + str(seq) + " refused: " + self.nak_text)
             self._respond(NAK, seq, self.nak, 0, self.nak_text)
         elif self.busy_ms:
-            self._respond(BUSY, seq, 0, self.busy_ms, "spool full")
+            self._respond(BUSY, seq, 0, self.busy_ms, self.busy_text)
         else:
             self._commit(seq)
         self.target = None
@@ -414,6 +422,17 @@ class FrameReceiver:
         if len(self.recent) > _DEDUP:
             self.recent.pop(0)
         self._respond(ACK, seq, 0, 0, uid)
+
+    def _short_of_memory(self, where):
+        # Before any of the frame is stored (a commit that runs out of memory stays a NAK: it
+        # may have stored the object, and a resend would make it twice).
+        self.target = None
+        self.busy_ms = _NO_MEMORY_RETRY_MS
+        self.busy_text = "no memory"
+        try:
+            log.warn("ingest", self.source_id + ": no heap for a frame (" + where + "): BUSY")
+        except MemoryError:
+            pass
 
     def _abort(self):
         target = self.target
