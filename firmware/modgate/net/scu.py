@@ -47,8 +47,15 @@ def _setting(settings, key):
     return DEFAULTS[key] if value is None else value
 
 
+_last_proposal = [None, None]  # (classes, contexts): every destination proposes the same list
+
+
 def proposal(classes):
-    """[(context ID, abstract syntax, (transfer syntax,))]: one context per class and syntax."""
+    """[(context ID, abstract syntax, (transfer syntax,))]: one context per class and syntax.
+    The list is shared (nobody changes it): ~2 KB of tuples per destination on a 32-bit board
+    otherwise, made again for every session."""
+    if _last_proposal[0] == classes:
+        return _last_proposal[1]
     contexts = []
     context_id = 1
     for uid in classes:
@@ -57,6 +64,8 @@ def proposal(classes):
             context_id += 2
     if len(contexts) > _MAX_CONTEXTS:
         raise ConfigError("%d presentation contexts needed, at most 128 fit one association" % len(contexts))
+    _last_proposal[0] = list(classes)
+    _last_proposal[1] = contexts
     return contexts
 
 
