@@ -704,8 +704,9 @@ class Config:
         return value
 
     def save(self):
-        """Write every non-default value; a power cut leaves the old or the new file (write_atomic)."""
-        fs.write_atomic(self.path, json.dumps(self._values).encode())
+        """Write every non-default value; a power cut leaves the old or the new file. Streamed
+        (write_json_atomic): on a busy board the whole text and its bytes may find no room."""
+        fs.write_json_atomic(self.path, self._values)
         self.dirty = False
         self._dests_before = None
 
