@@ -32,6 +32,8 @@ FOLDER = "worklist"
 HEADER_BYTES = 320
 POLL_MS = 500
 RETRY_MS = 60000  # after a failed refresh, the next automatic one
+NO_HEAP_RETRIES = 2  # a query that found no heap runs again at once, this many times
+NO_HEAP_PAUSE_MS = 500
 AGE_AS_TICKS_S = 86400  # a cached list younger than this counts its age in ticks after a boot
 LIST_PAGE = 20
 # The query's and the items' DICOM code: loaded for a refresh, a selection or a frame naming an
@@ -369,7 +371,22 @@ class Worklist:
         self.requested = False
         self.running = True
         try:
-            await self._refresh(beat)
+            for attempt in range(1 + NO_HEAP_RETRIES):
+                try:
+                    await self._refresh(beat)
+                    break
+                except (ModgateError, MemoryError) as exc:
+                    # Short of heap for a moment (the board is storing and sending): a query
+                    # changes nothing until it ends well, so it may simply run again.
+                    if attempt == NO_HEAP_RETRIES or not _no_heap(exc):
+                        raise
+                    exc = None
+                    unload_dicom()
+                    settle = getattr(self.device, "settle_heap", None)
+                    if settle is not None:
+                        settle()
+                    beat()
+                    await aio.sleep_ms(NO_HEAP_PAUSE_MS)
             self.last_error = None
             self.failed_at = None
             self.refreshed_at = ticks_ms()
@@ -442,6 +459,10 @@ class Worklist:
         header = self.header()
         return {"items": header["items"], "skipped": header["skipped"],
                 "cancelled_at_max": header["cancelled"], "took_ms": header["took_ms"]}
+
+
+def _no_heap(exc):
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc)
 
 
 def unload_dicom():
