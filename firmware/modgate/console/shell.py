@@ -49,10 +49,7 @@ class Console:
     # ---- I/O ----
 
     def start(self):
-        """Load the commands while the heap is still whole, and greet a human (JSON mode stays
-        silent until asked)."""
-        from modgate.console import commands, render  # noqa: F401
-
+        """Greet a human (JSON mode stays silent until asked)."""
         if not self.json:
             self._write("modgate " + VERSION + " console; type help\r\n")
             self._prompt()
@@ -119,7 +116,11 @@ class Console:
             return _error(name, exc.code, exc), entry
         except ModgateError as exc:
             return _error(name, "failed", exc), entry
-        except MemoryError:
+        except MemoryError as exc:
+            try:
+                log.warn("console", "'" + name + "': out of memory (" + str(exc) + ")")
+            except MemoryError:
+                pass
             return _error(name, "internal", "out of memory"), entry
         except Exception as exc:  # a bug in a handler or the device must not kill the console
             log.error("console", "'" + name + "' raised " + type(exc).__name__ + ": " + str(exc)[:80])
