@@ -92,15 +92,17 @@ def open_port(
 READ_ONLY = {("status",), ("ident",), ("help",), ("config", "show"), ("config", "get"), ("dest", "list"),
              ("queue", "list"), ("queue", "dead"), ("log", "tail"), ("time", "get"), ("patient", "show"),
              ("worklist", "list"), ("worklist", "show")}
-# Commands of the session whose second run does what the first did (the reply mode, the lock).
-IDEMPOTENT = {("json",), ("lock",)}
+# Commands whose second run with the same words ends where the first did (the reply mode, the
+# lock, a staged value, a destination's settings, a save of what is staged): safe to ask again
+# when the device had no heap for the first reply, whether or not the first took effect.
+IDEMPOTENT = {("json",), ("lock",), ("config", "set"), ("config", "save"), ("dest", "add")}
 NO_MEMORY_RETRIES = 2
 NO_MEMORY_PAUSE_S = 0.3
 
 
-def _reads_only(words: tuple[object, ...]) -> bool:
+def _repeatable(words: tuple[object, ...]) -> bool:
     head = tuple(str(w) for w in words[:2])
-    return head[:1] in READ_ONLY or head in READ_ONLY or head[:1] in IDEMPOTENT
+    return head[:1] in READ_ONLY or head in READ_ONLY or head[:1] in IDEMPOTENT or head in IDEMPOTENT
 
 
 class DeviceConsole:
@@ -144,9 +146,9 @@ class DeviceConsole:
 
     def call(self, *words: object, timeout_s: float | None = None) -> Any:
         """Run one command; return its `data`, or raise the DeviceError subclass for its code.
-        A command that only reads (or whose second run changes nothing: `json on`, `lock`) is
-        asked again when the device had no heap for its reply (a board's RAM is briefly short
-        while it stores and sends); one with effects never is, since its effect may have
+        A command that only reads, or whose second run ends where the first did (IDEMPOTENT),
+        is asked again when the device had no heap for its reply (a board's RAM is briefly
+        short while it stores and sends); any other never is, since its effect may have
         happened before the reply failed."""
         if self._serial is None:
             raise TransportError("console is not open")
@@ -156,7 +158,7 @@ class DeviceConsole:
             self._write(line.encode() + b"\r")
             reply = self._read_reply(str(words[0]) if words else "", timeout_s or self.timeout_s)
             short = not reply.get("ok") and "out of memory" in str(reply.get("error", ""))
-            if not (short and _reads_only(words)) or attempt == NO_MEMORY_RETRIES:
+            if not (short and _repeatable(words)) or attempt == NO_MEMORY_RETRIES:
                 break
             time.sleep(NO_MEMORY_PAUSE_S)
         if reply.get("ok"):

@@ -84,29 +84,38 @@ class _ShortOfMemory:
         return self.method(*args)
 
 
-def test_a_read_is_asked_again_when_the_device_had_no_heap_but_a_change_is_not(
+def test_a_read_or_a_repeatable_change_is_asked_again_when_the_device_had_no_heap(
         server: ConsoleServer) -> None:
     status = _ShortOfMemory(server.device.status, 1)
     add = _ShortOfMemory(server.device.add_destination, 1)
+    remove = _ShortOfMemory(server.device.remove_destination, 1)
     server.device.status = status
     server.device.add_destination = add
+    server.device.remove_destination = remove
     with DeviceConsole(server.url, timeout_s=5) as dev:
         assert dev.call("status")["queue_depth"] == 1
         assert status.calls == 2
         dev.call("config", "set", "pin", "4321")  # a destination needs a PIN first (commissioning)
+        # Adding the same destination twice ends where adding it once does.
+        dev.call("dest", "add", "pacs", "PACS", "127.0.0.1", "104")
+        assert add.calls == 2
+        assert [d["name"] for d in dev.call("dest", "list")].count("pacs") == 1
         with pytest.raises(transport.OperationFailed, match="out of memory"):
-            dev.call("dest", "add", "pacs", "PACS", "127.0.0.1", "104")
-        assert add.calls == 1  # it may have run before its reply failed: never twice
+            dev.call("dest", "remove", "pacs")
+        assert remove.calls == 1  # it may have run before its reply failed: never twice
 
 
 def test_the_worklist_reads_are_read_only_and_its_changes_are_not() -> None:
-    assert transport._reads_only(("worklist", "list", 21)) and transport._reads_only(("worklist", "show", 3))
+    assert transport._repeatable(("worklist", "list", 21)) and transport._repeatable(("worklist", "show", 3))
     for words in (("worklist", "refresh"), ("worklist", "select", 3), ("worklist", "clear")):
-        assert not transport._reads_only(words), words
+        assert not transport._repeatable(words), words
 
 
 def test_the_session_commands_that_change_nothing_twice_are_asked_again() -> None:
     # `json on` opens every session: on a busy board a refusal for heap must not end it.
-    assert transport._reads_only(("json", "on")) and transport._reads_only(("lock",))
-    for words in (("unlock", "1234"), ("config", "set", "pin", "1234"), ("reboot",)):
-        assert not transport._reads_only(words), words
+    assert transport._repeatable(("json", "on")) and transport._repeatable(("lock",))
+    assert transport._repeatable(("config", "set", "pin", "1234"))
+    assert transport._repeatable(("config", "save"))
+    # A wrong PIN counts against the lockout each time it is tried; the rest act once each.
+    for words in (("unlock", "1234"), ("reboot",), ("dest", "remove", "pacs"), ("queue", "retry")):
+        assert not transport._repeatable(words), words
