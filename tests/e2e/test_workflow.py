@@ -389,3 +389,33 @@ def test_mpps_refused_step_is_kept_until_an_operator_retries_it(board: str, tmp_
                 console.call("study", "end")
             until(lambda: mpps.sets, 60, "created on the retry, then set")
             assert len(mpps.creates) == 2 and mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_mpps_n_set_failures_transient_repeated_permanent_kept(board: str, tmp_path: Path) -> None:
+    """N-SET answered 0110 (processing failure) goes again by itself; answered 0120 (missing
+    attribute) the step is flagged and kept until an operator retries it: never dropped."""
+    with (
+        peers.pynetdicom_scp(aet="ARCHIVE") as store,
+        peers.mpps_scp(sets=[0x0110, 0x0120, 0x0000]) as mpps,
+    ):
+        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
+                             retry_max_ms=1000)
+        with Emulator(board, tmp_path / "flash", config=config,
+                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
+            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
+            assert len(sent["acked"]) == 1, sent["output"]
+            until(lambda: mpps.creates and store.received, 60, "created and stored")
+            with DeviceConsole(device.console_path, timeout_s=60) as console:
+                console.call("study", "end")
+            until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged after 0110, 0120")
+            assert len(mpps.sets) == 2 and mpps.sets[0][0] == mpps.sets[1][0]
+            time.sleep(2)
+            assert len(mpps.sets) == 2  # a refused step is not sent again by itself
+            st = status(device)["mpps"]
+            assert "0x0120" in (st["last_error"] or "") and st["done"] == 0, st
+            with DeviceConsole(device.console_path, timeout_s=60) as console:
+                console.call("queue", "retry", "mpps")
+            until(lambda: status(device)["mpps"]["done"] == 1, 60, "completed on the operator's retry")
+        assert len(mpps.creates) == 1 and len(mpps.sets) == 3
+        assert mpps.sets[-1][1].PerformedProcedureStepStatus == "COMPLETED"
