@@ -329,14 +329,18 @@ class MppsSCP(Peer):
         super().__init__(port, None, aet)
         self.creates: list[Any] = []  # (SOP Instance UID, data set) of each N-CREATE
         self.sets: list[Any] = []  # (SOP Instance UID, data set) of each N-SET
+        self.created: set[str] = set()  # the instances this SCP holds
         self.statuses: dict[str, list[int]] = {"create": [], "set": []}
 
 
 @contextmanager
 def mpps_scp(port: int | None = None, aet: str = "PYMPPS", create: list[int] | None = None,
-             sets: list[int] | None = None) -> Iterator[MppsSCP]:
+             sets: list[int] | None = None, answer_lost: bool = False) -> Iterator[MppsSCP]:
     """A pynetdicom MPPS SCP (PS3.4 F.7) on 127.0.0.1: each N-CREATE and N-SET is recorded and
-    answered with the next status of `create` / `sets` (the last one repeats; success by default)."""
+    answered with the next status of `create` / `sets` (the last one repeats; success by default).
+    An N-CREATE for an instance it holds already is answered 0111, duplicate SOP instance (PS3.7
+    10.1.5.1.6), as an RIS does. `answer_lost`: the first N-CREATE creates the instance whatever
+    status it answers, as when the answer is lost on its way back."""
     from pynetdicom import AE, evt
     from pynetdicom.sop_class import ModalityPerformedProcedureStep  # type: ignore[attr-defined]
 
@@ -349,8 +353,13 @@ def mpps_scp(port: int | None = None, aet: str = "PYMPPS", create: list[int] | N
         return queue.pop(0) if len(queue) > 1 else queue[0]
 
     def on_create(event: Any) -> tuple[int, Any]:
-        peer.creates.append((str(event.request.AffectedSOPInstanceUID), event.attribute_list))
+        uid = str(event.request.AffectedSOPInstanceUID)
+        peer.creates.append((uid, event.attribute_list))
+        if uid in peer.created:
+            return 0x0111, None
         status = next_status("create")
+        if status == 0 or answer_lost:
+            peer.created.add(uid)
         return status, (event.attribute_list if status == 0 else None)
 
     def on_set(event: Any) -> tuple[int, Any]:

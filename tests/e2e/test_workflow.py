@@ -341,7 +341,10 @@ def test_kill_between_n_create_and_n_set_completes_the_step_after_restart(board:
                 ended = console.call("study", "end")
             assert ended["mpps"], ended
             until(lambda: mpps.sets, 60, "the N-SET after the restart")
-        assert len(mpps.creates) == 1  # not created twice
+        # The kill may fall after the SCP took the N-CREATE and before the device noted its
+        # answer: then it goes again under the same UID, the SCP says 0111, and that is done.
+        assert {uid for uid, _ in mpps.creates} == mpps.created and len(mpps.created) == 1
+        assert len(mpps.sets) == 1
         uid, done = mpps.sets[0]
         assert uid == mpps.creates[0][0] and done.PerformedProcedureStepStatus == "COMPLETED"
         assert sorted(performed(done)) == sorted(str(d.SOPInstanceUID) for d in store.received)
@@ -419,3 +422,28 @@ def test_mpps_n_set_failures_transient_repeated_permanent_kept(board: str, tmp_p
             until(lambda: status(device)["mpps"]["done"] == 1, 60, "completed on the operator's retry")
         assert len(mpps.creates) == 1 and len(mpps.sets) == 3
         assert mpps.sets[-1][1].PerformedProcedureStepStatus == "COMPLETED"
+
+
+@pytest.mark.parametrize("board", BOARDS)
+def test_a_repeated_n_create_answered_duplicate_counts_as_created(board: str, tmp_path: Path) -> None:
+    """The SCP created the step but its answer never came back as success: the device sends the
+    same N-CREATE again, the SCP answers 0111 (it holds that UID), and the step goes on."""
+    with (
+        peers.pynetdicom_scp(aet="ARCHIVE") as store,
+        peers.mpps_scp(create=[0x0110], answer_lost=True) as mpps,
+    ):
+        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
+                             retry_max_ms=1000)
+        with Emulator(board, tmp_path / "flash", config=config,
+                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
+            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
+            assert len(sent["acked"]) == 1, sent["output"]
+            until(lambda: len(mpps.creates) >= 2 and store.received, 60, "the N-CREATE sent again")
+            with DeviceConsole(device.console_path, timeout_s=60) as console:
+                console.call("study", "end")
+            until(lambda: mpps.sets, 60, "the N-SET after the duplicate answer")
+            until(lambda: status(device)["mpps"]["done"] == 1, 30, "the step done")
+            st = status(device)["mpps"]
+            assert st["refused"] == 0 and st["pending"] == 0, st
+        assert len(mpps.creates) == 2 and mpps.creates[0][0] == mpps.creates[1][0] == mpps.sets[0][0]
+        assert mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
