@@ -259,6 +259,16 @@ class TestWriter(unittest.TestCase):
                 data, _ = encode("sc", fmt, 10, 3, chunk=chunk)
                 self.assertEqual(elements(data)[0x7FE00010], elements(whole)[0x7FE00010])
 
+    def test_the_character_set_follows_the_context_alone(self):
+        # The writer declares UTF-8 from the context's values only: that holds while every
+        # value the attribute tables give themselves is ASCII.
+        from modgate.dicom import attrs
+
+        for text in [attrs._COMMON] + list(attrs._TABLES.values()):
+            self.assertTrue(all(ord(ch) < 128 for ch in text))
+        plain = elements(encode("sc", "GRAY8", 2, 2, ctx=context(patient_name="Doe^J"))[0])
+        self.assertNotIn(0x00080005, plain)
+
     def test_text_values(self):
         ctx = context(patient_name="Müller^Zoë", patient_id="ABC", institution_name="St Mary's",
                       patient_sex="F")

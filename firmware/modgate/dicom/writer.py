@@ -55,6 +55,13 @@ def _ascii(value):
     return True
 
 
+def _all_ascii(ctx):
+    for key in ctx:
+        if not _ascii(ctx[key]):
+            return False
+    return True
+
+
 def _sequence(value):
     """The items of a sequence: a context gives them encoded (Explicit VR LE, defined lengths,
     modgate.dicom.dataset) in base64, so it stays small and JSON (a series' note keeps it);
@@ -214,12 +221,13 @@ class ObjectWriter:
         self.bytes_written = part10.write_meta(
             self._stream, self.iod["sop_class_uid"], self.sop_instance_uid, part10.EXPLICIT_VR_LE)
         uid = self.sop_instance_uid
-        # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII.
-        utf8 = bool(ctx.get("items_not_ascii"))
-        for _, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
-            if utf8 or not _ascii(value):
-                self._element(0x00080005, "CS", "ISO_IR 192")
-                break
+        # PS3.3 C.12.1.1.2: UTF-8 whenever a value is not ASCII. Text beyond ASCII can come only
+        # from the context (the tables' own values and the computed ones are ASCII), so its
+        # values are looked at, not every attribute: a second walk of the tables cost half of
+        # an object's header work. A non-ASCII value of a field this IOD leaves out declares
+        # UTF-8 all the same, which ASCII text is too.
+        if ctx.get("items_not_ascii") or not _all_ascii(ctx):
+            self._element(0x00080005, "CS", "ISO_IR 192")
         for tag, vr, value in iods.attributes(self.iod_name, self.layout, ctx, uid):
             self._element(tag, vr, value)
         if self._comments is not None and self._comments[1] + self._timing[1] + 12 > _LT_MAX:
