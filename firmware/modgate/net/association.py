@@ -124,7 +124,7 @@ class Association:
         """Send buf[start:end], the rest of a write send_now began. False when the association ended."""
         if self._broken is None:
             try:
-                await self.conn.send_all(self.mv[start:end], self.timeouts["dimse"])
+                await self.conn.send_all(self.mv[start:end], self.timeouts["dimse"], True)
             except (LinkClosed, LinkTimeout) as exc:
                 self._broken = exc
         return not await self._check_broken()

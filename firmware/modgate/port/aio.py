@@ -73,7 +73,14 @@ def _take_slot(task, timeout_ms):
     return None  # every slot taken: that wait goes through wait_for instead
 
 
+# The reaper stays this many empty rounds before it ends: a sender waiting for room after every
+# PDU would otherwise start a new reaper task (and its coroutine) per wait, most of the heap
+# churn of a C-STORE to a slow archive.
+REAP_IDLE_ROUNDS = 20
+
+
 async def _reap():
+    idle = 0
     try:
         while True:
             now = _core.ticks()
@@ -90,7 +97,8 @@ async def _reap():
                     task.cancel()  # leaves the I/O queue, resumes with CancelledError
                 elif 0 < left < nearest:
                     nearest = left
-            if not busy:
+            idle = 0 if busy else idle + 1
+            if idle > REAP_IDLE_ROUNDS:
                 return
             await asyncio.sleep_ms(nearest)
     finally:

@@ -68,12 +68,14 @@ class Connection:
         """What a task waits on for input (port.aio.readable)."""
         return self.sock
 
-    async def send_all(self, data, timeout_ms):
+    async def send_all(self, data, timeout_ms, full=False):
         """Write every byte of `data` (bytes, bytearray or memoryview) within `timeout_ms`; a
-        peer that stops reading is a LinkTimeout, never a hang. Other tasks run while it waits."""
+        peer that stops reading is a LinkTimeout, never a hang. Other tasks run while it waits.
+        `full`: the socket just took less than it was given, so wait for room before trying
+        (a send into a full socket only raises EAGAIN, an exception made per PDU)."""
         view = memoryview(data)
         total = len(view)
-        sent = self.send_now(view)
+        sent = 0 if full else self.send_now(view)
         if sent >= total:
             return
         until = deadline(timeout_ms)

@@ -230,7 +230,8 @@ class TlsConnection(sockets.Connection):
             self._established()
         return n
 
-    async def send_all(self, data, timeout_ms):
+    async def send_all(self, data, timeout_ms, full=False):
+        # `full` is not taken up: the session may need to read before it can write again.
         view = memoryview(data)
         total = len(view)
         sent = self.send_now(view)
