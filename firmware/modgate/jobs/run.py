@@ -32,7 +32,7 @@ SHUTDOWN_MS = 3000
 # (a queue entry, a log line) land low instead of splitting the one large free block the next
 # frame or association needs. On the 96 KB board it took the largest free block after a
 # delivery run from ~2 KB to ~11 KB (docs/architecture.md).
-GC_THRESHOLD_SHARE = 24
+GC_THRESHOLD_SHARE = 12
 GC_THRESHOLD_MIN = 2048
 LISTEN_RETRY_MS = 30000  # the orderly releases before a reboot may take this long, no more
 _NO_MEMORY_REPLY = b'{"ok": false, "cmd": "", "code": "internal", "error": "out of memory; try again"}\r\n'
