@@ -228,6 +228,8 @@ class CommitmentSCP(ScriptedSCP):
         self.errors: list[str] = []
         self.report = "same"
         self.fail: set[str] = set()
+        self.fail_once = 0  # this many of the first references asked about are failed, once each
+        self.failed_once: list[str] = []
         self.stored: set[str] = set()
 
 
@@ -241,8 +243,9 @@ def commitment_scp(report: str = "same", device: tuple[str, int] | None = None, 
     "same" (N-EVENT-REPORT on the request's association), "new" (a new association to the
     device's listener `device` = (AE title, port), proposing the SCP role, PS3.7 D.3.3.4), or
     "none". An object whose SOP Instance UID is in `fail` (the set may change while it runs) or
-    that it never stored is reported failed (0x0112 no such object instance); the rest committed.
-    `syntax` restricts the transfer syntax of the report association."""
+    that it never stored is reported failed (0x0112 no such object instance), and so are the first
+    `fail_once` references it is asked about (once each); the rest committed. `syntax` restricts
+    the transfer syntax of the report association."""
     from pydicom.dataset import Dataset
     from pynetdicom import AE, AllStoragePresentationContexts, build_role, evt
     from pynetdicom.sop_class import StorageCommitmentPushModel, Verification  # type: ignore[attr-defined]
@@ -269,7 +272,10 @@ def commitment_scp(report: str = "same", device: tuple[str, int] | None = None, 
             item.ReferencedSOPClassUID = ref.ReferencedSOPClassUID
             item.ReferencedSOPInstanceUID = ref.ReferencedSOPInstanceUID
             uid = str(ref.ReferencedSOPInstanceUID)
-            if uid in peer.fail or uid not in peer.stored:
+            once = len(peer.failed_once) < peer.fail_once and uid not in peer.failed_once
+            if once:
+                peer.failed_once.append(uid)
+            if once or uid in peer.fail or uid not in peer.stored:
                 item.FailureReason = 0x0112
                 bad.append(item)
             else:
