@@ -107,18 +107,22 @@ class Association:
         `new_pdu`: this write starts a PDU (send_pdu's check for a peer that spoke applies).
         Returns the bytes written (fewer than nbytes: await send_tail for the rest), or -1 when
         the association has ended or the peer spoke (await settle() to take that through the
-        table)."""
+        table). A transport that fails raises OSError or LinkClosed: the caller, a coroutine
+        whose frame is on the heap once, hands it to send_failed (a handler here would cost a
+        heap frame per PDU on MicroPython)."""
         if self.fsm.state != 6 or self._broken is not None:
             return -1
         if new_pdu:
             self._sent += 1
             if not self._sent & 7 and self.conn.readable(0):
                 return -1
-        try:
-            return self.conn.send_now(self.mv[:nbytes])
-        except LinkClosed as exc:
-            self._broken = exc
-            return -1
+        return self.conn.write_now(self.mv[:nbytes])
+
+    def send_failed(self, exc):
+        """What send_now raised: the transport is gone; -1, as send_now says (await settle())."""
+        self._broken = exc if isinstance(exc, LinkClosed) else LinkClosed(
+            "send to " + self.peer + " failed: " + str(exc))
+        return -1
 
     async def send_tail(self, start, end):
         """Send buf[start:end], the rest of a write send_now began. False when the association ended."""

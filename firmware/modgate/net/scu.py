@@ -14,7 +14,7 @@ import struct
 from modgate import log
 from modgate.compat import ticks_diff, ticks_ms
 from modgate.dicom import part10
-from modgate.errors import ConfigError, DeliveryError, EncodeError, ModgateError, TlsError
+from modgate.errors import ConfigError, DeliveryError, EncodeError, LinkClosed, ModgateError, TlsError
 from modgate.net import DEFAULT_MAX_PDU, STORAGE_COMMITMENT, aetitle, dimse, items, pdu, storage_classes
 from modgate.net.association import NOT_ANSWERED, Association, buffer_size, pack_pdv_header
 from modgate.port import aio, fs
@@ -377,12 +377,22 @@ class ServiceUser:
             first = True
             while first or frag:
                 n = cap - at if cap - at < frag else frag
-                problem = _fill(reader, mv, at, at + n)
-                if problem is not None:
-                    await self._unreadable(assoc, problem)
-                frag -= n
                 end = at + n
-                sent = assoc.send_now(end, first)
+                # Read exactly n bytes (the PDU header promised them); the handlers are this
+                # coroutine's, whose frame is on the heap once, not a helper's per write.
+                try:
+                    while at < end:
+                        k = reader.readinto(mv[at:end])
+                        if not k:
+                            raise EncodeError("data set ended before the length counted for it")
+                        at += k
+                except (EncodeError, OSError) as exc:
+                    await self._unreadable(assoc, exc)
+                frag -= n
+                try:
+                    sent = assoc.send_now(end, first)
+                except (OSError, LinkClosed) as exc:
+                    sent = assoc.send_failed(exc)
                 if sent != end:
                     await self._send_rest(assoc, sent, end)
                 first = False
@@ -421,7 +431,10 @@ class ServiceUser:
                 await self._unreadable(assoc, got if isinstance(got, OSError) else
                                        EncodeError("data set shorter than its length"))
             end = 12 + frag
-            sent = assoc.send_now(end, True)
+            try:
+                sent = assoc.send_now(end, True)
+            except (OSError, LinkClosed) as exc:
+                sent = assoc.send_failed(exc)
             if sent != end:
                 await self._send_rest(assoc, sent, end)
             if left and ticks_diff(ticks_ms(), turn) >= YIELD_MS:
@@ -593,20 +606,6 @@ class StoreSession(ServiceUser):
 
 
 _PDU_PDV = ">BBLLBB"  # P-DATA-TF header and one PDV item header, back to back (PS3.8 9.3.5)
-
-
-def _fill(reader, mv, start, end):
-    """Read the next data set bytes into mv[start:end], exactly (the PDU header promised them):
-    None, or the error that stopped it."""
-    try:
-        while start < end:
-            k = reader.readinto(mv[start:end])
-            if not k:
-                return EncodeError("data set ended before the length counted for it")
-            start += k
-    except (EncodeError, OSError) as exc:
-        return exc
-    return None
 
 
 def _drop(fragment):

@@ -200,6 +200,7 @@ class TlsConnection(sockets.Connection):
         # OpenSSL may need the opposite direction of the call (a read during a write in the
         # handshake); mbedTLS's socket maps its poll itself, so on MicroPython this stays False.
         self._reverse = False
+        self.write_now = self.send_now  # a TLS write may need a read first: always the full path
 
     def cork(self, on):
         self.tcp.cork(on)
