@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,23 @@ def test_kill_between_n_action_and_report_resumes_and_deletes_nothing_early(boar
         assert not archive.errors, archive.errors
 
 
+@contextmanager
+def mpps_session(board: str, tmp_path: Path, frames: int, **scp: Any) -> Iterator[tuple[Any, Any, Emulator]]:
+    """An archive, an MPPS SCP answering as `scp` says (peers.mpps_scp), and a board reporting
+    to it with quick retries, `frames` frames already acknowledged: (store, mpps, device)."""
+    with (
+        peers.pynetdicom_scp(aet="ARCHIVE") as store,
+        peers.mpps_scp(**scp) as mpps,
+    ):
+        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
+                             retry_max_ms=1000)
+        with Emulator(board, tmp_path / "flash", config=config,
+                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
+            sent = simulate(device.frames_url, tmp_path / "r.json", frames, "32x32", "GRAY8")
+            assert len(sent["acked"]) == frames, sent["output"]
+            yield store, mpps, device
+
+
 def performed(ds: Any) -> list[str]:
     """The SOP Instance UIDs an N-SET's Performed Series Sequence lists."""
     return [str(i.ReferencedSOPInstanceUID) for s in ds.PerformedSeriesSequence
@@ -293,31 +311,22 @@ def test_the_listener_takes_only_destinations_and_answers_c_echo(board: str, tmp
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_mpps_failure_retried_and_discontinued_with_reason(board: str, tmp_path: Path) -> None:
-    with (
-        peers.pynetdicom_scp(aet="ARCHIVE") as store,
-        peers.mpps_scp(create=[0x0110, 0x0000]) as mpps,
-    ):
-        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
-                             retry_max_ms=1000)
-        with Emulator(board, tmp_path / "flash", config=config,
-                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
-            sent = simulate(device.frames_url, tmp_path / "r.json", 2, "32x32", "GRAY8")
-            assert len(sent["acked"]) == 2, sent["output"]
-            # 0110 processing failure: the same N-CREATE again, then success.
-            until(lambda: len(mpps.creates) >= 2, 60, "the N-CREATE repeated after a failure")
-            assert mpps.creates[0][0] == mpps.creates[1][0]
-            with DeviceConsole(device.console_path, timeout_s=60) as console:
-                console.call("study", "discontinue", "equipment", "tube failed")
-            until(lambda: mpps.sets, 60, "an N-SET")
-            uid, ds = mpps.sets[-1]
-            assert uid == mpps.creates[0][0]
-            assert ds.PerformedProcedureStepStatus == "DISCONTINUED"
-            code = ds.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
-            assert (code.CodeValue, code.CodingSchemeDesignator) == ("110501", "DCM")
-            assert ds.CommentsOnThePerformedProcedureStep == "tube failed"
-            until(lambda: status(device)["mpps"]["done"] == 1, 30, "the step done")
-            st = status(device)["mpps"]
-            assert st["pending"] == 0 and st["refused"] == 0, st
+    with mpps_session(board, tmp_path, 2, create=[0x0110, 0x0000]) as (store, mpps, device):
+        # 0110 processing failure: the same N-CREATE again, then success.
+        until(lambda: len(mpps.creates) >= 2, 60, "the N-CREATE repeated after a failure")
+        assert mpps.creates[0][0] == mpps.creates[1][0]
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            console.call("study", "discontinue", "equipment", "tube failed")
+        until(lambda: mpps.sets, 60, "an N-SET")
+        uid, ds = mpps.sets[-1]
+        assert uid == mpps.creates[0][0]
+        assert ds.PerformedProcedureStepStatus == "DISCONTINUED"
+        code = ds.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
+        assert (code.CodeValue, code.CodingSchemeDesignator) == ("110501", "DCM")
+        assert ds.CommentsOnThePerformedProcedureStep == "tube failed"
+        until(lambda: status(device)["mpps"]["done"] == 1, 30, "the step done")
+        st = status(device)["mpps"]
+        assert st["pending"] == 0 and st["refused"] == 0, st
 
 
 @pytest.mark.parametrize("board", BOARDS)
@@ -372,52 +381,35 @@ def test_orthanc_commits_on_a_new_association_to_the_listener(board: str, tmp_pa
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_mpps_refused_step_is_kept_until_an_operator_retries_it(board: str, tmp_path: Path) -> None:
-    with (
-        peers.pynetdicom_scp(aet="ARCHIVE") as store,
-        peers.mpps_scp(create=[0x0120, 0x0000]) as mpps,  # missing attribute: a permanent failure
-    ):
-        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200)
-        with Emulator(board, tmp_path / "flash", config=config,
-                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
-            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
-            assert len(sent["acked"]) == 1, sent["output"]
-            until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged")
-            time.sleep(2)
-            assert len(mpps.creates) == 1  # not sent again by itself
-            assert "0x0120" in (status(device)["mpps"]["last_error"] or "")
-            with DeviceConsole(device.console_path, timeout_s=60) as console:
-                console.call("queue", "retry", "mpps")
-                console.call("study", "end")
-            until(lambda: mpps.sets, 60, "created on the retry, then set")
-            assert len(mpps.creates) == 2 and mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
+    with mpps_session(board, tmp_path, 1, create=[0x0120, 0x0000]) as (store, mpps, device):
+        until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged")
+        time.sleep(2)
+        assert len(mpps.creates) == 1  # not sent again by itself
+        assert "0x0120" in (status(device)["mpps"]["last_error"] or "")
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            console.call("queue", "retry", "mpps")
+            console.call("study", "end")
+        until(lambda: mpps.sets, 60, "created on the retry, then set")
+        assert len(mpps.creates) == 2 and mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
 
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_mpps_n_set_failures_transient_repeated_permanent_kept(board: str, tmp_path: Path) -> None:
     """N-SET answered 0110 (processing failure) goes again by itself; answered 0120 (missing
     attribute) the step is flagged and kept until an operator retries it: never dropped."""
-    with (
-        peers.pynetdicom_scp(aet="ARCHIVE") as store,
-        peers.mpps_scp(sets=[0x0110, 0x0120, 0x0000]) as mpps,
-    ):
-        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
-                             retry_max_ms=1000)
-        with Emulator(board, tmp_path / "flash", config=config,
-                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
-            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
-            assert len(sent["acked"]) == 1, sent["output"]
-            until(lambda: mpps.creates and store.received, 60, "created and stored")
-            with DeviceConsole(device.console_path, timeout_s=60) as console:
-                console.call("study", "end")
-            until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged after 0110, 0120")
-            assert len(mpps.sets) == 2 and mpps.sets[0][0] == mpps.sets[1][0]
-            time.sleep(2)
-            assert len(mpps.sets) == 2  # a refused step is not sent again by itself
-            st = status(device)["mpps"]
-            assert "0x0120" in (st["last_error"] or "") and st["done"] == 0, st
-            with DeviceConsole(device.console_path, timeout_s=60) as console:
-                console.call("queue", "retry", "mpps")
-            until(lambda: status(device)["mpps"]["done"] == 1, 60, "completed on the operator's retry")
+    with mpps_session(board, tmp_path, 1, sets=[0x0110, 0x0120, 0x0000]) as (store, mpps, device):
+        until(lambda: mpps.creates and store.received, 60, "created and stored")
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            console.call("study", "end")
+        until(lambda: status(device)["mpps"]["refused"] == 1, 60, "the step flagged after 0110, 0120")
+        assert len(mpps.sets) == 2 and mpps.sets[0][0] == mpps.sets[1][0]
+        time.sleep(2)
+        assert len(mpps.sets) == 2  # a refused step is not sent again by itself
+        st = status(device)["mpps"]
+        assert "0x0120" in (st["last_error"] or "") and st["done"] == 0, st
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            console.call("queue", "retry", "mpps")
+        until(lambda: status(device)["mpps"]["done"] == 1, 60, "completed on the operator's retry")
         assert len(mpps.creates) == 1 and len(mpps.sets) == 3
         assert mpps.sets[-1][1].PerformedProcedureStepStatus == "COMPLETED"
 
@@ -426,22 +418,13 @@ def test_mpps_n_set_failures_transient_repeated_permanent_kept(board: str, tmp_p
 def test_a_repeated_n_create_answered_duplicate_counts_as_created(board: str, tmp_path: Path) -> None:
     """The SCP created the step but its answer never came back as success: the device sends the
     same N-CREATE again, the SCP answers 0111 (it holds that UID), and the step goes on."""
-    with (
-        peers.pynetdicom_scp(aet="ARCHIVE") as store,
-        peers.mpps_scp(create=[0x0110], answer_lost=True) as mpps,
-    ):
-        config = config_file(tmp_path, mpps_scp=f"{mpps.aet}@127.0.0.1:{mpps.port}", retry_base_ms=200,
-                             retry_max_ms=1000)
-        with Emulator(board, tmp_path / "flash", config=config,
-                      dests=[f"ARCHIVE@127.0.0.1:{store.port}"]) as device:
-            sent = simulate(device.frames_url, tmp_path / "r.json", 1, "32x32", "GRAY8")
-            assert len(sent["acked"]) == 1, sent["output"]
-            until(lambda: len(mpps.creates) >= 2 and store.received, 60, "the N-CREATE sent again")
-            with DeviceConsole(device.console_path, timeout_s=60) as console:
-                console.call("study", "end")
-            until(lambda: mpps.sets, 60, "the N-SET after the duplicate answer")
-            until(lambda: status(device)["mpps"]["done"] == 1, 30, "the step done")
-            st = status(device)["mpps"]
-            assert st["refused"] == 0 and st["pending"] == 0, st
+    with mpps_session(board, tmp_path, 1, create=[0x0110], answer_lost=True) as (store, mpps, device):
+        until(lambda: len(mpps.creates) >= 2 and store.received, 60, "the N-CREATE sent again")
+        with DeviceConsole(device.console_path, timeout_s=60) as console:
+            console.call("study", "end")
+        until(lambda: mpps.sets, 60, "the N-SET after the duplicate answer")
+        until(lambda: status(device)["mpps"]["done"] == 1, 30, "the step done")
+        st = status(device)["mpps"]
+        assert st["refused"] == 0 and st["pending"] == 0, st
         assert len(mpps.creates) == 2 and mpps.creates[0][0] == mpps.creates[1][0] == mpps.sets[0][0]
         assert mpps.sets[0][1].PerformedProcedureStepStatus == "COMPLETED"
