@@ -288,7 +288,6 @@ class FrameReceiver:
         self.target = None
         self.nak = 0
         self.busy_ms = 0
-        self.busy_text = "spool full"
         self.stats["frames"] += 1
         self.crc = binascii.crc32(memoryview(self.hold)[0:HEADER_SIZE])
         self.held = 0
@@ -347,7 +346,15 @@ class FrameReceiver:
         except SpoolFull:
             self.busy_ms = _SPOOL_FULL_RETRY_MS
         except MemoryError:
-            self._short_of_memory("begin_frame")
+            # Before any of the frame is stored: BUSY, and the resend finds room (a commit that
+            # runs out of memory stays a NAK: it may have stored the object).
+            self.target = None
+            self.busy_ms = _NO_MEMORY_RETRY_MS
+            self.busy_text = "no memory"
+            try:
+                log.warn("ingest", self.source_id + ": no heap for a frame: BUSY")
+            except MemoryError:
+                pass
         except FrameError as exc:
             self._refuse(exc.code or NAK_REFUSED, str(exc))
             self.left = header["payload_length"]
@@ -422,17 +429,6 @@ class FrameReceiver:
         if len(self.recent) > _DEDUP:
             self.recent.pop(0)
         self._respond(ACK, seq, 0, 0, uid)
-
-    def _short_of_memory(self, where):
-        # Before any of the frame is stored (a commit that runs out of memory stays a NAK: it
-        # may have stored the object, and a resend would make it twice).
-        self.target = None
-        self.busy_ms = _NO_MEMORY_RETRY_MS
-        self.busy_text = "no memory"
-        try:
-            log.warn("ingest", self.source_id + ": no heap for a frame (" + where + "): BUSY")
-        except MemoryError:
-            pass
 
     def _abort(self):
         target = self.target
