@@ -380,11 +380,9 @@ class Worklist:
                     # changes nothing until it ends well, so it may simply run again.
                     if attempt == NO_HEAP_RETRIES or not _no_heap(exc):
                         raise
-                    exc = None
+                    exc = None  # its traceback holds the failed query's frames: let them go
                     unload_dicom()
-                    settle = getattr(self.device, "settle_heap", None)
-                    if settle is not None:
-                        settle()
+                    self.device.settle_heap()
                     beat()
                     await aio.sleep_ms(NO_HEAP_PAUSE_MS)
             self.last_error = None

@@ -98,6 +98,9 @@ class Device:
     def note_clock_unset(self):
         pass
 
+    def settle_heap(self):
+        pass
+
 
 def fill(worklist, identifiers, explicit=True, chunk=7, age_s=0):
     """Feed identifiers to a refresh's sink as a FindSession would (in fragments), then commit."""
