@@ -96,13 +96,14 @@ READ_ONLY = {("status",), ("ident",), ("help",), ("config", "show"), ("config", 
 # lock, a staged value, a destination's settings, a save of what is staged): safe to ask again
 # when the device had no heap for the first reply, whether or not the first took effect.
 IDEMPOTENT = {("json",), ("lock",), ("config", "set"), ("config", "save"), ("dest", "add")}
+_REPEATABLE = READ_ONLY | IDEMPOTENT
 NO_MEMORY_RETRIES = 2
 NO_MEMORY_PAUSE_S = 0.3
 
 
 def _repeatable(words: tuple[object, ...]) -> bool:
     head = tuple(str(w) for w in words[:2])
-    return head[:1] in READ_ONLY or head in READ_ONLY or head[:1] in IDEMPOTENT or head in IDEMPOTENT
+    return head[:1] in _REPEATABLE or head in _REPEATABLE
 
 
 class DeviceConsole:
